@@ -1,0 +1,105 @@
+"""Wiring: from a validated Config to running sources, a store, and what the HTTP server serves."""
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from .config import Config
+from .database import Database, open_database
+from .poller import Poller, ScheduledSource
+from .sources.batchinfo import BatchInfoSource
+from .sources.checks import ChecksSource
+from .sources.logfiles import LogFileSource
+from .sources.logscan import LogScanSource
+from .sources.runs import RunsSource
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+# the runs source may send up to three statements in one poll (window, last success, records)
+_STATEMENTS_PER_POLL = 3
+_DEADLINE_MARGIN = 2.0
+
+
+def open_databases(config: Config) -> dict[str, Database]:
+    """One Database object per configured database; connections open lazily per thread."""
+    return {
+        name: open_database(name, sqlite=db.sqlite, odbc=db.odbc,
+                            query_timeout=db.query_timeout, connect_timeout=db.connect_timeout)
+        for name, db in config.databases.items()
+    }
+
+
+def build_sources(config: Config, databases: dict[str, Database]) -> list[ScheduledSource]:
+    """Every source the configuration asks for, with its interval and deadline."""
+    scheduled: list[ScheduledSource] = []
+    state_dir = Path(config.global_.state_dir) if config.global_.state_dir else None
+    for name, batch in config.batches.items():
+        interval = config.batch_poll_interval(batch)
+        scheduled.append(ScheduledSource(BatchInfoSource(name, batch), interval, None))
+        if batch.database is not None:
+            db_config = config.databases[batch.database]
+            db = databases[batch.database]
+            deadline = db_config.connect_timeout + _STATEMENTS_PER_POLL * db_config.query_timeout + _DEADLINE_MARGIN
+            if batch.runs is not None:
+                runs = RunsSource(name, batch, db, text_timestamps=db_config.sqlite is not None)
+                scheduled.append(ScheduledSource(runs, interval, deadline))
+            if batch.checks:
+                check_deadline = db_config.connect_timeout + len(batch.checks) * db_config.query_timeout \
+                    + _DEADLINE_MARGIN
+                scheduled.append(ScheduledSource(ChecksSource(name, batch.checks, db), interval, check_deadline))
+        for log_name, log_config in batch.logs.items():
+            log_interval = config.log_poll_interval(log_config)
+            scheduled.append(ScheduledSource(LogFileSource(name, log_name, log_config), log_interval, None))
+            scan = LogScanSource(name, log_name, log_config, state_dir)
+            scheduled.append(ScheduledSource(scan, log_interval, None))
+    return scheduled
+
+
+class Exporter:
+    """One configuration's sources, store and poller."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._databases = open_databases(config)
+        self.sources = build_sources(config, self._databases)
+        self.store = Store(s.source.name for s in self.sources)
+        self.poller = Poller(self.store, self.sources)
+
+    def start(self) -> None:
+        self.poller.start()
+
+    def stop(self) -> None:
+        self.poller.stop()
+        for db in self._databases.values():
+            db.close()
+
+
+class Runtime:
+    """What the HTTP server talks to; swaps exporters on reload so serving never stops."""
+
+    def __init__(self, exporter: Exporter) -> None:
+        self._exporter = exporter
+        self._lock = threading.Lock()
+
+    @property
+    def exporter(self) -> Exporter:
+        return self._exporter
+
+    def metrics_payload(self) -> tuple[bytes, bytes]:
+        return self._exporter.store.payload()
+
+    def is_ready(self) -> bool:
+        return self._exporter.store.all_polled()
+
+    def replace(self, config: Config) -> None:
+        """Apply a new, already validated configuration: poll it once, then swap."""
+        with self._lock:
+            old = self._exporter
+            old.stop()
+            new = Exporter(config)
+            new.poller.poll_all_once()
+            self._exporter = new
+            new.start()
+            log.info("configuration reloaded: %d sources", len(new.sources))

@@ -1,0 +1,199 @@
+"""Command line: run, once, check-config, schema, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from . import __version__
+from .app import Exporter, Runtime
+from .config import Config, ConfigError, json_schema, load_config
+from .web import DEFAULT_PORT, MetricsServer
+from .webconfig import WebConfig, WebConfigError, load_web_config
+
+log = logging.getLogger("batch_exporter")
+
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+def _add_config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config.file", dest="config", required=True, type=Path,
+                        help="configuration file (YAML)")
+
+
+def _add_serving_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--web.listen-address", dest="listen", default=f":{DEFAULT_PORT}",
+                        help=f"address to serve on (default :{DEFAULT_PORT})")
+    parser.add_argument("--web.config.file", dest="web_config", type=Path, default=None,
+                        help="exporter-toolkit web config: TLS and basic auth")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="batch-exporter", description="Prometheus exporter for batch jobs.")
+    parser.add_argument("--version", action="version", version=f"batch-exporter {__version__}")
+    parser.add_argument("--log.level", dest="log_level", choices=sorted(LOG_LEVELS), default="info")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="serve /metrics for a configuration")
+    _add_config_flag(run)
+    _add_serving_flags(run)
+
+    once = commands.add_parser("once", help="poll every source once and print the exposition")
+    _add_config_flag(once)
+
+    check = commands.add_parser("check-config", help="validate a configuration file")
+    _add_config_flag(check)
+
+    commands.add_parser("schema", help="print the JSON Schema of the configuration")
+
+    demo = commands.add_parser("demo", help="serve the embedded SQLite card-authorization demo")
+    demo.add_argument("--dir", type=Path, default=None, help="folder for the demo data (default: a temp folder)")
+    demo.add_argument("--interval", type=float, default=None, help="seconds between simulated nightly runs")
+    _add_serving_flags(demo)
+    return parser
+
+
+def _load(path: Path) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return None
+
+
+def _load_web(path: Path | None) -> tuple[bool, WebConfig | None]:
+    if path is None:
+        return True, None
+    try:
+        return True, load_web_config(path)
+    except WebConfigError as exc:
+        print(f"web configuration error: {exc}", file=sys.stderr)
+        return False, None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    sources = sum(
+        (1 if b.runs else 0) + (1 if b.checks else 0) + 2 * len(b.logs) + 1 for b in config.batches.values()
+    )
+    print(f"{args.config}: OK ({len(config.batches)} batches, {len(config.databases)} databases, "
+          f"{sources} sources)")
+    return 0
+
+
+def cmd_schema(_: argparse.Namespace) -> int:
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def cmd_once(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    exporter = Exporter(config)
+    try:
+        ok = exporter.poller.poll_all_once()
+        sys.stdout.buffer.write(exporter.store.payload()[0])
+        sys.stdout.flush()
+    finally:
+        exporter.stop()
+    return 0 if ok else 1
+
+
+def serve(config: Config, config_path: Path | None, listen: str, web_config: WebConfig | None,
+          stop: threading.Event | None = None) -> int:
+    """Serve until SIGINT/SIGTERM (or `stop`); SIGHUP re-reads the configuration file."""
+    runtime = Runtime(Exporter(config))
+    server = MetricsServer(listen, runtime, web_config, version=__version__)
+    server.start()
+    runtime.exporter.start()
+    log.info("serving on %s (port %d), %d sources", listen, server.port, len(runtime.exporter.sources))
+    stop = stop or threading.Event()
+    reload_requested = threading.Event()
+
+    def on_stop(signum: int, _frame: object) -> None:
+        stop.set()
+
+    def on_hup(signum: int, _frame: object) -> None:
+        reload_requested.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGTERM, on_stop)
+        if hasattr(signal, "SIGHUP") and config_path is not None:
+            signal.signal(signal.SIGHUP, on_hup)
+    try:
+        while not stop.wait(0.5):
+            if reload_requested.is_set():
+                reload_requested.clear()
+                _reload(runtime, config_path)
+    finally:
+        server.shutdown()
+        runtime.exporter.stop()
+    return 0
+
+
+def _reload(runtime: Runtime, config_path: Path | None) -> None:
+    if config_path is None:
+        return
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        log.error("reload refused, keeping the running configuration:\n%s", exc)
+        return
+    runtime.replace(config)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    ok, web_config = _load_web(args.web_config)
+    if config is None or not ok:
+        return 1
+    return serve(config, args.config, args.listen, web_config)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import prepare_demo
+
+    ok, web_config = _load_web(args.web_config)
+    if not ok:
+        return 1
+    folder = args.dir or Path(tempfile.mkdtemp(prefix="batch-exporter-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path, simulator = prepare_demo(folder, **({"interval": args.interval} if args.interval else {}))
+    config = _load(config_path)
+    if config is None:
+        return 1
+    print(f"demo data in {folder}; config {config_path}", flush=True)
+    simulator.start()
+    try:
+        return serve(config, config_path, args.listen, web_config)
+    finally:
+        simulator.stop()
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "once": cmd_once,
+    "check-config": cmd_check_config,
+    "schema": cmd_schema,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=LOG_LEVELS[args.log_level], stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

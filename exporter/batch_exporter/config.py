@@ -1,0 +1,377 @@
+"""Configuration: pydantic models for the YAML file, and loading with located, readable errors.
+
+Shape checks (types, units, unknown keys) are pydantic's; meaning checks (a batch naming an unknown
+database, a write statement, a bad cron) run afterwards. Both report `file:line: dotted.path: message`.
+"""
+from __future__ import annotations
+
+import codecs
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+
+from .schedule import CronSchedule, ScheduleError
+from .sqlcheck import StatementError, check_read_only
+from .units import DURATION_HINT, SIZE_HINT, parse_duration, parse_size
+from .yamlsource import Located, Path_, YamlProblem, expand_references, read_yaml
+
+# --- small reusable types -------------------------------------------------------------------------
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    WithJsonSchema({"type": ["string", "number"], "description": DURATION_HINT}),
+]
+ByteSize = Annotated[
+    int,
+    BeforeValidator(parse_size),
+    WithJsonSchema({"type": ["string", "integer"], "description": SIZE_HINT}),
+]
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}")
+_IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?")
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}: expected an IANA name such as UTC or Asia/Tokyo") from None
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return value
+
+
+def _encoding(value: str) -> str:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ValueError(f"unknown encoding {value!r}: expected e.g. utf-8, cp932, shift_jis, utf-16") from None
+    return value
+
+
+def _identifier(value: str) -> str:
+    if not _IDENTIFIER_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a plain column or table name (letters, digits, _ and one optional "
+                         "schema prefix); use runs.query for anything more complex")
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+Regex = Annotated[str, AfterValidator(_regex)]
+Encoding = Annotated[str, AfterValidator(_encoding)]
+Identifier = Annotated[str, AfterValidator(_identifier)]
+Name = Annotated[str, Field(pattern=_NAME_RE.pattern)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+# --- the configuration shape ----------------------------------------------------------------------
+
+
+class GlobalConfig(_Model):
+    poll_interval: Duration = Field(30.0, description="How often database sources are polled.")
+    log_poll_interval: Duration = Field(10.0, description="How often log sources are polled.")
+    state_dir: str | None = Field(None, description="Folder for log scan positions; without it a restart "
+                                                    "reads every log from its start.")
+
+
+class DatabaseConfig(_Model):
+    sqlite: str | None = Field(None, description="Path of a SQLite file, opened read-only.")
+    odbc: str | None = Field(None, description="ODBC connection string (pyodbc); use ${VAR} for the password.")
+    query_timeout: Duration = 10.0
+    connect_timeout: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _one_driver(self) -> DatabaseConfig:
+        if (self.sqlite is None) == (self.odbc is None):
+            raise ValueError("expected exactly one of 'sqlite' (a file path) or 'odbc' (a connection string)")
+        if self.query_timeout <= 0 or self.connect_timeout <= 0:
+            raise ValueError("query_timeout and connect_timeout must be greater than 0")
+        return self
+
+
+class RunColumns(_Model):
+    run_id: Identifier = "run_id"
+    business_date: Identifier | None = None
+    status: Identifier = "status"
+    started_at: Identifier = "started_at"
+    ended_at: Identifier = "ended_at"
+
+
+class StatusMap(_Model):
+    success: list[str] = Field(min_length=1)
+    failed: list[str] = Field(min_length=1)
+    running: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_values(cls, data: Any) -> Any:
+        # status codes are often numeric in the DB (0, 1, 9); compare them as text
+        if isinstance(data, dict):
+            return {k: [str(v) for v in vals] if isinstance(vals, list) else vals for k, vals in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> StatusMap:
+        seen: dict[str, str] = {}
+        for kind in ("success", "failed", "running"):
+            for value in getattr(self, kind):
+                if value in seen:
+                    raise ValueError(f"status value {value!r} is listed under both {seen[value]} and {kind}")
+                seen[value] = kind
+        return self
+
+
+class RunsConfig(_Model):
+    table: Identifier | None = Field(None, description="The run table; or give `query`.")
+    query: str | None = Field(None, description="A SELECT returning the mapped columns, instead of `table`.")
+    where: str | None = Field(None, description="Extra SQL condition on the run table (e.g. job_name = 'x').")
+    columns: RunColumns = Field(default_factory=RunColumns)
+    status: StatusMap
+    lookback: Duration = 14 * 86400.0
+    timezone: TimeZoneName = Field("UTC", description="How naive timestamps in the DB are to be read.")
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> RunsConfig:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("expected exactly one of 'table' or 'query'")
+        if self.where is not None and self.query is not None:
+            raise ValueError("'where' applies to 'table'; put the condition inside 'query' instead")
+        if self.lookback <= 0:
+            raise ValueError("lookback must be greater than 0")
+        return self
+
+
+class RecordsConfig(_Model):
+    query: str = Field(description="SELECT state, COUNT(*) ... WHERE run_id = ? GROUP BY state")
+    pending_states: list[str] = Field(default_factory=list)
+    max_states: int = Field(20, ge=1, le=200, description="Cap on distinct state values exported.")
+
+
+class ScheduleConfig(_Model):
+    cron: str = Field(description="Five-field cron expression of the expected start.")
+    timezone: TimeZoneName = "UTC"
+    grace: Duration = 15 * 60.0
+
+
+class CheckConfig(_Model):
+    query: str = Field(description="A SELECT returning one number (first column of the first row).")
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CheckConfig:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is greater than max ({self.max:g})")
+        return self
+
+
+class LogConfig(_Model):
+    path: str = Field(description="File path or glob (wildcards in the file name part).")
+    size_limit: ByteSize = Field(4 * 1024**3, description="Size at which the writer is known to stop or "
+                                                          "misbehave; 4GiB by default (the 32-bit offset cap).")
+    encoding: Encoding = "utf-8"
+    patterns: dict[Name, Regex] = Field(default_factory=dict)
+    max_line_bytes: ByteSize = 1024**2
+    max_path_series: int = Field(20, ge=1, le=1000)
+    poll_interval: Duration | None = None
+
+
+class BatchConfig(_Model):
+    database: str | None = None
+    poll_interval: Duration | None = None
+    runs: RunsConfig | None = None
+    records: RecordsConfig | None = None
+    schedule: ScheduleConfig | None = None
+    max_duration: Duration | None = None
+    idempotent: bool = Field(False, description="True only when a re-run can never do harm.")
+    checks: dict[Name, CheckConfig] = Field(default_factory=dict)
+    logs: dict[Name, LogConfig] = Field(default_factory=dict)
+
+
+class Config(_Model):
+    global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
+    databases: dict[Name, DatabaseConfig] = Field(default_factory=dict)
+    batches: dict[Name, BatchConfig] = Field(min_length=1)
+
+    def batch_poll_interval(self, batch: BatchConfig) -> float:
+        return batch.poll_interval or self.global_.poll_interval
+
+    def log_poll_interval(self, log: LogConfig) -> float:
+        return log.poll_interval or self.global_.log_poll_interval
+
+
+# --- errors -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path_
+    line: int | None
+    message: str
+
+    def render(self, file: str) -> str:
+        where = f"{file}:{self.line}" if self.line else file
+        dotted = _dotted(self.path)
+        return f"{where}: {dotted}: {self.message}" if dotted else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `str()` lists every problem with file, line and field."""
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        super().__init__("\n".join(p.render(file) for p in problems))
+
+
+def _dotted(path: Path_) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + ("global" if part == "global_" else str(part))
+    return text
+
+
+_SECRET_FIELDS = {"odbc"}
+
+
+def _pydantic_problems(exc: ValidationError, located: Located) -> list[Problem]:
+    problems = []
+    for err in exc.errors(include_url=False):
+        path = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p and p.startswith("function")))
+        message = err["msg"].removeprefix("Value error, ")
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            message = "unknown field (check the spelling; see `batch-exporter schema`)"
+        elif kind == "missing":
+            message = "required field is missing"
+        elif kind == "string_pattern_mismatch":
+            message = ("expected a name of letters, digits, '_', '.' or '-' (max 63 characters, "
+                       "starting with a letter or digit)")
+        input_value = err.get("input")
+        show_input = (
+            kind not in ("missing", "extra_forbidden")
+            and not any(p in _SECRET_FIELDS for p in path)
+            and isinstance(input_value, (str, int, float, bool))
+        )
+        if show_input:
+            message += f" (got {input_value!r})"
+        problems.append(Problem(path, located.line_of(path), message))
+    return problems
+
+
+# --- meaning checks ---------------------------------------------------------------------------------
+
+
+def _semantic_problems(config: Config, located: Located) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def add(path: Path_, message: str) -> None:
+        problems.append(Problem(path, located.line_of(path), message))
+
+    def statement(path: Path_, sql: str) -> None:
+        try:
+            check_read_only(sql)
+        except StatementError as exc:
+            add(path, f"only a single read-only SELECT is allowed: {exc}")
+
+    for name, batch in config.batches.items():
+        base: Path_ = ("batches", name)
+        needs_db = batch.runs is not None or bool(batch.checks)
+        if batch.database is None:
+            if needs_db:
+                add(base, "'database' is required when 'runs' or 'checks' are configured")
+        elif batch.database not in config.databases:
+            known = ", ".join(sorted(config.databases)) or "none are configured"
+            add(base + ("database",), f"unknown database {batch.database!r} (known: {known})")
+        if batch.runs is not None:
+            if batch.runs.query is not None:
+                statement(base + ("runs", "query"), batch.runs.query)
+            if batch.runs.where is not None:
+                statement(base + ("runs", "where"), f"SELECT 1 FROM t WHERE {batch.runs.where}")
+        if batch.records is not None:
+            if batch.runs is None:
+                add(base + ("records",), "'records' describes the latest run and needs 'runs'")
+            statement(base + ("records", "query"), batch.records.query)
+            if batch.records.query.count("?") != 1:
+                add(base + ("records", "query"), "expected exactly one '?' placeholder for the latest run's id")
+        if batch.schedule is not None:
+            try:
+                CronSchedule.parse(batch.schedule.cron, batch.schedule.timezone)
+            except ScheduleError as exc:
+                add(base + ("schedule", "cron"), str(exc))
+        for check_name, check in batch.checks.items():
+            statement(base + ("checks", check_name, "query"), check.query)
+        if not (batch.runs or batch.checks or batch.logs or batch.schedule):
+            add(base, "nothing to watch: configure at least one of runs, checks, logs or schedule")
+    return problems
+
+
+# --- loading ----------------------------------------------------------------------------------------
+
+
+def parse_config(text: str, file: str, env: Mapping[str, str] | None = None,
+                 base_dir: Path | None = None) -> Config:
+    """Validate YAML text; raises ConfigError naming `file`, the line and the field."""
+    try:
+        located = read_yaml(text)
+        located = expand_references(located, os.environ if env is None else env,
+                                    base_dir if base_dir is not None else Path(file).parent)
+    except YamlProblem as exc:
+        raise ConfigError(file, [Problem(exc.path, exc.line, exc.message)]) from None
+    if not isinstance(located.data, dict):
+        raise ConfigError(file, [Problem((), 1, "expected a mapping with 'databases' and 'batches' at the top")])
+    try:
+        config = Config.model_validate(located.data)
+    except ValidationError as exc:
+        raise ConfigError(file, _pydantic_problems(exc, located)) from None
+    problems = _semantic_problems(config, located)
+    if problems:
+        raise ConfigError(file, problems)
+    return config
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a configuration file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [Problem((), None, f"cannot read the file: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [Problem((), None, f"not UTF-8 text (byte {exc.start})")]) from None
+    return parse_config(text, str(path), env, path.parent)
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the configuration file, for editors."""
+    schema = Config.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "batch-exporter configuration"
+    return schema

@@ -1,0 +1,98 @@
+"""The metric contract: every metric the exporter may expose, in one place.
+
+Sources emit samples by name; the collector looks the name up here for its type,
+help text and label names. Tests use this table to prove that rules and dashboards
+only name metrics that exist.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+MetricKind = Literal["gauge", "counter", "info"]
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    kind: MetricKind
+    help: str
+    labels: tuple[str, ...]
+
+
+def _spec(name: str, kind: MetricKind, labels: tuple[str, ...], help_: str) -> MetricSpec:
+    return MetricSpec(name=name, kind=kind, help=help_, labels=labels)
+
+
+_B = ("batch",)
+
+CONTRACT: tuple[MetricSpec, ...] = (
+    # runs
+    _spec("batch_run_last_start_timestamp_seconds", "gauge", _B, "Start time of the latest run."),
+    _spec("batch_run_last_end_timestamp_seconds", "gauge", _B, "End time of the latest finished run."),
+    _spec("batch_run_last_success_timestamp_seconds", "gauge", _B, "End time of the latest successful run."),
+    _spec("batch_run_last_duration_seconds", "gauge", _B, "Duration of the latest finished run."),
+    _spec("batch_run_last_status", "gauge", ("batch", "status"),
+          "1 for the status of the latest run (success, failed, running, unknown), 0 for the others."),
+    _spec("batch_run_running", "gauge", _B, "Runs currently in progress."),
+    _spec("batch_run_running_seconds", "gauge", _B, "Age of the oldest run in progress (0 when none)."),
+    _spec("batch_run_attempts", "gauge", _B,
+          "Runs started for the latest business date; more than 1 means a re-run."),
+    _spec("batch_run_records", "gauge", ("batch", "state"),
+          "Rows touched by the latest run, by their database state value."),
+    _spec("batch_run_pending_records", "gauge", _B,
+          "Rows of the latest run still in a configured pending state."),
+    _spec("batch_runs", "gauge", ("batch", "status"), "Runs in the lookback window by status."),
+    _spec("batch_run_idempotent", "gauge", _B, "1 when the batch is configured as safe to re-run."),
+    _spec("batch_run_max_duration_seconds", "gauge", _B, "Configured maximum run duration."),
+    _spec("batch_run_lookback_seconds", "gauge", _B, "Configured lookback window for batch_runs."),
+    # schedule
+    _spec("batch_schedule_last_expected_timestamp_seconds", "gauge", _B,
+          "Latest time the cron schedule expected a run to start (at or before now)."),
+    _spec("batch_schedule_next_expected_timestamp_seconds", "gauge", _B,
+          "Next time the cron schedule expects a run to start."),
+    _spec("batch_schedule_grace_seconds", "gauge", _B,
+          "Configured delay allowed between the expected and the actual start."),
+    # checks
+    _spec("batch_check_value", "gauge", ("batch", "check"), "Result of a consistency query."),
+    _spec("batch_check_ok", "gauge", ("batch", "check"), "1 when the consistency query is within its bounds."),
+    # log files
+    _spec("batch_log_file_size_bytes", "gauge", ("batch", "log", "path"), "Size of a log file."),
+    _spec("batch_log_file_size_limit_bytes", "gauge", ("batch", "log"), "Configured size cap of the log."),
+    _spec("batch_log_file_modified_timestamp_seconds", "gauge", ("batch", "log", "path"),
+          "Last modification time of a log file."),
+    _spec("batch_log_files", "gauge", ("batch", "log"), "Files matching the log's path or glob."),
+    _spec("batch_log_file_series_dropped", "gauge", ("batch", "log"),
+          "Matching files not exported per path because of the per-log series cap."),
+    # log scan
+    _spec("batch_log_lines_total", "counter", ("batch", "log"), "Lines read from the log."),
+    _spec("batch_log_matches_total", "counter", ("batch", "log", "pattern"), "Lines matching the pattern."),
+    _spec("batch_log_last_match_timestamp_seconds", "gauge", ("batch", "log", "pattern"),
+          "Time the exporter last read a line matching the pattern."),
+    _spec("batch_log_rotations_total", "counter", ("batch", "log"), "Rotations (file replaced) seen."),
+    _spec("batch_log_truncations_total", "counter", ("batch", "log"), "Truncations (file shrunk or rewritten) seen."),
+    _spec("batch_log_oversized_lines_total", "counter", ("batch", "log"),
+          "Lines longer than the configured bound (counted, not buffered)."),
+    _spec("batch_log_read_bytes_total", "counter", ("batch", "log"), "Bytes read from the log."),
+    _spec("batch_log_unread_bytes", "gauge", ("batch", "log"), "Bytes written but not yet read (lag)."),
+    # exporter health
+    _spec("batch_exporter_source_up", "gauge", ("source",), "1 when the source's latest poll succeeded."),
+    _spec("batch_exporter_source_last_success_timestamp_seconds", "gauge", ("source",),
+          "Time of the source's latest successful poll."),
+    _spec("batch_exporter_source_poll_duration_seconds", "gauge", ("source",),
+          "Duration of the source's latest poll."),
+    _spec("batch_exporter_source_errors_total", "counter", ("source", "reason"), "Failed polls by reason."),
+    _spec("batch_exporter_build_info", "gauge", ("version",), "Build information; always 1."),
+)
+
+BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in CONTRACT}
+
+
+def exposed_names() -> set[str]:
+    """Every series name that can appear in the exposition (counters carry their `_total`)."""
+    names: set[str] = set()
+    for spec in CONTRACT:
+        names.add(spec.name)
+        if spec.kind == "counter":
+            names.add(spec.name.removesuffix("_total") + "_created")
+    return names

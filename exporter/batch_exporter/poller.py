@@ -1,0 +1,130 @@
+"""Runs every source on its own interval (APScheduler) with an outer deadline, into the store."""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Protocol
+
+from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from .snapshot import Snapshot
+from .sources.errors import SourceError
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Source(Protocol):
+    name: str
+
+    def poll(self) -> Snapshot: ...
+
+
+@dataclass(frozen=True)
+class ScheduledSource:
+    source: Source
+    interval: float
+    deadline: float | None  # seconds a poll may take before it is abandoned; None: no limit (local files)
+
+
+class _Worker:
+    """One long-lived thread per source, so a thread-bound DB connection survives between polls.
+
+    A poll that misses its deadline is abandoned with its thread (a driver call cannot always be
+    interrupted); while that thread is still stuck, no further thread is started for the source.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._pool = self._new_pool()
+        self._stuck: Future[Snapshot] | None = None
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"poll-{self._name}")
+
+    def run(self, source: Source, deadline: float | None) -> Snapshot:
+        if self._stuck is not None:
+            if not self._stuck.done():
+                raise SourceError("timeout", "the previous poll is still stuck past its deadline")
+            self._stuck = None
+        future = self._pool.submit(source.poll)
+        try:
+            return future.result(timeout=deadline)
+        except FutureTimeout:
+            self._stuck = future
+            self._pool.shutdown(wait=False)
+            self._pool = self._new_pool()
+            raise SourceError("timeout", f"poll did not finish within {deadline:g}s") from None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class Poller:
+    """Owns the schedule; `poll_all_once` serves the `once` command and tests."""
+
+    def __init__(self, store: Store, sources: list[ScheduledSource]) -> None:
+        self._store = store
+        self._sources = sources
+        self._workers = {s.source.name: _Worker(s.source.name) for s in sources}
+        self._scheduler: BackgroundScheduler | None = None
+
+    def poll(self, scheduled: ScheduledSource) -> bool:
+        """Poll one source now and record the outcome; never raises."""
+        name = scheduled.source.name
+        started = time.monotonic()
+        try:
+            snapshot = self._workers[name].run(scheduled.source, scheduled.deadline)
+        except SourceError as exc:
+            duration = time.monotonic() - started
+            log.warning("source %s failed (%s): %s", name, exc.reason, exc)
+            self._store.record_failure(name, exc.reason, duration)
+            return False
+        except Exception:  # a bug in a source must not stop the others
+            duration = time.monotonic() - started
+            log.exception("source %s failed unexpectedly", name)
+            self._store.record_failure(name, "internal", duration)
+            return False
+        self._store.record_success(snapshot, time.time(), time.monotonic() - started)
+        return True
+
+    def poll_all_once(self) -> bool:
+        """Poll every source once, concurrently; True when all succeeded."""
+        results: dict[str, bool] = {}
+        threads = [
+            threading.Thread(target=lambda s=s: results.__setitem__(s.source.name, self.poll(s)), daemon=True)
+            for s in self._sources
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return all(results.values())
+
+    def start(self) -> None:
+        """Start polling in the background, every source immediately and then on its interval."""
+        pool_size = max(4, min(len(self._sources), 32))
+        scheduler = BackgroundScheduler(
+            executors={"default": SchedulerPool(pool_size)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=timezone.utc,
+        )
+        now = datetime.now(timezone.utc)
+        for scheduled in self._sources:
+            scheduler.add_job(self.poll, "interval", args=[scheduled], seconds=scheduled.interval,
+                              next_run_time=now, id=scheduled.source.name, name=scheduled.source.name)
+        scheduler.start()
+        self._scheduler = scheduler
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        for worker in self._workers.values():
+            worker.close()

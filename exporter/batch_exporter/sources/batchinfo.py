@@ -1,0 +1,43 @@
+"""Per-batch values that come from the configuration and the clock: schedule, thresholds."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from ..config import BatchConfig
+from ..schedule import CronSchedule
+from ..snapshot import SampleBuilder, Snapshot
+
+
+class BatchInfoSource:
+    """Exports configured thresholds and the cron schedule's last and next expected start."""
+
+    def __init__(self, batch: str, config: BatchConfig, clock: Callable[[], float] = time.time) -> None:
+        self.name = f"config:{batch}"
+        self._batch = batch
+        self._config = config
+        self._clock = clock
+        self._schedule = (
+            CronSchedule.parse(config.schedule.cron, config.schedule.timezone) if config.schedule else None
+        )
+
+    def poll(self) -> Snapshot:
+        """Compute the schedule's fire times around now; never touches a database."""
+        out = SampleBuilder()
+        batch = self._batch
+        out.add("batch_run_idempotent", 1 if self._config.idempotent else 0, batch=batch)
+        if self._config.max_duration is not None:
+            out.add("batch_run_max_duration_seconds", self._config.max_duration, batch=batch)
+        if self._config.runs is not None:
+            out.add("batch_run_lookback_seconds", self._config.runs.lookback, batch=batch)
+        if self._schedule is not None and self._config.schedule is not None:
+            now = datetime.fromtimestamp(self._clock(), tz=timezone.utc)
+            previous = self._schedule.previous_fire(now)
+            following = self._schedule.next_fire(now)
+            if previous is not None:
+                out.add("batch_schedule_last_expected_timestamp_seconds", previous.timestamp(), batch=batch)
+            if following is not None:
+                out.add("batch_schedule_next_expected_timestamp_seconds", following.timestamp(), batch=batch)
+            out.add("batch_schedule_grace_seconds", self._config.schedule.grace, batch=batch)
+        return out.build(self.name)

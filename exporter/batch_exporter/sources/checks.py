@@ -1,0 +1,52 @@
+"""Named consistency queries, each returning one number, compared with bounds."""
+from __future__ import annotations
+
+from ..config import CheckConfig
+from ..database import Database, QueryError
+from ..snapshot import SampleBuilder, Snapshot
+from ..values import as_float
+from .errors import SourceError
+
+
+def within_bounds(value: float, check: CheckConfig) -> bool:
+    """True when value respects the check's min and max (either may be absent)."""
+    if check.min is not None and value < check.min:
+        return False
+    if check.max is not None and value > check.max:
+        return False
+    return True
+
+
+class ChecksSource:
+    """Runs every consistency query of one batch; one failing query fails the poll."""
+
+    def __init__(self, batch: str, checks: dict[str, CheckConfig], db: Database) -> None:
+        self.name = f"checks:{batch}"
+        self._batch = batch
+        self._checks = checks
+        self._db = db
+
+    def poll(self) -> Snapshot:
+        """Run each check once; raises SourceError naming the check that failed."""
+        out = SampleBuilder()
+        for name, check in self._checks.items():
+            value = self._value(name, check)
+            out.add("batch_check_value", value, batch=self._batch, check=name)
+            out.add("batch_check_ok", 1 if within_bounds(value, check) else 0, batch=self._batch, check=name)
+        return out.build(self.name)
+
+    def _value(self, name: str, check: CheckConfig) -> float:
+        try:
+            rows = self._db.query(check.query)
+        except QueryError as exc:
+            raise SourceError(exc.reason, f"check {name}: {exc}") from None
+        if not rows or not rows[0]:
+            raise SourceError("data", f"check {name}: the query returned no row; expected one number")
+        try:
+            value = as_float(rows[0][0])
+        except ValueError as exc:
+            raise SourceError("data", f"check {name}: {exc}") from None
+        if value is None:
+            raise SourceError("data", f"check {name}: the query returned NULL; expected a number "
+                                      "(use COALESCE(..., 0) if none means zero)")
+        return value

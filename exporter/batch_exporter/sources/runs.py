@@ -1,0 +1,156 @@
+"""Batch runs read from the user's own run table (or a SELECT returning the same columns)."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from ..config import BatchConfig, RecordsConfig, RunsConfig
+from ..database import Database, QueryError
+from ..runsummary import STATUSES, RunRow, RunSummary, map_status, summarize
+from ..snapshot import SampleBuilder, Snapshot
+from ..values import as_float, as_text, as_utc_datetime
+from .errors import SourceError
+
+OTHER_STATE = "_other"
+
+
+def build_window_query(runs: RunsConfig) -> str:
+    """SELECT of the five mapped columns for runs started since a `?` boundary."""
+    c = runs.columns
+    business_date = c.business_date or "NULL"
+    columns = f"{c.run_id}, {business_date}, {c.status}, {c.started_at}, {c.ended_at}"
+    if runs.query is not None:
+        inner = runs.query.strip().rstrip(";")
+        return f"SELECT {columns} FROM ({inner}) runs_q WHERE {c.started_at} >= ?"
+    where = f" AND ({runs.where})" if runs.where else ""
+    return f"SELECT {columns} FROM {runs.table} WHERE {c.started_at} >= ?{where}"
+
+
+def build_last_success_query(runs: RunsConfig) -> str:
+    """End of the latest successful run, for when the window holds none."""
+    c = runs.columns
+    marks = ", ".join("?" for _ in runs.status.success)
+    source = f"({runs.query.strip().rstrip(';')}) runs_q" if runs.query is not None else runs.table
+    where = f" AND ({runs.where})" if runs.where else ""
+    return f"SELECT MAX({c.ended_at}) FROM {source} WHERE {c.status} IN ({marks}){where}"
+
+
+class RunsSource:
+    """Polls the run table's lookback window and the latest run's records."""
+
+    def __init__(self, batch: str, config: BatchConfig, db: Database, *, text_timestamps: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
+        if config.runs is None:
+            raise ValueError(f"batch {batch!r} has no runs section")
+        self.name = f"runs:{batch}"
+        self._batch = batch
+        self._runs: RunsConfig = config.runs
+        self._records: RecordsConfig | None = config.records
+        self._db = db
+        self._clock = clock
+        self._tz = ZoneInfo(config.runs.timezone)
+        # SQLite keeps timestamps as text: compare against text of the same shape
+        self._text_timestamps = text_timestamps
+        self._window_sql = build_window_query(config.runs)
+        self._success_sql = build_last_success_query(config.runs)
+        self._mapping = config.runs.status.model_dump()
+
+    def poll(self) -> Snapshot:
+        """Read the lookback window once and summarise it; raises SourceError on failure."""
+        now = datetime.fromtimestamp(self._clock(), tz=timezone.utc)
+        boundary = (now - timedelta(seconds=self._runs.lookback)).astimezone(self._tz).replace(tzinfo=None)
+        param: object = boundary.strftime("%Y-%m-%d %H:%M:%S") if self._text_timestamps else boundary
+        rows = [self._row(raw) for raw in self._query(self._window_sql, (param,))]
+        summary = summarize(rows, now, self._tz)
+        last_success = summary.last_success
+        if last_success is None:
+            found = self._query(self._success_sql, tuple(self._runs.status.success))
+            last_success = self._timestamp(found[0][0], "ended_at") if found else None
+        records = self._records_of(summary.latest)
+        return self._snapshot(summary, last_success, records)
+
+    def _query(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
+        try:
+            return self._db.query(sql, params)
+        except QueryError as exc:
+            raise SourceError(exc.reason, str(exc)) from None
+
+    def _timestamp(self, value: object, column: str) -> datetime | None:
+        try:
+            return as_utc_datetime(value, self._tz)
+        except ValueError as exc:
+            raise SourceError("data", f"runs column {column}: {exc}") from None
+
+    def _row(self, raw: tuple[object, ...]) -> RunRow:
+        run_id, business_date, status, started, ended = raw[:5]
+        try:
+            business = business_date if business_date is None else _date_text(business_date)
+            return RunRow(
+                run_id=as_text(run_id) or "",
+                business_date=business,
+                status=map_status(as_text(status), self._mapping),
+                started_at=self._timestamp(started, "started_at"),
+                ended_at=self._timestamp(ended, "ended_at"),
+            )
+        except ValueError as exc:
+            raise SourceError("data", f"runs row: {exc}") from None
+
+    def _records_of(self, latest: RunRow | None) -> dict[str, float] | None:
+        if self._records is None or latest is None:
+            return None
+        counts: dict[str, float] = {}
+        for row in self._query(self._records.query, (latest.run_id,)):
+            if len(row) < 2:
+                raise SourceError("data", "records query must return two columns: state and count")
+            try:
+                state = as_text(row[0]) or ""
+                count = as_float(row[1]) or 0.0
+            except ValueError as exc:
+                raise SourceError("data", f"records query: {exc}") from None
+            counts[state] = counts.get(state, 0.0) + count
+        return counts
+
+    def _snapshot(self, s: RunSummary, last_success: datetime | None,
+                  records: dict[str, float] | None) -> Snapshot:
+        out = SampleBuilder()
+        b = self._batch
+        if s.last_start is not None:
+            out.add("batch_run_last_start_timestamp_seconds", s.last_start.timestamp(), batch=b)
+        if s.last_end is not None:
+            out.add("batch_run_last_end_timestamp_seconds", s.last_end.timestamp(), batch=b)
+        if last_success is not None:
+            out.add("batch_run_last_success_timestamp_seconds", last_success.timestamp(), batch=b)
+        if s.last_duration is not None:
+            out.add("batch_run_last_duration_seconds", s.last_duration, batch=b)
+        if s.latest is not None:
+            for status in STATUSES:
+                out.add("batch_run_last_status", 1 if s.latest.status == status else 0, batch=b, status=status)
+        out.add("batch_run_running", s.running, batch=b)
+        out.add("batch_run_running_seconds", s.running_seconds, batch=b)
+        out.add("batch_run_attempts", s.attempts, batch=b)
+        for status, count in s.by_status.items():
+            out.add("batch_runs", count, batch=b, status=status)
+        if records is not None and self._records is not None:
+            for state, count in _cap_states(records, self._records.max_states).items():
+                out.add("batch_run_records", count, batch=b, state=state)
+            pending = sum(records.get(state, 0.0) for state in self._records.pending_states)
+            out.add("batch_run_pending_records", pending, batch=b)
+        return out.build(self.name)
+
+
+def _date_text(value: object) -> str:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()[:10]
+    return as_text(value) or ""
+
+
+def _cap_states(counts: dict[str, float], limit: int) -> dict[str, float]:
+    """Keep the `limit` largest states; fold the rest into one '_other' series."""
+    if len(counts) <= limit:
+        return counts
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    kept = dict(ranked[: limit - 1])
+    kept[OTHER_STATE] = sum(count for _, count in ranked[limit - 1:])
+    return kept

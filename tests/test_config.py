@@ -1,0 +1,204 @@
+"""Configuration: every class of mistake gives a located, readable error."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from batch_exporter.config import ConfigError, load_config, parse_config
+from batch_exporter.units import parse_duration, parse_size
+
+GOOD = textwrap.dedent("""\
+    databases:
+      payments:
+        odbc: "DRIVER={PostgreSQL Unicode};SERVER=db1;UID=monitor;PWD=${PAY_DB_PASSWORD}"
+        query_timeout: 10s
+      local:
+        sqlite: /var/lib/batch/runs.db
+    batches:
+      card-authorization:
+        database: payments
+        runs:
+          table: batch_run
+          columns: {run_id: run_id, business_date: biz_date, status: status, started_at: start_time, ended_at: end_time}
+          status: {success: [OK], failed: [NG, ABEND], running: [RUN]}
+          lookback: 14d
+          timezone: Asia/Tokyo
+        records:
+          query: "SELECT state, COUNT(*) FROM auth_request WHERE run_id = ? GROUP BY state"
+          pending_states: [AUTHORIZING]
+        schedule: {cron: "0 2 * * *", timezone: Asia/Tokyo, grace: 15m}
+        max_duration: 90m
+        idempotent: false
+        checks:
+          double_authorized: {query: "SELECT COUNT(*) FROM auth_request WHERE n > 1", max: 0}
+        logs:
+          sdk: {path: 'D:\\vendor\\sdk\\auth.log', size_limit: 4GiB, encoding: cp932, patterns: {error: 'ERROR|FATAL'}}
+          app: {path: 'D:\\batch\\logs\\auth-*.log', patterns: {error: ' ERROR ', exception: 'Exception'}}
+    """)
+ENV = {"PAY_DB_PASSWORD": "s3cret-pw"}
+
+
+def errors_of(text: str, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "conf.yml", ENV if env is None else env, Path("/nonexistent"))
+    return str(caught.value)
+
+
+def test_design_example_is_valid() -> None:
+    config = parse_config(GOOD, "conf.yml", ENV, Path("/"))
+    batch = config.batches["card-authorization"]
+    assert batch.runs is not None and batch.runs.lookback == 14 * 86400
+    assert batch.max_duration == 5400
+    assert batch.logs["sdk"].size_limit == 4 * 1024**3
+    assert batch.logs["app"].size_limit == 4 * 1024**3  # the documented default
+    assert config.databases["payments"].odbc is not None and "s3cret-pw" in config.databases["payments"].odbc
+    assert config.log_poll_interval(batch.logs["app"]) == 10
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "expected"),
+    [
+        ("lookback: 14d", "lookback: two weeks", "conf.yml:13: batches.card-authorization.runs.lookback: "
+                                                 "expected a duration"),
+        ("max_duration: 90m", "max_duraton: 90m", "conf.yml:19: batches.card-authorization.max_duraton: "
+                                                  "unknown field"),
+        ("size_limit: 4GiB", "size_limit: 4 gigs", "batches.card-authorization.logs.sdk.size_limit: "
+                                                    "expected a size"),
+        ("encoding: cp932", "encoding: klingon", "logs.sdk.encoding: unknown encoding 'klingon'"),
+        ("timezone: Asia/Tokyo\n    records", "timezone: Mars/Olympus\n    records",
+         "conf.yml:14: batches.card-authorization.runs.timezone: unknown time zone 'Mars/Olympus'"),
+        ("database: payments", "database: paymnts",
+         "conf.yml:6: batches.card-authorization.database: unknown database 'paymnts' (known: local, payments)"),
+        ("cron: \"0 2 * * *\"", "cron: \"0 25 * * *\"", "conf.yml:18: batches.card-authorization.schedule.cron:"),
+        ("error: 'ERROR|FATAL'", "error: 'ERROR|(FATAL'", "logs.sdk.patterns.error: not a valid regular expression"),
+        ("max: 0}", "max: zero}", "checks.double_authorized.max: Input should be a valid number"),
+        ("idempotent: false", "idempotent: maybe", "batches.card-authorization.idempotent:"),
+        ("failed: [NG, ABEND]", "failed: [NG, OK]", "status value 'OK' is listed under both success and failed"),
+        ("table: batch_run", "table: batch_run; DROP TABLE x", "runs.table: 'batch_run; DROP TABLE x' is not a "
+                                                              "plain column or table name"),
+    ],
+)
+def test_mistakes_are_located(replace: str, by: str, expected: str) -> None:
+    assert replace in GOOD
+    assert expected in errors_of(GOOD.replace(replace, by, 1))
+
+
+def test_write_statement_rejected_at_load_with_location() -> None:
+    text = GOOD.replace("SELECT COUNT(*) FROM auth_request WHERE n > 1", "DELETE FROM auth_request")
+    message = errors_of(text)
+    assert "conf.yml:22: batches.card-authorization.checks.double_authorized.query: " in message
+    assert "only a single read-only SELECT is allowed" in message
+
+
+def test_data_modifying_cte_rejected() -> None:
+    text = GOOD.replace("SELECT COUNT(*) FROM auth_request WHERE n > 1",
+                        "WITH d AS (DELETE FROM auth_request RETURNING 1) SELECT COUNT(*) FROM d")
+    assert "checks.double_authorized.query: only a single read-only SELECT" in errors_of(text)
+
+
+def test_records_query_needs_one_placeholder() -> None:
+    text = GOOD.replace("WHERE run_id = ? GROUP BY state", "GROUP BY state")
+    assert "records.query: expected exactly one '?' placeholder" in errors_of(text)
+
+
+def test_missing_environment_variable_is_named_without_leaking() -> None:
+    message = errors_of(GOOD, env={})
+    assert "conf.yml:3: databases.payments.odbc: environment variable PAY_DB_PASSWORD is not set" in message
+
+
+def test_secret_never_printed_in_errors() -> None:
+    text = GOOD.replace("query_timeout: 10s", "query_timeout: 10s\n    bogus: 1").replace(
+        "odbc: \"DRIVER", "odbc: [\"DRIVER").replace("${PAY_DB_PASSWORD}\"", "${PAY_DB_PASSWORD}\"]")
+    message = errors_of(text)
+    assert "databases.payments.odbc" in message
+    assert "s3cret-pw" not in message
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("from-file\n")
+    text = GOOD.replace("${PAY_DB_PASSWORD}", "${file:pw}")
+    config_file = tmp_path / "c.yml"
+    config_file.write_text(text)
+    config = load_config(config_file, env={})
+    assert config.databases["payments"].odbc is not None and config.databases["payments"].odbc.endswith("PWD=from-file")
+    (tmp_path / "pw").unlink()
+    with pytest.raises(ConfigError, match=r"c.yml:3: databases.payments.odbc: cannot read secret file"):
+        load_config(config_file, env={})
+
+
+def test_yaml_syntax_error_has_line() -> None:
+    assert "conf.yml:3: not valid YAML" in errors_of("batches:\n  a: {runs: [\n  b: :\n")
+
+
+def test_duplicate_key_is_an_error() -> None:
+    text = GOOD.replace("max_duration: 90m", "max_duration: 90m\n    max_duration: 10m")
+    assert "conf.yml:20: batches.card-authorization.max_duration: duplicate key 'max_duration'" in errors_of(text)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    text = GOOD.replace("lookback: 14d", "lookback: soon").replace("encoding: cp932", "encoding: nope")
+    message = errors_of(text)
+    assert "runs.lookback" in message and "logs.sdk.encoding" in message
+
+
+def test_unreadable_and_empty_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "missing.yml")
+    empty = tmp_path / "empty.yml"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="batches: required field is missing"):
+        load_config(empty)
+    scalar = tmp_path / "scalar.yml"
+    scalar.write_text("just text\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(scalar)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("500ms", 0.5), ("30s", 30), ("1h30m", 5400), ("14d", 1209600),
+                                               (45, 45), ("2w", 1209600)])
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["", "10", "1x", "m5", "-5s", True, "1h 30m"])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError, match="expected a duration"):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize(("text", "size"), [("4GiB", 4 * 1024**3), ("4GB", 4 * 10**9), ("64KiB", 65536),
+                                            (1024, 1024), ("1.5MiB", 1572864)])
+def test_sizes(text: object, size: int) -> None:
+    assert parse_size(text) == size
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "batch_exporter.cli", *args], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", "PAY_DB_PASSWORD": "s3cret-pw"})
+
+
+def test_check_config_command(tmp_path: Path) -> None:
+    good = tmp_path / "good.yml"
+    good.write_text(GOOD)
+    result = _cli("check-config", "-c", str(good))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout and "s3cret-pw" not in result.stdout + result.stderr
+    bad = tmp_path / "bad.yml"
+    bad.write_text(GOOD.replace("lookback: 14d", "lookback: 14 days"))
+    result = _cli("check-config", "-c", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}:13: batches.card-authorization.runs.lookback: expected a duration" in result.stderr
+
+
+def test_schema_command_prints_json_schema() -> None:
+    result = _cli("schema")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "batch-exporter configuration"
+    assert "batches" in schema["properties"] and "global" in schema["properties"]
+    assert schema["additionalProperties"] is False

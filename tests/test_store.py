@@ -1,0 +1,52 @@
+"""Store and rendering: merged families, health, render once per change."""
+from __future__ import annotations
+
+import gzip
+
+from batch_exporter.snapshot import SampleBuilder
+from batch_exporter.store import Store
+
+
+def snapshot(source: str, batch: str, value: float):
+    out = SampleBuilder()
+    out.add("batch_run_attempts", value, batch=batch)
+    out.add("batch_log_lines_total", 10, batch=batch, log="app")
+    return out.build(source)
+
+
+def test_families_merge_across_sources_and_health_is_rendered() -> None:
+    store = Store(["runs:a", "runs:b", "checks:a"])
+    store.record_success(snapshot("runs:a", "a", 1), 1000.0, 0.25)
+    store.record_success(snapshot("runs:b", "b", 2), 1001.0, 0.5)
+    store.record_failure("checks:a", "timeout", 3.0)
+    text = store.payload()[0].decode()
+    assert text.count("# TYPE batch_run_attempts gauge") == 1
+    assert 'batch_run_attempts{batch="a"} 1.0' in text and 'batch_run_attempts{batch="b"} 2.0' in text
+    assert 'batch_log_lines_total{batch="a",log="app"} 10.0' in text
+    assert 'batch_exporter_source_up{source="checks:a"} 0.0' in text
+    assert 'batch_exporter_source_up{source="runs:a"} 1.0' in text
+    assert 'batch_exporter_source_errors_total{reason="timeout",source="checks:a"} 1.0' in text
+    assert 'batch_exporter_source_last_success_timestamp_seconds{source="runs:b"} 1001.0' in text
+    assert "batch_exporter_build_info{version=" in text
+
+
+def test_failure_keeps_last_good_snapshot_and_readiness() -> None:
+    store = Store(["runs:a"])
+    assert not store.all_polled()
+    store.record_success(snapshot("runs:a", "a", 3), 1000.0, 0.1)
+    store.record_failure("runs:a", "connect", 0.1)
+    assert store.all_polled()
+    text = store.payload()[0].decode()
+    assert 'batch_run_attempts{batch="a"} 3.0' in text
+    assert 'batch_exporter_source_up{source="runs:a"} 0.0' in text
+
+
+def test_render_only_on_change() -> None:
+    store = Store(["runs:a"])
+    store.record_success(snapshot("runs:a", "a", 1), 1000.0, 0.1)
+    first = store.payload()
+    assert store.payload() is first
+    assert gzip.decompress(first[1]) == first[0]
+    store.record_success(snapshot("runs:a", "a", 2), 1001.0, 0.1)
+    second = store.payload()
+    assert second is not first and b'batch_run_attempts{batch="a"} 2.0' in second[0]
