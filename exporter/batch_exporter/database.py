@@ -1,0 +1,643 @@
+"""Read-only database access with deadlines that really stop the query.
+
+Two drivers: SQLite (standard library) and ODBC (pyodbc, imported only when an ODBC database is
+opened). Read-only is enforced in layers, because each one alone can be switched off or fooled:
+
+1. ``sqlcheck`` refuses anything but a single SELECT before it reaches the driver;
+2. the session is read-only where the driver allows it: SQLite ``mode=ro`` with ATTACH disabled and
+   an authorizer that allows only reads; PostgreSQL ``default_transaction_read_only``; MariaDB/MySQL
+   ``SET SESSION TRANSACTION READ ONLY``; SQL Server ``ApplicationIntent=ReadOnly`` (a routing hint);
+3. ODBC runs with autocommit off and every query is rolled back, never committed;
+4. the account should only be granted SELECT (documented for users, not checkable here).
+
+Deadlines: SQLite checks one in its progress handler; ODBC cancels from a timer thread and also sets
+the server's own statement limit (PostgreSQL ``statement_timeout``, MariaDB ``max_statement_time``,
+MySQL ``max_execution_time``, SQL Server query timeout). PostgreSQL and MariaDB sessions run in UTC, so
+TIMESTAMPTZ / TIMESTAMP-with-zone values arrive as naive UTC and NOW() is UTC.
+
+Each calling thread gets its own connection (pyodbc.threadsafety == 1). A timeout keeps the connection;
+a broken connection is dropped and the next call reconnects, with a backoff after connect failures.
+Error messages carry the database name and the SQLSTATE, never the connection string or row values.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import math
+import re
+import sqlite3
+import threading
+import time
+import weakref
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal, Self
+
+from .sqlcheck import StatementError, check_read_only
+
+Reason = Literal["connect", "timeout", "query", "driver_missing"]
+REASONS: tuple[Reason, ...] = ("connect", "timeout", "query", "driver_missing")
+Row = tuple[object, ...]
+Clock = Callable[[], float]
+
+_log = logging.getLogger(__name__)
+
+
+class QueryError(Exception):
+    """A database call failed. ``reason`` is one of REASONS (a metric label); the message is safe to log."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason
+
+
+class Database(ABC):
+    """One configured database, opened read-only. ``query`` may be called from any thread."""
+
+    name: str
+
+    @abstractmethod
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        """Run one SELECT with ``?`` placeholders and return all rows in driver-native types."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close every connection; later queries raise QueryError('connect')."""
+
+
+def open_database(
+    name: str,
+    *,
+    sqlite: str | None = None,
+    odbc: str | None = None,
+    query_timeout: float = 10.0,
+    connect_timeout: float = 5.0,
+    clock: Clock = time.monotonic,
+) -> Database:
+    """Open (lazily: the first query connects) the database ``name`` from a SQLite path or an ODBC string.
+
+    ``clock`` times the reconnect backoff only. Raises QueryError('driver_missing') when ``odbc`` is
+    given and pyodbc or libodbc is not installed, ValueError on bad arguments.
+    """
+    if (sqlite is None) == (odbc is None):
+        raise ValueError(f"database {name!r}: give exactly one of sqlite= or odbc=")
+    # 0 means "no limit" to ODBC, and a connect without a limit hangs on a silent peer.
+    if not (query_timeout > 0 and connect_timeout > 0):
+        raise ValueError(f"database {name!r}: query_timeout and connect_timeout must be positive")
+    if sqlite is not None:
+        return _SqliteDatabase(name, sqlite, query_timeout, clock)
+    assert odbc is not None
+    return _OdbcDatabase(name, odbc, query_timeout, connect_timeout, clock)
+
+
+class _Backoff:
+    """After a failed connect, refuse further attempts for 1 s, doubling to 60 s; reset on success."""
+
+    FIRST = 1.0
+    LONGEST = 60.0
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._delay = 0.0
+        self._until = 0.0
+        self._last: QueryError | None = None
+
+    def blocked(self) -> QueryError | None:
+        """The error to raise instead of connecting, or None when an attempt is allowed."""
+        with self._lock:
+            wait = self._until - self._clock()
+            if wait <= 0 or self._last is None:
+                return None
+            return QueryError(self._last.reason, f"{self._last}; next connect attempt in {wait:.1f}s")
+
+    def failed(self, error: QueryError) -> None:
+        with self._lock:
+            now = self._clock()
+            if now < self._until:
+                return  # another thread already failed within this window
+            self._delay = self.FIRST if self._delay == 0 else min(self._delay * 2, self.LONGEST)
+            self._until = now + self._delay
+            self._last = error
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._delay = self._until = 0.0
+            self._last = None
+
+
+class _PerThreadDatabase(Database):
+    """Shared machinery: statement check, one connection per thread, drop and reconnect, backoff."""
+
+    def __init__(self, name: str, dialect: str | None, clock: Clock) -> None:
+        self.name = name
+        self.dialect = dialect  # sqlcheck dialect, None when the server kind is unknown
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: dict[int, tuple[weakref.ref[threading.Thread], Any]] = {}
+        self._backoff = _Backoff(clock)
+        self._closed = False
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        try:
+            check_read_only(sql, self.dialect)
+        except StatementError as err:
+            raise QueryError("query", f"database {self.name!r}: statement refused: {err}") from None
+        return self._execute(self._thread_connection(), sql, tuple(params))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections = [connection for _, connection in self._connections.values()]
+            self._connections.clear()
+        for connection in connections:
+            _close_quietly(connection)
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """A new connection, or QueryError('connect' / 'driver_missing')."""
+
+    @abstractmethod
+    def _execute(self, connection: Any, sql: str, params: tuple[object, ...]) -> list[Row]:
+        """Run the statement under the deadline; raise QueryError, dropping the connection if broken."""
+
+    def _thread_connection(self) -> Any:
+        if self._closed:
+            raise QueryError("connect", f"database {self.name!r} is closed")
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection
+        blocked = self._backoff.blocked()
+        if blocked is not None:
+            raise blocked
+        try:
+            connection = self._connect()
+        except QueryError as err:
+            self._backoff.failed(err)
+            raise
+        self._backoff.succeeded()
+        self._adopt(connection)
+        return connection
+
+    def _adopt(self, connection: Any) -> None:
+        current = threading.current_thread()
+        with self._lock:
+            if self._closed:
+                _close_quietly(connection)
+                raise QueryError("connect", f"database {self.name!r} is closed")
+            for ident, (thread_ref, old) in list(self._connections.items()):
+                thread = thread_ref()
+                if thread is None or not thread.is_alive():  # its thread ended: nobody will use it again
+                    _close_quietly(old)
+                    del self._connections[ident]
+            self._connections[current.ident or 0] = (weakref.ref(current), connection)
+        self._local.connection = connection
+
+    def _drop(self, connection: Any) -> None:
+        """Forget this thread's broken connection so that the next call reconnects."""
+        with self._lock:
+            entry = self._connections.get(threading.get_ident())
+            if entry is not None and entry[1] is connection:
+                del self._connections[threading.get_ident()]
+        self._local.connection = None
+        _close_quietly(connection)
+
+
+def _close_quietly(connection: Any) -> None:
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001 - already broken or closed; nothing left to release
+        _log.debug("closing a database connection failed", exc_info=True)
+
+
+# ---------------------------------------------------------------------------------------------- SQLite
+
+_SQLITE_READ_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
+_SQLITE_TIMEOUT_ERRORS = ("SQLITE_INTERRUPT", "SQLITE_BUSY", "SQLITE_LOCKED")
+_SQLITE_BROKEN_ERRORS = ("SQLITE_CANTOPEN", "SQLITE_NOTADB", "SQLITE_CORRUPT", "SQLITE_IOERR")
+_PROGRESS_STEPS = 10_000  # VM instructions between deadline checks: well under a millisecond
+
+
+def _authorize_reads(action: int, *_: object) -> int:
+    return sqlite3.SQLITE_OK if action in _SQLITE_READ_ACTIONS else sqlite3.SQLITE_DENY
+
+
+class _SqliteDatabase(_PerThreadDatabase):
+    def __init__(self, name: str, path: str, query_timeout: float, clock: Clock) -> None:
+        super().__init__(name, "sqlite", clock)
+        self._uri = Path(path).expanduser().absolute().as_uri() + "?mode=ro"
+        self._query_timeout = query_timeout
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            # timeout: how long to wait for a writer's lock, bounded by the query deadline
+            connection = sqlite3.connect(
+                self._uri,
+                uri=True,
+                timeout=self._query_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise QueryError(
+                "connect", f"database {self.name!r}: cannot open read-only: {_sqlite_text(exc)}"
+            ) from None
+        connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        connection.set_authorizer(_authorize_reads)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchall()  # fails now if not a database
+        except sqlite3.Error as exc:
+            connection.close()
+            raise QueryError("connect", f"database {self.name!r}: cannot read: {_sqlite_text(exc)}") from None
+        return connection
+
+    def _execute(self, connection: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[Row]:
+        deadline = time.monotonic() + self._query_timeout
+        connection.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_STEPS)
+        try:
+            return connection.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            code = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
+            if code.startswith(_SQLITE_TIMEOUT_ERRORS):
+                raise QueryError(
+                    "timeout",
+                    f"database {self.name!r}: query stopped at the {self._query_timeout:g}s deadline ({code})",
+                ) from None
+            if code.startswith(_SQLITE_BROKEN_ERRORS):
+                self._drop(connection)
+                raise QueryError(
+                    "connect", f"database {self.name!r}: {code}: {_sqlite_text(exc, sql)}"
+                ) from None
+            raise QueryError(
+                "query", f"database {self.name!r}: query failed: {code}: {_sqlite_text(exc, sql)}"
+            ) from None
+        finally:
+            connection.set_progress_handler(None, 0)
+
+
+def _sqlite_text(exc: sqlite3.Error, sql: str = "") -> str:
+    return redact(str(exc), sql)
+
+
+# ------------------------------------------------------------------------------------------------ ODBC
+
+_TIMEOUT_STATES = frozenset({"57014", "HYT00", "HYT01", "HY008", "HY018"})
+_TIMEOUT_NATIVE = frozenset(
+    {1317, 1969, 3024}
+)  # MariaDB/MySQL: interrupted, max_statement_time, max_execution_time
+_LOST_STATES = frozenset({"57P01", "57P02", "57P03"})  # PostgreSQL: backend terminated; class 08 is lost too
+_LOST_NATIVE = frozenset({2006, 2013, 2055})  # MySQL client: gone away, lost during query
+_MISSING_DRIVER_STATES = frozenset({"IM002", "IM003"})
+_NATIVE_CODE = re.compile(r"\((-?\d+)\)\s*\(SQL\w+\)\s*$")
+
+
+class _OdbcDatabase(_PerThreadDatabase):
+    def __init__(
+        self, name: str, connection_string: str, query_timeout: float, connect_timeout: float, clock: Clock
+    ) -> None:
+        self._pyodbc = _load_pyodbc(name)
+        try:
+            dialect = odbc_dialect(connection_string)
+            hardened = harden_connection_string(
+                connection_string, query_timeout=query_timeout, connect_timeout=connect_timeout
+            )
+        except ValueError as err:
+            raise ValueError(f"database {name!r}: {err}") from None
+        super().__init__(name, dialect, clock)
+        self._connection_string = hardened
+        self._query_timeout = query_timeout
+        self._login_timeout = max(1, math.ceil(connect_timeout))
+
+    def _connect(self) -> Any:
+        pyodbc = self._pyodbc
+        try:
+            connection = pyodbc.connect(
+                self._connection_string, autocommit=False, timeout=self._login_timeout
+            )
+        except pyodbc.Error as exc:
+            state, _, _ = _odbc_error(exc)
+            if state in _MISSING_DRIVER_STATES or "can't open lib" in str(exc).lower():
+                installed = ", ".join(pyodbc.drivers()) or "none"
+                raise QueryError(
+                    "driver_missing",
+                    f"database {self.name!r}: ODBC driver or DSN not found ({_describe(exc)}); "
+                    f"installed drivers: {installed}",
+                ) from None
+            raise QueryError("connect", f"database {self.name!r}: connect failed: {_describe(exc)}") from None
+        try:
+            self._start_session(connection)
+        except pyodbc.Error as exc:
+            _close_quietly(connection)
+            raise QueryError(
+                "connect", f"database {self.name!r}: read-only session setup failed: {_describe(exc)}"
+            ) from None
+        return connection
+
+    def _start_session(self, connection: Any) -> None:
+        seconds = math.ceil(self._query_timeout)
+        if self.dialect == "mysql":
+            cursor = connection.cursor()
+            version = str(cursor.execute("SELECT VERSION()").fetchone()[0]).lower()
+            limit = (
+                f"max_statement_time = {self._query_timeout:.3f}"
+                if "mariadb" in version
+                else f"max_execution_time = {math.ceil(self._query_timeout * 1000)}"
+            )
+            for statement in (
+                "SET SESSION TRANSACTION READ ONLY",
+                f"SET SESSION {limit}",
+                "SET SESSION time_zone = '+00:00'",
+            ):
+                cursor.execute(statement)
+            cursor.close()
+            connection.rollback()
+        elif self.dialect == "mssql":
+            connection.timeout = seconds
+        elif self.dialect is None:
+            try:
+                connection.timeout = seconds  # query timeout, where the driver supports it
+            except self._pyodbc.Error:
+                _log.debug("database %r: driver has no query timeout; relying on cancel", self.name)
+
+    def _execute(self, connection: Any, sql: str, params: tuple[object, ...]) -> list[Row]:
+        cursor = connection.cursor()
+        watchdog = _Watchdog(cursor.cancel, self._query_timeout)
+        try:
+            with watchdog:
+                cursor.execute(sql, *params)
+                rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+        except self._pyodbc.Error as exc:
+            state, _, native = _odbc_error(exc)
+            if watchdog.fired or state in _TIMEOUT_STATES or native in _TIMEOUT_NATIVE:
+                reason: Reason = "timeout"
+                message = f"query stopped at the {self._query_timeout:g}s deadline ({_describe(exc, sql)})"
+            elif state.startswith("08") or state in _LOST_STATES or native in _LOST_NATIVE:
+                reason, message = "connect", f"connection lost ({_describe(exc, sql)})"
+            else:
+                reason, message = "query", f"query failed: {_describe(exc, sql)}"
+            self._end(connection, broken=reason == "connect")
+            raise QueryError(reason, f"database {self.name!r}: {message}") from None
+        finally:
+            _close_quietly(cursor)
+        self._end(connection, broken=False)
+        return rows
+
+    def _end(self, connection: Any, broken: bool) -> None:
+        """Roll back (never commit); a connection that cannot even roll back is dropped."""
+        if not broken:
+            try:
+                connection.rollback()
+                return
+            except self._pyodbc.Error as exc:
+                _log.warning(
+                    "database %r: rollback failed, reconnecting next time: %s", self.name, _describe(exc)
+                )
+        self._drop(connection)
+
+
+class _Watchdog:
+    """Cancels the running statement from a timer thread when the deadline passes."""
+
+    def __init__(self, cancel: Callable[[], object], seconds: float) -> None:
+        self._cancel = cancel
+        self._lock = threading.Lock()
+        self._finished = False
+        self.fired = False
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Self:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:  # waits for a cancel in progress, so it cannot hit the next statement
+            self._finished = True
+        self._timer.cancel()
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._finished:
+                return
+            self.fired = True
+            try:
+                self._cancel()
+            except Exception:  # noqa: BLE001 - the statement may have just ended; the caller sees `fired`
+                _log.debug("cancelling a statement failed", exc_info=True)
+
+
+def _load_pyodbc(name: str) -> ModuleType:
+    try:
+        return importlib.import_module("pyodbc")
+    except ImportError as exc:
+        raise QueryError(
+            "driver_missing",
+            f"database {name!r}: ODBC support is not installed ({exc}); install the ODBC driver manager "
+            "(apt-get install unixodbc) and the Python module (pip install pyodbc)",
+        ) from None
+
+
+def _odbc_error(exc: Exception) -> tuple[str, str, int | None]:
+    """(SQLSTATE, driver text, native error code) from a pyodbc.Error."""
+    args = exc.args
+    if len(args) >= 2 and isinstance(args[0], str):
+        state, text = args[0], str(args[1])
+    else:
+        state, text = "", str(args[0]) if args else ""
+    native = _NATIVE_CODE.search(text)
+    return state, text, int(native.group(1)) if native else None
+
+
+def _describe(exc: Exception, sql: str = "") -> str:
+    state, text, native = _odbc_error(exc)
+    text = re.sub(r"^(\[[^\]]*\]\s*)+", "", text)  # [SQLSTATE][unixODBC][vendor] prefixes
+    text = _NATIVE_CODE.sub("", text)
+    text = re.sub(r";?\s*Error while executing the query\s*$", "", text.strip())
+    label = type(exc).__name__ + (f", native {native}" if native is not None else "")
+    return f"SQLSTATE {state or '?'} ({label}): {redact(text, sql)}"
+
+
+# A quote opens after a non-word character and closes before one, so "Can't" is no quote.
+_QUOTED = re.compile(r"(?<!\w)(['\"`])(?:(?!\1).|\1(?=\w))*\1(?!\w)", re.DOTALL)
+_LONG_NUMBER = re.compile(r"\d{5,}")
+
+
+def redact(text: str, sql: str = "", limit: int = 300) -> str:
+    """Driver text made safe to log: quoted parts not taken from ``sql`` and long digit runs are hidden.
+
+    Drivers quote the offending value in their messages (``value "4111111111111111" is out of range``);
+    quoted names that the statement itself contains stay readable.
+    """
+
+    def quoted(match: re.Match[str]) -> str:
+        inner = match.group()[1:-1]
+        if inner and re.search(rf"(?<!\w){re.escape(inner)}(?!\w)", sql):
+            return match.group()
+        return match.group()[0] + "..." + match.group()[-1]
+
+    text = text[:2000]
+    pieces = []
+    last = 0
+    for match in _QUOTED.finditer(text):
+        pieces.append(_LONG_NUMBER.sub("...", text[last : match.start()]))
+        pieces.append(quoted(match))
+        last = match.end()
+    pieces.append(_LONG_NUMBER.sub("...", text[last:]))
+    cleaned = " ".join("".join(pieces).split())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+
+# ------------------------------------------------------------------------------- connection strings
+
+
+def odbc_dialect(connection_string: str) -> str | None:
+    """The server kind behind an ODBC connection string, from its Driver= (None for a bare DSN)."""
+    driver = _unbrace(_odbc_get(_parse_odbc(connection_string), "driver") or "").lower()
+    if "postgres" in driver or "psqlodbc" in driver:
+        return "postgresql"
+    if any(tag in driver for tag in ("mariadb", "mysql", "maodbc", "myodbc")):
+        return "mysql"
+    if any(tag in driver for tag in ("sql server", "msodbcsql", "sqlncli")):
+        return "mssql"
+    if "sqlite" in driver:
+        return "sqlite"
+    return None
+
+
+def harden_connection_string(connection_string: str, *, query_timeout: float, connect_timeout: float) -> str:
+    """Add the per-driver read-only and timeout settings that the user has not set already.
+
+    PostgreSQL gets ``pqopt`` options (read-only transactions, statement_timeout, UTC), merged after any
+    the user gave so that ours win; MariaDB/MySQL gets CONN/READ/WRITE timeouts so that a silent peer
+    cannot block forever; SQL Server gets ``ApplicationIntent=ReadOnly``.
+    """
+    pairs = _parse_odbc(connection_string)
+    dialect = odbc_dialect(connection_string)
+    if dialect == "postgresql":
+        user_pqopt = _unbrace(_odbc_pop(pairs, "pqopt") or "")
+        options = (
+            f"-c default_transaction_read_only=on -c statement_timeout={math.ceil(query_timeout * 1000)} "
+            "-c TimeZone=UTC"
+        )
+        pairs.append(("pqopt", _brace(_merge_pqopt(user_pqopt, options, math.ceil(connect_timeout)))))
+    elif dialect == "mysql":
+        socket_seconds = math.ceil(query_timeout) + 5  # a backstop behind max_statement_time and cancel
+        for key, value in (
+            ("CONN_TIMEOUT", math.ceil(connect_timeout)),
+            ("READ_TIMEOUT", socket_seconds),
+            ("WRITE_TIMEOUT", socket_seconds),
+        ):
+            if _odbc_get(pairs, key) is None:
+                pairs.append((key, str(value)))
+    elif dialect == "mssql" and _odbc_get(pairs, "applicationintent") is None:
+        pairs.append(("ApplicationIntent", "ReadOnly"))
+    return "".join(f"{key}={value};" for key, value in pairs)
+
+
+def _parse_odbc(text: str) -> list[tuple[str, str]]:
+    """``key=value;`` pairs; values keep their {braces}. Errors give positions, never the text."""
+    pairs: list[tuple[str, str]] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] in "; \t\r\n":
+            i += 1
+            continue
+        equals = text.find("=", i)
+        if equals < 0:
+            raise ValueError(f"ODBC connection string: attribute without '=' at character {i}")
+        key = text[i:equals].strip()
+        j = equals + 1
+        while j < n and text[j] in " \t":
+            j += 1
+        if j < n and text[j] == "{":
+            end = j + 1
+            while True:
+                close = text.find("}", end)
+                if close < 0:
+                    raise ValueError(f"ODBC connection string: '{{' at character {j} is never closed")
+                if text.startswith("}}", close):
+                    end = close + 2
+                    continue
+                end = close + 1
+                break
+            value = text[j:end]
+            rest = text.find(";", end)
+            if text[end : n if rest < 0 else rest].strip():
+                raise ValueError(f"ODBC connection string: text after '}}' at character {end}")
+            i = n if rest < 0 else rest
+        else:
+            end = text.find(";", j)
+            end = n if end < 0 else end
+            value = text[j:end].strip()
+            i = end
+        pairs.append((key, value))
+    return pairs
+
+
+def _odbc_get(pairs: list[tuple[str, str]], key: str) -> str | None:
+    return next((value for name, value in pairs if name.lower() == key.lower()), None)
+
+
+def _odbc_pop(pairs: list[tuple[str, str]], key: str) -> str | None:
+    found = _odbc_get(pairs, key)
+    pairs[:] = [(name, value) for name, value in pairs if name.lower() != key.lower()]
+    return found
+
+
+def _unbrace(value: str) -> str:
+    if len(value) >= 2 and value.startswith("{") and value.endswith("}"):
+        return value[1:-1].replace("}}", "}")
+    return value
+
+
+def _brace(value: str) -> str:
+    return "{" + value.replace("}", "}}") + "}"
+
+
+def _merge_pqopt(user: str, options: str, connect_timeout: int) -> str:
+    """libpq conninfo with our ``-c`` options appended after the user's (the last setting wins)."""
+    settings = _parse_conninfo(user)
+    merged = " ".join(part for part in (settings.get("options", ""), options) if part)
+    settings["options"] = merged
+    settings.setdefault("connect_timeout", str(connect_timeout))
+    return " ".join(f"{key}='{_conninfo_escape(value)}'" for key, value in settings.items())
+
+
+def _parse_conninfo(text: str) -> dict[str, str]:
+    """libpq ``key=value key='quoted value'`` syntax (backslash escapes)."""
+    settings: dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        equals = text.find("=", i)
+        if equals < 0:
+            raise ValueError(f"ODBC connection string: pqopt has a setting without '=' at character {i}")
+        key = text[i:equals].strip()
+        i = equals + 1
+        while i < n and text[i].isspace():
+            i += 1
+        quoted = i < n and text[i] == "'"
+        i += quoted
+        value = []
+        while i < n and (text[i] != "'" if quoted else not text[i].isspace()):
+            if text[i] == "\\" and i + 1 < n:
+                i += 1
+            value.append(text[i])
+            i += 1
+        if quoted:
+            if i >= n:
+                raise ValueError("ODBC connection string: pqopt has an unterminated quoted value")
+            i += 1
+        settings[key] = "".join(value)
+    return settings
+
+
+def _conninfo_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")

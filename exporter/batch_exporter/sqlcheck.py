@@ -1,0 +1,254 @@
+"""Refuse any SQL that is not one plain SELECT: the first of the read-only layers.
+
+Servers disagree on how text is quoted and commented (PostgreSQL reads ``'\\'`` as a whole string,
+MySQL as an unterminated one; MySQL runs ``/*! ... */`` comments; ``$$...$$`` is a string only in
+PostgreSQL). A statement therefore passes only if it is a single SELECT/WITH under every reading of
+the dialect (or of all dialects when the server is unknown). A general-purpose SQL lexer picks one
+reading, which is exactly the gap an attacker-shaped statement would use.
+
+Keywords that start other statements are refused anywhere outside literals, quoted names and comments:
+SQL Server runs ``SELECT 1 DELETE FROM t`` as two statements without a ``;``. Functions with side
+effects (``nextval``, ``pg_terminate_backend``) cannot be seen in the text; the read-only session and a
+SELECT-only account are the layers that stop them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+
+class StatementError(ValueError):
+    """The statement is not a single read-only SELECT; says what and where."""
+
+    def __init__(self, detail: str, offset: int, sql: str) -> None:
+        self.detail = detail
+        self.offset = offset
+        self.line = sql.count("\n", 0, offset) + 1
+        self.column = offset - (sql.rfind("\n", 0, offset) + 1) + 1
+        super().__init__(f"{detail} at line {self.line}, column {self.column} (offset {offset})")
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """How one server splits text into literals, quoted names, comments and code."""
+
+    label: str
+    backslash_escapes: bool = False  # '\'' continues a '...' or "..." literal
+    escape_string_prefix: bool = False  # PostgreSQL E'...' always takes backslash escapes
+    dollar_quotes: bool = False  # PostgreSQL $tag$...$tag$
+    brackets: bool = False  # [quoted name]
+    backticks: bool = False  # `quoted name`
+    nested_comments: bool = False
+    hash_comments: bool = False
+    dash_comment_needs_space: bool = False  # MySQL: '--' starts a comment only before whitespace
+    executable_comments: bool = False  # MySQL /*! ... */ is code
+
+
+_POSTGRESQL = _Reading("PostgreSQL", escape_string_prefix=True, dollar_quotes=True, nested_comments=True)
+_MYSQL = _Reading(
+    "MySQL/MariaDB",
+    backslash_escapes=True,
+    backticks=True,
+    hash_comments=True,
+    dash_comment_needs_space=True,
+    executable_comments=True,
+)
+_READINGS: dict[str, tuple[_Reading, ...]] = {
+    "postgresql": (
+        _POSTGRESQL,
+        replace(_POSTGRESQL, label="PostgreSQL with standard_conforming_strings=off", backslash_escapes=True),
+    ),
+    "mysql": (
+        _MYSQL,
+        replace(_MYSQL, label="MySQL/MariaDB with NO_BACKSLASH_ESCAPES", backslash_escapes=False),
+    ),
+    "mssql": (_Reading("SQL Server", brackets=True, nested_comments=True),),
+    "sqlite": (_Reading("SQLite", brackets=True, backticks=True),),
+}
+DIALECTS = tuple(_READINGS)
+_ALL_READINGS = tuple(reading for readings in _READINGS.values() for reading in readings)
+
+_WHY = {
+    "changes data": "INSERT UPDATE DELETE MERGE UPSERT REPLACE TRUNCATE UPDATETEXT WRITETEXT",
+    "writes a table or variables": "INTO",
+    "changes the schema": "CREATE ALTER DROP RENAME ENABLE DISABLE",
+    "changes privileges": "GRANT REVOKE DENY SETUSER",
+    "runs a procedure": "CALL EXEC EXECUTE",
+    "changes session state": "SET DECLARE PRAGMA ATTACH DETACH",
+    "controls the transaction": "BEGIN COMMIT ROLLBACK SAVEPOINT",
+    "takes locks": "LOCK UNLOCK UPDLOCK XLOCK TABLOCKX HOLDLOCK",
+    "is an administrative command": "KILL SHUTDOWN BACKUP RESTORE DBCC BULK RECONFIGURE VACUUM REINDEX",
+    "reaches another server": "OPENROWSET OPENQUERY OPENDATASOURCE",
+}
+_FORBIDDEN = {word: why for why, words in _WHY.items() for word in words.split()}
+_FUNCTIONS = {"INSERT", "REPLACE"}  # string functions when followed by '('
+_ROW_LOCK_AFTER_FOR = {"UPDATE", "SHARE", "NO", "KEY"}
+
+_WORD = re.compile(r"[^\W\d][\w$]*")
+_NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$")
+_COMMENT_MARK = re.compile(r"/\*|\*/")
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # word, literal, name, number, punct
+    text: str
+    offset: int
+
+
+def check_read_only(sql: str, dialect: str | None = None) -> None:
+    """Raise StatementError unless ``sql`` is exactly one SELECT or WITH ... SELECT statement.
+
+    ``dialect`` (one of DIALECTS) narrows the check to how that server reads text; None checks every
+    reading, so a statement accepted here is accepted by any server.
+    """
+    if dialect is not None and dialect not in _READINGS:
+        raise ValueError(f"unknown SQL dialect {dialect!r}; expected one of {', '.join(DIALECTS)} or None")
+    readings = _READINGS[dialect] if dialect is not None else _ALL_READINGS
+    failures: list[tuple[_Reading, StatementError]] = []
+    for reading in readings:
+        try:
+            _check(_tokens(sql, reading), sql)
+        except StatementError as err:
+            failures.append((reading, err))
+    if not failures:
+        return
+    first_reading, first = failures[0]
+    if len(failures) == len(readings) and all(
+        (other.detail, other.offset) == (first.detail, first.offset) for _, other in failures
+    ):
+        raise first
+    raise StatementError(f"{first.detail} (as {first_reading.label} reads it)", first.offset, sql)
+
+
+def _check(tokens: list[_Token], sql: str) -> None:
+    if tokens and _is(tokens[-1], ";"):
+        tokens = tokens[:-1]
+    if not tokens:
+        raise StatementError("empty statement", 0, sql)
+    for token in tokens:
+        if _is(token, ";"):
+            raise StatementError("more than one statement: ';' is only allowed at the end", token.offset, sql)
+    first = next((token for token in tokens if not _is(token, "(")), tokens[-1])
+    if first.kind != "word" or first.text.upper() not in ("SELECT", "WITH"):
+        shown = first.text if len(first.text) <= 20 else first.text[:20] + "..."
+        raise StatementError(
+            f"only SELECT or WITH statements are allowed, found {shown!r}", first.offset, sql
+        )
+    for index, token in enumerate(tokens):
+        if token.kind != "word" or (index and _is(tokens[index - 1], ".")):
+            continue  # not a keyword, or a qualified name such as t.update
+        word = token.text.upper()
+        after = tokens[index + 1] if index + 1 < len(tokens) else None
+        before = tokens[index - 1] if index else None
+        if word in _FUNCTIONS and after is not None and _is(after, "("):
+            continue
+        if word == "SET" and before is not None and before.text.upper() == "CHARACTER":
+            continue  # MySQL CAST(x AS CHAR CHARACTER SET utf8mb4)
+        if word == "FOR" and after is not None and after.text.upper() in _ROW_LOCK_AFTER_FOR:
+            raise StatementError(f"FOR {after.text.upper()} takes row locks", token.offset, sql)
+        why = _FORBIDDEN.get(word)
+        if why:
+            raise StatementError(
+                f"{word} {why} and is not allowed in a read-only query (quote it if it is a name)",
+                token.offset,
+                sql,
+            )
+
+
+def _is(token: _Token, punct: str) -> bool:
+    return token.kind == "punct" and token.text == punct
+
+
+def _tokens(sql: str, reading: _Reading) -> list[_Token]:
+    """Split ``sql`` the way ``reading`` does, dropping whitespace and comments."""
+    tokens: list[_Token] = []
+    i, n = 0, len(sql)
+    while i < n:
+        char = sql[i]
+        if char.isspace():
+            i += 1
+        elif sql.startswith("--", i) and _dash_comment(sql, i, reading) or char == "#" and reading.hash_comments:
+            i = _line_end(sql, i)
+        elif sql.startswith("/*", i):
+            if reading.executable_comments and sql.startswith(("!", "M!"), i + 2):
+                raise StatementError("MySQL/MariaDB executable comments /*! ... */ are not accepted", i, sql)
+            i = _comment_end(sql, i, reading.nested_comments)
+        elif char == "'":
+            i = _add(tokens, "literal", sql, i, _quoted_end(sql, i, "'", reading.backslash_escapes))
+        elif char == '"':
+            i = _add(tokens, "name", sql, i, _quoted_end(sql, i, '"', reading.backslash_escapes))
+        elif char == "`" and reading.backticks:
+            i = _add(tokens, "name", sql, i, _quoted_end(sql, i, "`", False))
+        elif char == "[" and reading.brackets:
+            i = _add(tokens, "name", sql, i, _quoted_end(sql, i, "]", False))
+        elif char == "$" and reading.dollar_quotes and (tag := _DOLLAR_TAG.match(sql, i)):
+            close = sql.find(tag.group(), tag.end())
+            if close < 0:
+                raise StatementError("unterminated dollar-quoted literal", i, sql)
+            i = _add(tokens, "literal", sql, i, close + len(tag.group()))
+        elif word := _WORD.match(sql, i):
+            if (
+                reading.escape_string_prefix
+                and word.group() in ("E", "e")
+                and sql.startswith("'", word.end())
+            ):
+                i = _add(tokens, "literal", sql, i, _quoted_end(sql, word.end(), "'", True))
+            else:
+                i = _add(tokens, "word", sql, i, word.end())
+        elif number := _NUMBER.match(sql, i):
+            i = _add(tokens, "number", sql, i, number.end())
+        else:
+            i = _add(tokens, "punct", sql, i, i + 1)
+    return tokens
+
+
+def _add(tokens: list[_Token], kind: str, sql: str, start: int, end: int) -> int:
+    tokens.append(_Token(kind, sql[start:end], start))
+    return end
+
+
+def _dash_comment(sql: str, i: int, reading: _Reading) -> bool:
+    if not reading.dash_comment_needs_space or i + 2 >= len(sql):
+        return True
+    follower = sql[i + 2]
+    return follower.isspace() or ord(follower) < 32
+
+
+def _line_end(sql: str, i: int) -> int:
+    end = sql.find("\n", i)
+    return len(sql) if end < 0 else end + 1
+
+
+def _comment_end(sql: str, start: int, nested: bool) -> int:
+    if not nested:
+        close = sql.find("*/", start + 2)
+        if close < 0:
+            raise StatementError("unterminated /* comment", start, sql)
+        return close + 2
+    depth = 0
+    for mark in _COMMENT_MARK.finditer(sql, start):
+        depth += 1 if mark.group() == "/*" else -1
+        if depth == 0:
+            return mark.end()
+    raise StatementError("unterminated /* comment", start, sql)
+
+
+def _quoted_end(sql: str, start: int, close: str, backslash_escapes: bool) -> int:
+    """Index just past the literal or quoted name opening at ``start``; doubling ``close`` escapes it."""
+    what = "string literal" if sql[start] == "'" else "quoted name"
+    i = start + 1
+    while i < len(sql):
+        char = sql[i]
+        if backslash_escapes and char == "\\":
+            i += 2
+        elif char == close:
+            if sql.startswith(close, i + 1):
+                i += 2
+            else:
+                return i + 1
+        else:
+            i += 1
+    raise StatementError(f"unterminated {what}", start, sql)

@@ -1,0 +1,626 @@
+"""Read-only access with deadlines, on a real SQLite file and the real PostgreSQL and MariaDB servers."""
+
+from __future__ import annotations
+
+import re
+import socket
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from batch_exporter import database
+from batch_exporter.database import (
+    REASONS,
+    Database,
+    QueryError,
+    harden_connection_string,
+    odbc_dialect,
+    open_database,
+    redact,
+)
+from batch_exporter.values import as_float, as_text, as_utc_datetime
+from db_servers import (
+    SESSION_ID_SQL,
+    SLEEP_SQL,
+    admin_connection,
+    odbc_connection_string,
+    odbc_missing,
+    odbc_params,
+    requires_odbc,
+    scratch_table,
+)
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+UTC_ZONE = ZoneInfo("UTC")
+MOMENT = datetime(2026, 11, 26, 17, 0, 5, tzinfo=UTC)  # 2026-11-27 02:00:05 in Tokyo
+SLOW_SQLITE = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n"
+
+
+class FakeClock:
+    """Monotonic clock for the reconnect backoff, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def failure(call: Any, *args: object, **kwargs: object) -> QueryError:
+    with pytest.raises(QueryError) as caught:
+        call(*args, **kwargs)
+    assert caught.value.reason in REASONS
+    return caught.value
+
+
+@pytest.fixture()
+def no_statement_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let statements through to the driver, to prove the session layer refuses writes on its own."""
+    monkeypatch.setattr(database, "check_read_only", lambda sql, dialect=None: None)
+
+
+# ---------------------------------------------------------------------------------------------- SQLite
+
+
+@pytest.fixture()
+def runs_file(tmp_path: Path) -> Path:
+    path = tmp_path / "runs.db"
+    with sqlite3.connect(path) as writer:
+        writer.execute(
+            "CREATE TABLE batch_run (run_id INTEGER, status TEXT, started_at TEXT, amount NUMERIC)"
+        )
+        writer.executemany(
+            "INSERT INTO batch_run VALUES (?, ?, ?, ?)",
+            [(1, "OK", "2026-11-27 02:00:05", 1234.56), (2, "NG", "2026-11-28T02:00:05+09:00", None)],
+        )
+    writer.close()
+    return path
+
+
+@pytest.fixture()
+def sqlite_db(runs_file: Path) -> Iterator[Database]:
+    db = open_database("runs", sqlite=str(runs_file), query_timeout=0.5)
+    yield db
+    db.close()
+
+
+def sqlite_rows(path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as reader:
+        return reader.execute("SELECT * FROM batch_run ORDER BY run_id").fetchall()
+
+
+def test_sqlite_reads_rows_with_qmark_parameters(sqlite_db: Database) -> None:
+    rows = sqlite_db.query("SELECT run_id, status, started_at FROM batch_run WHERE status = ?", ["OK"])
+    assert rows == [(1, "OK", "2026-11-27 02:00:05")]
+    assert as_utc_datetime(rows[0][2], TOKYO) == MOMENT
+    assert sqlite_db.name == "runs"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO batch_run VALUES (3, 'RUN', NULL, NULL)",
+        "UPDATE batch_run SET status = 'NG'",
+        "DELETE FROM batch_run",
+        "CREATE TABLE other (a INTEGER)",
+        "CREATE TEMP TABLE scratch (a INTEGER)",
+        "DROP TABLE batch_run",
+        "PRAGMA journal_mode = WAL",
+    ],
+)
+def test_sqlite_refuses_writes_even_past_the_statement_check(
+    no_statement_check: None, sqlite_db: Database, runs_file: Path, sql: str
+) -> None:
+    before = sqlite_rows(runs_file)
+    error = failure(sqlite_db.query, sql)
+    assert error.reason == "query"
+    assert sqlite_rows(runs_file) == before
+    assert sqlite_db.query("SELECT count(*) FROM batch_run") == [(2,)]
+
+
+def test_sqlite_cannot_attach_another_file(
+    no_statement_check: None, sqlite_db: Database, tmp_path: Path
+) -> None:
+    target = tmp_path / "attached.db"
+    error = failure(sqlite_db.query, f"ATTACH DATABASE '{target}' AS other")
+    assert error.reason == "query"
+    assert not target.exists()
+
+
+def test_statement_check_runs_before_the_driver(sqlite_db: Database, runs_file: Path) -> None:
+    error = failure(sqlite_db.query, "SELECT 1; DELETE FROM batch_run")
+    assert error.reason == "query"
+    assert "statement refused: more than one statement" in str(error)
+    assert "'runs'" in str(error)
+    assert len(sqlite_rows(runs_file)) == 2
+
+
+def test_sqlite_slow_query_is_stopped_at_the_deadline_and_the_connection_reused(sqlite_db: Database) -> None:
+    error = failure(sqlite_db.query, SLOW_SQLITE)
+    assert error.reason == "timeout"
+    assert "deadline" in str(error)
+    assert sqlite_db.query("SELECT count(*) FROM batch_run") == [(2,)]
+
+
+def test_sqlite_missing_file_is_a_connect_error_and_is_not_created(tmp_path: Path) -> None:
+    path = tmp_path / "absent.db"
+    db = open_database("absent", sqlite=str(path))
+    error = failure(db.query, "SELECT 1")
+    assert error.reason == "connect"
+    assert not path.exists()
+
+
+def test_sqlite_file_that_is_no_database_is_a_connect_error(tmp_path: Path) -> None:
+    path = tmp_path / "text.db"
+    path.write_text("not a database, just text " * 100)
+    error = failure(open_database("text", sqlite=str(path)).query, "SELECT 1")
+    assert error.reason == "connect"
+
+
+def test_connect_failures_back_off_doubling_and_reset_on_success(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "late.db"
+    db = open_database("late", sqlite=str(path), clock=clock)
+
+    first = failure(db.query, "SELECT 1")
+    assert first.reason == "connect" and "next connect attempt" not in str(first)
+    sqlite3.connect(path).close()  # the file appears, but the backoff window still holds
+    blocked = failure(db.query, "SELECT 1")
+    assert blocked.reason == "connect"
+    assert "next connect attempt in 1.0s" in str(blocked)
+
+    clock.now += 1.0
+    assert db.query("SELECT 1") == [(1,)]
+    db.close()
+
+    path.unlink()
+    db = open_database("late", sqlite=str(path), clock=clock)
+    failure(db.query, "SELECT 1")
+    clock.now += 1.0
+    failure(db.query, "SELECT 1")  # a real second attempt, failing again
+    assert "next connect attempt in 2.0s" in str(failure(db.query, "SELECT 1"))
+    clock.now += 1.5
+    assert "next connect attempt in 0.5s" in str(failure(db.query, "SELECT 1"))
+
+
+def test_backoff_stops_at_sixty_seconds(tmp_path: Path) -> None:
+    clock = FakeClock()
+    db = open_database("never", sqlite=str(tmp_path / "never.db"), clock=clock)
+    waits = []
+    for _ in range(9):
+        failure(db.query, "SELECT 1")
+        message = str(failure(db.query, "SELECT 1"))
+        waits.append(float(message.rsplit("in ", 1)[1].rstrip("s")))
+        clock.now += 1000
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
+
+
+def test_closed_database_refuses_queries(sqlite_db: Database) -> None:
+    assert sqlite_db.query("SELECT 1") == [(1,)]
+    sqlite_db.close()
+    error = failure(sqlite_db.query, "SELECT 1")
+    assert error.reason == "connect" and "closed" in str(error)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "exactly one of"),
+        ({"sqlite": "a.db", "odbc": "DSN=x"}, "exactly one of"),
+        ({"sqlite": "a.db", "query_timeout": 0}, "must be positive"),
+        ({"sqlite": "a.db", "connect_timeout": -1}, "must be positive"),
+    ],
+)
+def test_open_database_refuses_bad_arguments(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        open_database("x", **kwargs)
+
+
+def test_missing_pyodbc_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyodbc", None)  # import now fails as it does without the package
+    error = failure(open_database, "payments", odbc="DSN=payments;PWD=sekret")
+    assert error.reason == "driver_missing"
+    assert "apt-get install unixodbc" in str(error) and "pip install pyodbc" in str(error)
+    assert "sekret" not in str(error)
+
+
+# ------------------------------------------------------------------------------- connection strings
+
+
+def test_postgresql_gets_read_only_utc_and_statement_timeout() -> None:
+    hardened = harden_connection_string(
+        "Driver={PostgreSQL Unicode};Server=db;PWD={a;b}", query_timeout=2.5, connect_timeout=3
+    )
+    assert hardened == (
+        "Driver={PostgreSQL Unicode};Server=db;PWD={a;b};"
+        "pqopt={options='-c default_transaction_read_only=on -c statement_timeout=2500 -c TimeZone=UTC' "
+        "connect_timeout='3'};"
+    )
+
+
+def test_postgresql_user_pqopt_is_kept_and_ours_come_last() -> None:
+    hardened = harden_connection_string(
+        "DRIVER={PostgreSQL Unicode};PQOPT={sslmode=require options='-c TimeZone=Asia/Tokyo' connect_timeout=9}",
+        query_timeout=1,
+        connect_timeout=5,
+    )
+    assert hardened.endswith(
+        "pqopt={sslmode='require' options='-c TimeZone=Asia/Tokyo -c default_transaction_read_only=on "
+        "-c statement_timeout=1000 -c TimeZone=UTC' connect_timeout='9'};"
+    )
+    assert "PQOPT" not in hardened
+
+
+def test_mariadb_gets_socket_timeouts_unless_given() -> None:
+    hardened = harden_connection_string(
+        "DRIVER={MariaDB Unicode};SERVER=db;read_timeout=30", query_timeout=10, connect_timeout=4.2
+    )
+    assert hardened == "DRIVER={MariaDB Unicode};SERVER=db;read_timeout=30;CONN_TIMEOUT=5;WRITE_TIMEOUT=15;"
+
+
+def test_sql_server_gets_read_only_intent_unless_given() -> None:
+    base = "Driver={ODBC Driver 18 for SQL Server};Server=db1"
+    assert harden_connection_string(base, query_timeout=1, connect_timeout=1).endswith(
+        ";ApplicationIntent=ReadOnly;"
+    )
+    given = base + ";applicationintent=ReadWrite"
+    assert "ReadOnly" not in harden_connection_string(given, query_timeout=1, connect_timeout=1)
+
+
+def test_unknown_driver_is_left_alone() -> None:
+    assert (
+        harden_connection_string("DSN=payments;UID=m", query_timeout=1, connect_timeout=1)
+        == "DSN=payments;UID=m;"
+    )
+
+
+@pytest.mark.parametrize(
+    "connection_string, dialect",
+    [
+        ("Driver={PostgreSQL Unicode};Server=x", "postgresql"),
+        ("DRIVER=/usr/lib/x86_64-linux-gnu/odbc/psqlodbcw.so", "postgresql"),
+        ("driver={MariaDB Unicode}", "mysql"),
+        ("Driver={MySQL ODBC 8.0 Unicode Driver}", "mysql"),
+        ("Driver={ODBC Driver 18 for SQL Server}", "mssql"),
+        ("Driver={SQLite3}", "sqlite"),
+        ("DSN=payments", None),
+        ("Driver={Oracle 21 ODBC driver}", None),
+    ],
+)
+def test_dialect_is_read_from_the_driver(connection_string: str, dialect: str | None) -> None:
+    assert odbc_dialect(connection_string) == dialect
+
+
+@pytest.mark.parametrize("bad", ["Driver={PostgreSQL Unicode;PWD=sekret", "PWD=sekret;garbage", "PWD={x}y;"])
+def test_malformed_connection_string_is_refused_without_echoing_it(bad: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        open_database("payments", odbc=bad)
+    assert "sekret" not in str(caught.value) and "payments" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text, sql, expected",
+    [
+        (
+            'invalid input syntax for type integer: "4111111111111111"',
+            "SELECT CAST(? AS INTEGER)",
+            'invalid input syntax for type integer: "..."',
+        ),
+        (
+            'relation "batch_runs" does not exist',
+            "SELECT * FROM batch_runs",
+            'relation "batch_runs" does not exist',
+        ),
+        ("Duplicate entry 'x' for key", "SELECT x FROM t", "Duplicate entry 'x' for key"),
+        ("Duplicate entry 'x' for key", "SELECT xy FROM t", "Duplicate entry '...' for key"),
+        ("Key (id)=(4111111111111111) already exists", "", "Key (id)=(...) already exists"),
+        ("  spread\n  over lines  ", "", "spread over lines"),
+    ],
+)
+def test_driver_text_is_redacted(text: str, sql: str, expected: str) -> None:
+    assert redact(text, sql) == expected
+
+
+# ------------------------------------------------------------------------------------------------ ODBC
+
+TABLE_DDL = {
+    "postgresql": "id INT, ts TIMESTAMP, tstz TIMESTAMPTZ, amount NUMERIC(12,2), note VARCHAR(40), state CHAR(5)",
+    "mariadb": "id INT, ts DATETIME(6), tstz TIMESTAMP(6) NULL, amount DECIMAL(12,2), note VARCHAR(40), "
+    "state CHAR(5)",
+}
+SET_TOKYO = {"postgresql": "SET TIME ZONE 'Asia/Tokyo'", "mariadb": "SET time_zone = '+09:00'"}
+# (id, local wall time written in a Tokyo session for both ts and tstz, amount, note, state)
+ROWS = [
+    (1, "2026-11-27 02:00:05", Decimal("1234.56"), "認可済み", "OK"),
+    (2, None, None, None, None),
+    (3, "2026-11-27 02:00:05.250000", Decimal("-0.01"), "カード決済", "NG"),
+]
+EXPECTED = [
+    (1.0, MOMENT, MOMENT, 1234.56, "認可済み", "OK"),
+    (2.0, None, None, None, None, None),
+    (3.0, MOMENT.replace(microsecond=250000), MOMENT.replace(microsecond=250000), -0.01, "カード決済", "NG"),
+]
+SELECT_ROWS = "SELECT id, ts, tstz, amount, note, state FROM {table} WHERE id >= ? ORDER BY id"
+
+
+def converted(rows: list[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """Driver rows through values.py: ts is Tokyo wall time, tstz arrives in the session's UTC."""
+    return [
+        (
+            as_float(i),
+            as_utc_datetime(ts, TOKYO),
+            as_utc_datetime(tstz, UTC_ZONE),
+            as_float(a),
+            as_text(n),
+            as_text(s),
+        )
+        for i, ts, tstz, a, n, s in rows
+    ]
+
+
+def write_rows(kind: str, table: str) -> None:
+    """ROWS written from a Tokyo session: ts keeps the wall time, tstz stores the instant."""
+    writer = admin_connection(kind)
+    try:
+        cursor = writer.cursor()
+        cursor.execute(SET_TOKYO[kind])
+        for i, wall, amount, note, state in ROWS:
+            cursor.execute(
+                f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)", i, wall, wall, amount, note, state
+            )
+    finally:
+        writer.close()
+
+
+@pytest.fixture()
+def odbc_table(request: pytest.FixtureRequest) -> Iterator[tuple[str, str]]:
+    kind = request.param
+    with scratch_table(kind, TABLE_DDL[kind]) as table:
+        write_rows(kind, table)
+        yield kind, table
+
+
+def on_port(kind: str, port: int) -> str:
+    return re.sub(r"PORT=\d+", f"PORT={port}", odbc_connection_string(kind))
+
+
+@pytest.fixture()
+def odbc_db(request: pytest.FixtureRequest) -> Iterator[tuple[str, Database]]:
+    kind = request.param
+    db = open_database(kind, odbc=odbc_connection_string(kind), query_timeout=1.0, connect_timeout=2.0)
+    yield kind, db
+    db.close()
+
+
+def session_id(db: Database, kind: str) -> int:
+    return int(db.query(SESSION_ID_SQL[kind])[0][0])  # type: ignore[call-overload]
+
+
+def server_session_state(kind: str, ident: int) -> str | None:
+    """What the server says session ``ident`` is doing, None if it is gone."""
+    sql = {
+        "postgresql": "SELECT state FROM pg_stat_activity WHERE pid = ?",
+        "mariadb": "SELECT COMMAND FROM information_schema.PROCESSLIST WHERE ID = ?",
+    }[kind]
+    admin = admin_connection(kind)
+    try:
+        row = admin.cursor().execute(sql, ident).fetchone()
+        return None if row is None else str(row[0])
+    finally:
+        admin.close()
+
+
+def test_same_rows_read_the_same_from_sqlite_postgresql_and_mariadb(tmp_path: Path) -> None:
+    results = {}
+    sqlite_path = tmp_path / "same.db"
+    with sqlite3.connect(sqlite_path) as writer:
+        writer.execute(
+            "CREATE TABLE same (id INTEGER, ts TEXT, tstz TEXT, amount NUMERIC, note TEXT, state TEXT)"
+        )
+        for i, wall, amount, note, state in ROWS:
+            aware = None if wall is None else wall.replace(" ", "T") + "+09:00"
+            writer.execute(
+                "INSERT INTO same VALUES (?, ?, ?, ?, ?, ?)",
+                (i, wall, aware, amount and str(amount), note, state),
+            )
+    writer.close()
+    db = open_database("sqlite", sqlite=str(sqlite_path))
+    results["sqlite"] = converted(db.query(SELECT_ROWS.format(table="same"), [1]))
+    for kind in ("postgresql", "mariadb"):
+        if odbc_missing(kind):
+            pytest.skip(odbc_missing(kind) or "")
+        with scratch_table(kind, TABLE_DDL[kind]) as table:
+            write_rows(kind, table)
+            db = open_database(kind, odbc=odbc_connection_string(kind))
+            raw = db.query(SELECT_ROWS.format(table=table), [1])
+            db.close()
+        assert all(type(row) is tuple for row in raw)
+        assert isinstance(raw[0][3], Decimal) and raw[0][3] == Decimal(
+            "1234.56"
+        )  # exact, as the driver gave it
+        assert raw[1] == (2, None, None, None, None, None)
+        results[kind] = converted(raw)
+    assert results == {kind: EXPECTED for kind in results}
+
+
+@pytest.mark.parametrize("odbc_db", odbc_params(), indirect=True)
+def test_session_is_read_only_utc_and_time_limited(odbc_db: tuple[str, Database]) -> None:
+    kind, db = odbc_db
+    if kind == "postgresql":
+        settings = db.query(
+            "SELECT current_setting('default_transaction_read_only'), current_setting('statement_timeout'), "
+            "current_setting('TimeZone')"
+        )
+        assert settings == [("on", "1s", "UTC")]
+    else:
+        settings = db.query(
+            "SELECT @@session.tx_read_only, @@session.max_statement_time, @@session.time_zone"
+        )
+        assert settings == [(1, 1.0, "+00:00")]
+
+
+WRITES = {
+    "postgresql": [
+        "INSERT INTO {table} (id) VALUES (9)",
+        "UPDATE {table} SET note = 'x'",
+        "DELETE FROM {table}",
+        "WITH d AS (DELETE FROM {table} RETURNING id) SELECT count(*) FROM d",
+        "SELECT * INTO {table}_copy FROM {table}",
+        "CREATE TABLE {table}_new (a INT)",
+        "DROP TABLE {table}",
+    ],
+    "mariadb": [
+        "INSERT INTO {table} (id) VALUES (9)",
+        "UPDATE {table} SET note = 'x'",
+        "DELETE FROM {table}",
+        "CREATE TABLE {table}_new (a INT)",
+        "DROP TABLE {table}",
+    ],
+}
+
+
+@pytest.mark.parametrize("odbc_table", odbc_params(), indirect=True)
+def test_writes_fail_on_the_server_even_past_the_statement_check(
+    no_statement_check: None, odbc_table: tuple[str, str]
+) -> None:
+    kind, table = odbc_table
+    db = open_database(kind, odbc=odbc_connection_string(kind))
+    try:
+        for statement in WRITES[kind]:
+            error = failure(db.query, statement.format(table=table))
+            assert error.reason == "query", statement
+            assert "SQLSTATE 25006" in str(error), str(error)
+        assert len(db.query(f"SELECT id FROM {table}")) == len(ROWS)
+        missing = failure(db.query, f"SELECT 1 FROM {table}_new")
+        assert missing.reason == "query"
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("odbc_db", odbc_params(), indirect=True)
+def test_slow_query_stops_at_the_deadline_and_the_session_stays(odbc_db: tuple[str, Database]) -> None:
+    kind, db = odbc_db
+    before = session_id(db, kind)
+    error = failure(db.query, SLEEP_SQL[kind], [5])
+    assert error.reason == "timeout"
+    assert "deadline" in str(error)
+    assert session_id(db, kind) == before
+    assert server_session_state(kind, before) in ("idle", "Sleep")  # the sleep is really gone
+
+
+@pytest.mark.parametrize("kind", odbc_params())
+def test_client_side_cancel_stops_a_statement_without_server_limits(kind: str) -> None:
+    import pyodbc
+
+    connection = admin_connection(kind)  # no statement_timeout / max_statement_time on this session
+    try:
+        cursor = connection.cursor()
+        watchdog = database._Watchdog(cursor.cancel, 0.3)
+        with pytest.raises(pyodbc.Error) as caught, watchdog:
+            cursor.execute(SLEEP_SQL[kind], 5)
+            cursor.fetchall()
+        assert watchdog.fired
+        assert caught.value.args[0] in ("57014", "HY018")
+        assert connection.cursor().execute("SELECT 1").fetchall()[0][0] == 1
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("odbc_db", odbc_params(), indirect=True)
+def test_lost_connection_is_dropped_and_the_next_call_reconnects(odbc_db: tuple[str, Database]) -> None:
+    kind, db = odbc_db
+    victim = session_id(db, kind)
+    admin = admin_connection(kind)
+    try:
+        if kind == "postgresql":
+            admin.cursor().execute("SELECT pg_terminate_backend(?, 5000)", victim).fetchall()
+        else:
+            admin.cursor().execute(f"KILL CONNECTION {victim}")
+    finally:
+        admin.close()
+    deadline = time.monotonic() + 10
+    while server_session_state(kind, victim) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    error = failure(db.query, "SELECT 1")
+    assert error.reason == "connect" and "connection lost" in str(error)
+    assert session_id(db, kind) != victim
+
+
+@pytest.mark.parametrize("kind", odbc_params())
+def test_refused_port_fails_fast_then_backs_off(kind: str) -> None:
+    clock = FakeClock()
+    refused = on_port(kind, 1) + "PWD=sekret;"
+    db = open_database("payments", odbc=refused, connect_timeout=2, clock=clock)
+    first = failure(db.query, "SELECT 1")
+    assert first.reason == "connect"
+    assert "'payments'" in str(first) and "SQLSTATE" in str(first)
+    blocked = failure(db.query, "SELECT 1")
+    assert blocked.reason == "connect" and "next connect attempt in 1.0s" in str(blocked)
+    for message in (str(first), str(blocked)):
+        assert "sekret" not in message and "PORT=" not in message and "127.0.0.1" not in message
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("kind", odbc_params())
+def test_silent_server_fails_the_connect_instead_of_hanging(kind: str) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts TCP in the kernel, never answers
+    try:
+        port = listener.getsockname()[1]
+        db = open_database("silent", odbc=on_port(kind, port), connect_timeout=1)
+        assert failure(db.query, "SELECT 1").reason == "connect"
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("odbc_db", odbc_params(), indirect=True)
+def test_each_thread_has_its_own_connection(odbc_db: tuple[str, Database]) -> None:
+    kind, db = odbc_db
+    barrier = threading.Barrier(3, timeout=20)
+    seen: dict[str, tuple[int, int]] = {}
+    problems: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            first = session_id(db, kind)
+            barrier.wait()  # all three connections are open at once
+            seen[threading.current_thread().name] = (first, session_id(db, kind))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            problems.append(exc)
+
+    threads = [threading.Thread(target=worker, name=f"poller-{n}") for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not problems
+    assert all(first == again for first, again in seen.values())  # reused within a thread
+    assert len({first for first, _ in seen.values()}) == 3
+
+
+@pytest.mark.parametrize("kind", odbc_params())
+def test_missing_odbc_driver_is_named(kind: str) -> None:
+    db = open_database("payments", odbc="DRIVER={No Such Driver 99};SERVER=db;PWD=sekret")
+    error = failure(db.query, "SELECT 1")
+    assert error.reason == "driver_missing"
+    assert "installed drivers:" in str(error) and "sekret" not in str(error)
+
+
+@pytest.mark.parametrize(
+    "odbc_db", [pytest.param("postgresql", marks=requires_odbc("postgresql"))], indirect=True
+)
+def test_error_messages_hide_values(odbc_db: tuple[str, Database]) -> None:
+    _, db = odbc_db
+    error = failure(db.query, "SELECT CAST(? AS INTEGER)", ["4111111111111111"])
+    assert error.reason == "query"
+    assert "SQLSTATE 22" in str(error) and "4111" not in str(error)
