@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from .config import Config
-from .database import Database, open_database
+from .database import Database, QueryError, open_database
 from .poller import Poller, ScheduledSource
 from .sources.batchinfo import BatchInfoSource
 from .sources.checks import ChecksSource
-from .sources.logfiles import LogFileSource
-from .sources.logscan import LogScanSource
 from .sources.runs import RunsSource
 from .store import Store
 
@@ -22,13 +21,31 @@ _STATEMENTS_PER_POLL = 3
 _DEADLINE_MARGIN = 2.0
 
 
+class UnavailableDatabase(Database):
+    """Stands in for a database whose driver cannot be loaded: every poll reports why."""
+
+    def __init__(self, name: str, error: QueryError) -> None:
+        self.name = name
+        self._error = error
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        raise QueryError(self._error.reason, str(self._error))
+
+    def close(self) -> None:
+        pass
+
+
 def open_databases(config: Config) -> dict[str, Database]:
     """One Database object per configured database; connections open lazily per thread."""
-    return {
-        name: open_database(name, sqlite=db.sqlite, odbc=db.odbc,
-                            query_timeout=db.query_timeout, connect_timeout=db.connect_timeout)
-        for name, db in config.databases.items()
-    }
+    databases: dict[str, Database] = {}
+    for name, db in config.databases.items():
+        try:
+            databases[name] = open_database(name, sqlite=db.sqlite, odbc=db.odbc,
+                                            query_timeout=db.query_timeout, connect_timeout=db.connect_timeout)
+        except QueryError as exc:
+            log.error("database %s cannot be used: %s", name, exc)
+            databases[name] = UnavailableDatabase(name, exc)
+    return databases
 
 
 def build_sources(config: Config, databases: dict[str, Database]) -> list[ScheduledSource]:
@@ -49,11 +66,22 @@ def build_sources(config: Config, databases: dict[str, Database]) -> list[Schedu
                 check_deadline = db_config.connect_timeout + len(batch.checks) * db_config.query_timeout \
                     + _DEADLINE_MARGIN
                 scheduled.append(ScheduledSource(ChecksSource(name, batch.checks, db), interval, check_deadline))
-        for log_name, log_config in batch.logs.items():
-            log_interval = config.log_poll_interval(log_config)
-            scheduled.append(ScheduledSource(LogFileSource(name, log_name, log_config), log_interval, None))
-            scan = LogScanSource(name, log_name, log_config, state_dir)
-            scheduled.append(ScheduledSource(scan, log_interval, None))
+        if batch.logs:
+            scheduled += _log_sources(config, name, state_dir)
+    return scheduled
+
+
+def _log_sources(config: Config, batch_name: str, state_dir: Path | None) -> list[ScheduledSource]:
+    # imported here so that a configuration without logs never loads the tailing machinery
+    from .sources.logfiles import LogFileSource
+    from .sources.logscan import LogScanSource
+
+    scheduled: list[ScheduledSource] = []
+    for log_name, log_config in config.batches[batch_name].logs.items():
+        interval = config.log_poll_interval(log_config)
+        scheduled.append(ScheduledSource(LogFileSource(batch_name, log_name, log_config), interval, None))
+        scan = LogScanSource(batch_name, log_name, log_config, state_dir)
+        scheduled.append(ScheduledSource(scan, interval, None))
     return scheduled
 
 
