@@ -63,18 +63,18 @@ def test_design_example_is_valid() -> None:
 @pytest.mark.parametrize(
     ("replace", "by", "expected"),
     [
-        ("lookback: 14d", "lookback: two weeks", "conf.yml:13: batches.card-authorization.runs.lookback: "
+        ("lookback: 14d", "lookback: two weeks", "conf.yml:14: batches.card-authorization.runs.lookback: "
                                                  "expected a duration"),
-        ("max_duration: 90m", "max_duraton: 90m", "conf.yml:19: batches.card-authorization.max_duraton: "
+        ("max_duration: 90m", "max_duraton: 90m", "conf.yml:20: batches.card-authorization.max_duraton: "
                                                   "unknown field"),
         ("size_limit: 4GiB", "size_limit: 4 gigs", "batches.card-authorization.logs.sdk.size_limit: "
                                                     "expected a size"),
         ("encoding: cp932", "encoding: klingon", "logs.sdk.encoding: unknown encoding 'klingon'"),
         ("timezone: Asia/Tokyo\n    records", "timezone: Mars/Olympus\n    records",
-         "conf.yml:14: batches.card-authorization.runs.timezone: unknown time zone 'Mars/Olympus'"),
+         "conf.yml:15: batches.card-authorization.runs.timezone: unknown time zone 'Mars/Olympus'"),
         ("database: payments", "database: paymnts",
-         "conf.yml:6: batches.card-authorization.database: unknown database 'paymnts' (known: local, payments)"),
-        ("cron: \"0 2 * * *\"", "cron: \"0 25 * * *\"", "conf.yml:18: batches.card-authorization.schedule.cron:"),
+         "conf.yml:9: batches.card-authorization.database: unknown database 'paymnts' (known: local, payments)"),
+        ("cron: \"0 2 * * *\"", "cron: \"0 25 * * *\"", "conf.yml:19: batches.card-authorization.schedule.cron:"),
         ("error: 'ERROR|FATAL'", "error: 'ERROR|(FATAL'", "logs.sdk.patterns.error: not a valid regular expression"),
         ("max: 0}", "max: zero}", "checks.double_authorized.max: Input should be a valid number"),
         ("idempotent: false", "idempotent: maybe", "batches.card-authorization.idempotent:"),
@@ -91,7 +91,7 @@ def test_mistakes_are_located(replace: str, by: str, expected: str) -> None:
 def test_write_statement_rejected_at_load_with_location() -> None:
     text = GOOD.replace("SELECT COUNT(*) FROM auth_request WHERE n > 1", "DELETE FROM auth_request")
     message = errors_of(text)
-    assert "conf.yml:22: batches.card-authorization.checks.double_authorized.query: " in message
+    assert "conf.yml:23: batches.card-authorization.checks.double_authorized.query: " in message
     assert "only a single read-only SELECT is allowed" in message
 
 
@@ -137,7 +137,7 @@ def test_yaml_syntax_error_has_line() -> None:
 
 def test_duplicate_key_is_an_error() -> None:
     text = GOOD.replace("max_duration: 90m", "max_duration: 90m\n    max_duration: 10m")
-    assert "conf.yml:20: batches.card-authorization.max_duration: duplicate key 'max_duration'" in errors_of(text)
+    assert "conf.yml:21: batches.card-authorization.max_duration: duplicate key 'max_duration'" in errors_of(text)
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -192,7 +192,7 @@ def test_check_config_command(tmp_path: Path) -> None:
     bad.write_text(GOOD.replace("lookback: 14d", "lookback: 14 days"))
     result = _cli("check-config", "-c", str(bad))
     assert result.returncode == 1
-    assert f"{bad}:13: batches.card-authorization.runs.lookback: expected a duration" in result.stderr
+    assert f"{bad}:14: batches.card-authorization.runs.lookback: expected a duration" in result.stderr
 
 
 def test_schema_command_prints_json_schema() -> None:
