@@ -1,0 +1,940 @@
+#!/usr/bin/env python3
+"""Builds the Grafana dashboards of batch-exporter as plain dicts and writes them as JSON.
+
+    python dashboards/generate.py          # rewrite dashboards/*.json
+    python dashboards/generate.py --check  # exit 1 if the committed JSON differs from this file
+
+Edit this file, not the JSON. Plain dicts keep the generator dependency-free; the JSON model is
+Grafana's (schemaVersion 39: Grafana 11 and later import it as it is).
+Besides writing files, the module lets tests run every panel query against a real Prometheus:
+`panel_queries()` lists them, `render_query()` fills in Grafana's variables, and `MAY_BE_EMPTY`
+says which panels may legitimately return nothing, and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SCHEMA_VERSION = 39
+TAG = "batch-exporter"
+OVERVIEW_UID = "batch-overview"
+DETAIL_UID = "batch-detail"
+DS = {"type": "prometheus", "uid": "${datasource}"}
+# Source names are KIND:BATCH or KIND:BATCH/LOG (see alerts/README.md).
+SOURCE_OF_BATCH = 'source=~"[^:]+:${batch:regex}(/.*)?"'
+
+# Panels whose queries may return no series on a healthy system, with the reason (also shown in
+# the panel's description). Every other panel query returns data once the exporter has polled.
+MAY_BE_EMPTY = {
+    "Time to limit": "Only files that grew during the last hour have a time to their limit.",
+    "Firing alerts": "Empty while no alert fires.",
+    "Poll errors": "A source's error counter appears with its first failed poll.",
+    "Pending records": "Only batches with a `records` query export pending records.",
+    "Checks": "Only batches with `checks` in the configuration have checks.",
+    "Check status": "Only batches with `checks` in the configuration have checks.",
+    "Records of the latest run by state": "Only batches with a `records` query export records.",
+}
+
+STATUS_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "success", "color": "green", "index": 0},
+            "1": {"text": "running", "color": "blue", "index": 1},
+            "2": {"text": "unknown", "color": "orange", "index": 2},
+            "3": {"text": "failed", "color": "red", "index": 3},
+        },
+    }
+]
+UP_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "down", "color": "red", "index": 0},
+            "1": {"text": "up", "color": "green", "index": 1},
+        },
+    }
+]
+OK_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "FAILED", "color": "red", "index": 0},
+            "1": {"text": "ok", "color": "green", "index": 1},
+        },
+    }
+]
+
+
+def thresholds(*steps: tuple[float, str], base: str = "green") -> dict[str, Any]:
+    """Absolute thresholds: `base` below the first step, then each (value, colour)."""
+    return {
+        "mode": "absolute",
+        "steps": [{"color": base, "value": None}] + [{"color": c, "value": v} for v, c in steps],
+    }
+
+
+def target(expr: str, legend: str = "", *, ref: str = "A", instant: bool = False) -> dict[str, Any]:
+    """A Prometheus query of a panel; instant queries come back as a table."""
+    result: dict[str, Any] = {"datasource": DS, "editorMode": "code", "expr": expr, "refId": ref}
+    if instant:
+        result.update(format="table", instant=True, range=False)
+    else:
+        result.update(legendFormat=legend or "__auto", range=True, instant=False)
+    return result
+
+
+def override(name: str, *properties: tuple[str, Any], regex: bool = False) -> dict[str, Any]:
+    """Field override by display name (or regex over it)."""
+    return {
+        "matcher": {"id": "byRegexp" if regex else "byName", "options": name},
+        "properties": [{"id": key, "value": value} for key, value in properties],
+    }
+
+
+class Layout:
+    """Hands out panel ids and grid positions, left to right, top to bottom, 24 columns wide."""
+
+    def __init__(self) -> None:
+        self._id = 0
+        self._x = 0
+        self._y = 0
+        self._row_height = 0
+
+    def next_id(self) -> int:
+        self._id += 1
+        return self._id
+
+    def place(self, width: int, height: int) -> dict[str, int]:
+        if self._x + width > 24:
+            self._x, self._y, self._row_height = 0, self._y + self._row_height, 0
+        position = {"h": height, "w": width, "x": self._x, "y": self._y}
+        self._x += width
+        self._row_height = max(self._row_height, height)
+        return position
+
+    def row(self, title: str) -> dict[str, Any]:
+        if self._x:
+            self._x, self._y, self._row_height = 0, self._y + self._row_height, 0
+        panel = {
+            "collapsed": False,
+            "gridPos": {"h": 1, "w": 24, "x": 0, "y": self._y},
+            "id": self.next_id(),
+            "panels": [],
+            "title": title,
+            "type": "row",
+        }
+        self._y += 1
+        return panel
+
+
+def panel(
+    layout: Layout,
+    kind: str,
+    title: str,
+    description: str,
+    targets: Sequence[dict[str, Any]],
+    *,
+    unit: str,
+    width: int = 8,
+    height: int = 8,
+    mappings: list[dict[str, Any]] | None = None,
+    steps: dict[str, Any] | None = None,
+    overrides: Sequence[dict[str, Any]] = (),
+    options: dict[str, Any] | None = None,
+    custom: dict[str, Any] | None = None,
+    transformations: Sequence[dict[str, Any]] = (),
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> dict[str, Any]:
+    """One panel; every panel states its unit."""
+    if title in MAY_BE_EMPTY:
+        description = f"{description} {MAY_BE_EMPTY[title]}"
+    defaults: dict[str, Any] = {
+        "unit": unit,
+        "mappings": mappings or [],
+        "thresholds": steps or thresholds(),
+        "color": {"mode": "thresholds"},
+    }
+    if kind == "timeseries":
+        defaults["color"] = {"mode": "palette-classic"}
+    if custom is not None:
+        defaults["custom"] = custom
+    if minimum is not None:
+        defaults["min"] = minimum
+    if maximum is not None:
+        defaults["max"] = maximum
+    result: dict[str, Any] = {
+        "datasource": DS,
+        "description": description,
+        "fieldConfig": {"defaults": defaults, "overrides": list(overrides)},
+        "gridPos": layout.place(width, height),
+        "id": layout.next_id(),
+        "options": options or {},
+        "targets": [dict(t, refId=chr(ord("A") + i)) for i, t in enumerate(targets)],
+        "title": title,
+        "type": kind,
+    }
+    if transformations:
+        result["transformations"] = list(transformations)
+    return result
+
+
+def timeseries_options() -> dict[str, Any]:
+    return {
+        "legend": {
+            "displayMode": "table",
+            "placement": "bottom",
+            "showLegend": True,
+            "calcs": ["lastNotNull"],
+        },
+        "tooltip": {"mode": "multi", "sort": "desc"},
+    }
+
+
+def stat_options(text_mode: str = "value_and_name") -> dict[str, Any]:
+    return {
+        "colorMode": "background",
+        "graphMode": "none",
+        "justifyMode": "auto",
+        "orientation": "auto",
+        "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        "textMode": text_mode,
+    }
+
+
+def state_timeline_options() -> dict[str, Any]:
+    return {
+        "mergeValues": True,
+        "showValue": "auto",
+        "alignValue": "left",
+        "rowHeight": 0.9,
+        "legend": {"displayMode": "list", "placement": "bottom", "showLegend": False},
+        "tooltip": {"mode": "single", "sort": "none"},
+    }
+
+
+def datasource_variable() -> dict[str, Any]:
+    return {
+        "current": {},
+        "hide": 0,
+        "includeAll": False,
+        "label": "Data source",
+        "multi": False,
+        "name": "datasource",
+        "options": [],
+        "query": "prometheus",
+        "refresh": 1,
+        "regex": "",
+        "type": "datasource",
+    }
+
+
+def batch_variable(multi: bool) -> dict[str, Any]:
+    # batch_run_idempotent is exported for every configured batch, whether it has run or not.
+    query = "label_values(batch_run_idempotent, batch)"
+    return {
+        "current": {},
+        "datasource": DS,
+        "definition": query,
+        "hide": 0,
+        "includeAll": multi,
+        "label": "Batch",
+        "multi": multi,
+        "name": "batch",
+        "options": [],
+        "query": query,
+        "refresh": 2,
+        "regex": "",
+        "sort": 1,
+        "type": "query",
+        **({"allValue": ".+"} if multi else {}),
+    }
+
+
+def alert_annotations() -> dict[str, Any]:
+    return {
+        "list": [
+            {
+                "builtIn": 1,
+                "datasource": {"type": "grafana", "uid": "-- Grafana --"},
+                "enable": True,
+                "hide": True,
+                "iconColor": "rgba(0, 211, 255, 1)",
+                "name": "Annotations & Alerts",
+                "type": "dashboard",
+            },
+            {
+                "datasource": DS,
+                "enable": True,
+                "hide": False,
+                "iconColor": "red",
+                "name": "Alerts",
+                "expr": 'ALERTS{alertstate="firing", batch=~"$batch"}',
+                "step": "60s",
+                "titleFormat": "{{alertname}}",
+                "textFormat": "{{severity}} · batch {{batch}}",
+                "tagKeys": "severity,batch",
+                "useValueForTime": False,
+            },
+        ]
+    }
+
+
+def dashboard(
+    uid: str, title: str, description: str, panels: list[dict[str, Any]], batch_multi: bool
+) -> dict[str, Any]:
+    return {
+        "annotations": alert_annotations(),
+        "description": description,
+        "editable": True,
+        "fiscalYearStartMonth": 0,
+        "graphTooltip": 1,
+        "links": [
+            {
+                "asDropdown": False,
+                "icon": "external link",
+                "includeVars": True,
+                "keepTime": True,
+                "tags": [TAG],
+                "targetBlank": False,
+                "title": "Batch dashboards",
+                "type": "dashboards",
+            }
+        ],
+        "panels": panels,
+        "refresh": "1m",
+        "schemaVersion": SCHEMA_VERSION,
+        "tags": [TAG],
+        "templating": {"list": [datasource_variable(), batch_variable(batch_multi)]},
+        "time": {"from": "now-24h", "to": "now"},
+        "timepicker": {},
+        "timezone": "browser",
+        "title": title,
+        "uid": uid,
+        "version": 1,
+        "weekStart": "",
+    }
+
+
+def firing_alerts(layout: Layout, width: int) -> dict[str, Any]:
+    return panel(
+        layout,
+        "table",
+        "Firing alerts",
+        "Alerts firing now for the selected batches.",
+        [target('ALERTS{alertstate="firing", batch=~"$batch"}', instant=True)],
+        unit="none",
+        width=width,
+        height=7,
+        transformations=[
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True, "Value": True, "__name__": True, "alertstate": True},
+                    "indexByName": {"severity": 0, "alertname": 1, "batch": 2},
+                },
+            }
+        ],
+        options={"showHeader": True, "cellHeight": "sm"},
+        overrides=[
+            override(
+                "severity",
+                ("custom.cellOptions", {"type": "color-text"}),
+                (
+                    "mappings",
+                    [
+                        {
+                            "type": "value",
+                            "options": {
+                                "critical": {"color": "red", "index": 0},
+                                "warning": {"color": "orange", "index": 1},
+                                "info": {"color": "blue", "index": 2},
+                            },
+                        }
+                    ],
+                ),
+            )
+        ],
+    )
+
+
+def overview() -> dict[str, Any]:
+    """All batches at a glance."""
+    layout = Layout()
+    sel = 'batch=~"$batch"'
+    detail_link = (
+        f"/d/{DETAIL_UID}/{DETAIL_UID}?var-batch=${{__value.raw}}&${{datasource:queryparam}}"
+        "&${__url_time_range}"
+    )
+    columns = [
+        ("A", "Status", f"batch:batch_run_last_status:code{{{sel}}}", "none"),
+        ("B", "Last success", f"batch_run_last_success_timestamp_seconds{{{sel}}} * 1000", "dateTimeFromNow"),
+        ("C", "Last duration", f"batch_run_last_duration_seconds{{{sel}}}", "s"),
+        ("D", "Max duration", f"batch_run_max_duration_seconds{{{sel}}}", "s"),
+        ("E", "Attempts", f"batch_run_attempts{{{sel}}}", "none"),
+        ("F", "Pending records", f"batch_run_pending_records{{{sel}}}", "none"),
+        ("G", "Failed checks", f"sum without (check) (1 - batch_check_ok{{{sel}}})", "none"),
+    ]
+    table_overrides = [override("batch", ("links", [{"title": "Batch detail", "url": detail_link}]))]
+    for ref, name, _, unit in columns:
+        properties: list[tuple[str, Any]] = [("displayName", name), ("unit", unit)]
+        if ref == "A":
+            properties += [
+                ("mappings", STATUS_MAPPINGS),
+                ("custom.cellOptions", {"type": "color-background"}),
+            ]
+        if ref in ("E", "F", "G"):
+            limit = 2 if ref == "E" else 1
+            properties += [
+                ("thresholds", thresholds((limit, "red"))),
+                ("custom.cellOptions", {"type": "color-text"}),
+            ]
+        table_overrides.append(override(f"Value #{ref}", *properties))
+    panels = [
+        layout.row("Batches"),
+        panel(
+            layout,
+            "table",
+            "Batches",
+            "One row per batch: latest status, last success, latest duration against its maximum, "
+            "attempts for the latest business date (more than 1 is a re-run), rows left pending, "
+            "failed checks. Click a batch for its detail.",
+            [target(expr, instant=True) for _, _, expr, _ in columns],
+            unit="none",
+            width=24,
+            height=9,
+            transformations=[
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True, "job": True},
+                        "indexByName": {"batch": 0, "instance": 99},
+                    },
+                },
+            ],
+            options={
+                "showHeader": True,
+                "cellHeight": "sm",
+                "sortBy": [{"displayName": "batch", "desc": False}],
+            },
+            overrides=table_overrides,
+        ),
+        panel(
+            layout,
+            "bargauge",
+            "Duration vs max",
+            "The current run's duration (or the latest finished run's) as a share of the batch's "
+            "max_duration; 100 % is where BatchRunTooLong fires.",
+            [
+                target(
+                    f"(batch_run_running_seconds{{{sel}}} > 0 or batch_run_last_duration_seconds{{{sel}}})"
+                    f" / (batch_run_max_duration_seconds{{{sel}}} > 0)",
+                    "{{batch}}",
+                )
+            ],
+            unit="percentunit",
+            minimum=0,
+            maximum=1.5,
+            steps=thresholds((0.8, "orange"), (1, "red")),
+            options={
+                "displayMode": "gradient",
+                "orientation": "horizontal",
+                "showUnfilled": True,
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            },
+        ),
+        panel(
+            layout,
+            "stat",
+            "Since last success",
+            "Time since the latest successful run ended.",
+            [target(f"time() - batch_run_last_success_timestamp_seconds{{{sel}}}", "{{batch}}")],
+            unit="s",
+            steps=thresholds((86400 + 3600, "orange"), (2 * 86400, "red")),
+            options=stat_options(),
+        ),
+        panel(
+            layout,
+            "bargauge",
+            "Attempts",
+            "Runs started for the latest business date. More than one is a re-run.",
+            [target(f"batch_run_attempts{{{sel}}}", "{{batch}}")],
+            unit="none",
+            minimum=0,
+            steps=thresholds((2, "red")),
+            options={
+                "displayMode": "basic",
+                "orientation": "horizontal",
+                "showUnfilled": True,
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            },
+        ),
+        layout.row("History"),
+        panel(
+            layout,
+            "state-timeline",
+            "Latest run status",
+            "Status of each batch's latest run over time.",
+            [target(f"batch:batch_run_last_status:code{{{sel}}}", "{{batch}}")],
+            unit="none",
+            mappings=STATUS_MAPPINGS,
+            width=12,
+            options=state_timeline_options(),
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Runs in the lookback window",
+            "Runs per status over each batch's lookback window.",
+            [target(f"sum by (status) (batch_runs{{{sel}}})", "{{status}}")],
+            unit="none",
+            width=12,
+            custom={"drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal", "group": "A"}},
+            options=timeseries_options(),
+        ),
+        panel(
+            layout,
+            "stat",
+            "Pending records",
+            "Rows of each batch's latest run still in a pending state; after the run ended they were "
+            "not rolled back.",
+            [target(f"batch_run_pending_records{{{sel}}}", "{{batch}}")],
+            unit="none",
+            steps=thresholds((1, "red")),
+            options=stat_options(),
+        ),
+        panel(
+            layout,
+            "table",
+            "Checks",
+            "Consistency checks: value and whether it is within its bounds.",
+            [
+                target(f"batch_check_value{{{sel}}}", instant=True),
+                target(f"batch_check_ok{{{sel}}}", instant=True),
+            ],
+            unit="none",
+            transformations=[
+                {"id": "merge", "options": {}},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {"Time": True, "job": True, "instance": True},
+                        "renameByName": {"Value #A": "value", "Value #B": "status"},
+                    },
+                },
+            ],
+            overrides=[
+                override(
+                    "status", ("mappings", OK_MAPPINGS), ("custom.cellOptions", {"type": "color-background"})
+                )
+            ],
+            options={"showHeader": True, "cellHeight": "sm"},
+        ),
+        firing_alerts(layout, 8),
+    ]
+    return dashboard(
+        OVERVIEW_UID,
+        "Batch overview",
+        "Every batch watched by batch-exporter: status, last success, duration, re-runs, "
+        "pending records and checks.",
+        panels,
+        batch_multi=True,
+    )
+
+
+def detail() -> dict[str, Any]:
+    """One batch: runs, logs and the exporter's health for it."""
+    layout = Layout()
+    sel = 'batch=~"$batch"'
+    dashed = ("custom.lineStyle", {"fill": "dash", "dash": [10, 10]})
+    panels = [
+        layout.row("Runs"),
+        panel(
+            layout,
+            "state-timeline",
+            "Run timeline",
+            "Status of the latest run over time.",
+            [target(f"batch:batch_run_last_status:code{{{sel}}}", "status")],
+            unit="none",
+            mappings=STATUS_MAPPINGS,
+            width=16,
+            height=5,
+            options=state_timeline_options(),
+        ),
+        panel(
+            layout,
+            "stat",
+            "Schedule",
+            "When the cron schedule last expected a start and expects the next; the grace allowed.",
+            [
+                target(f"batch_schedule_last_expected_timestamp_seconds{{{sel}}} * 1000", "last expected"),
+                target(f"batch_schedule_next_expected_timestamp_seconds{{{sel}}} * 1000", "next expected"),
+                target(f"batch_schedule_grace_seconds{{{sel}}}", "grace"),
+            ],
+            unit="dateTimeFromNow",
+            width=8,
+            height=5,
+            steps=thresholds(base="blue"),
+            overrides=[override("grace", ("unit", "s"))],
+            options=stat_options("value_and_name"),
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Duration vs max",
+            "The run in progress and the latest finished run against max_duration.",
+            [
+                target(f"batch_run_running_seconds{{{sel}}}", "current run"),
+                target(f"batch_run_last_duration_seconds{{{sel}}}", "latest finished run"),
+                target(f"batch_run_max_duration_seconds{{{sel}}}", "max duration"),
+            ],
+            unit="s",
+            width=12,
+            overrides=[override("max duration", dashed, ("color", {"mode": "fixed", "fixedColor": "red"}))],
+            options=timeseries_options(),
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Attempts",
+            "Runs started for the latest business date; more than 1 is a re-run.",
+            [
+                target(f"batch_run_attempts{{{sel}}}", "attempts"),
+                target(f"batch_run_running{{{sel}}}", "in progress"),
+            ],
+            unit="none",
+            width=6,
+            options=timeseries_options(),
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Pending records",
+            "Rows of the latest run still in a pending state.",
+            [target(f"batch_run_pending_records{{{sel}}}", "pending")],
+            unit="none",
+            width=6,
+            steps=thresholds((1, "red")),
+            options=timeseries_options(),
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Records of the latest run by state",
+            "Rows of the latest run by their state.",
+            [target(f"batch_run_records{{{sel}}}", "{{state}}")],
+            unit="none",
+            width=8,
+            options=timeseries_options(),
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Checks",
+            "Values of the consistency queries.",
+            [target(f"batch_check_value{{{sel}}}", "{{check}}")],
+            unit="none",
+            width=8,
+            options=timeseries_options(),
+        ),
+        panel(
+            layout,
+            "state-timeline",
+            "Check status",
+            "Whether each check is within its bounds.",
+            [target(f"batch_check_ok{{{sel}}}", "{{check}}")],
+            unit="none",
+            mappings=OK_MAPPINGS,
+            width=8,
+            options=state_timeline_options(),
+        ),
+        layout.row("Logs"),
+        panel(
+            layout,
+            "timeseries",
+            "Log size vs limit",
+            "Size of each log file, its configured limit (dashed) and where the last hour's growth "
+            "would take it in 4 hours (dotted), as BatchLogFileWillHitLimit projects it.",
+            [
+                target(f"batch_log_file_size_bytes{{{sel}}}", "{{log}} {{path}}"),
+                target(f"batch_log_file_size_limit_bytes{{{sel}}}", "{{log}} limit"),
+                target(
+                    f"predict_linear(batch_log_file_size_bytes{{{sel}}}[1h], 4 * 3600)",
+                    "{{log}} {{path}} in 4h",
+                ),
+            ],
+            unit="bytes",
+            width=12,
+            height=9,
+            overrides=[
+                override(".* limit$", dashed, ("color", {"mode": "fixed", "fixedColor": "red"}), regex=True),
+                override(".* in 4h$", ("custom.lineStyle", {"fill": "dot", "dash": [0, 10]}), regex=True),
+            ],
+            options=timeseries_options(),
+        ),
+        panel(
+            layout,
+            "stat",
+            "Time to limit",
+            "Time until each growing file reaches its limit at the last hour's growth rate.",
+            [target(f"batch_log_path:batch_log_file_seconds_to_limit:deriv1h{{{sel}}}", "{{log}} {{path}}")],
+            unit="s",
+            width=6,
+            height=9,
+            steps=thresholds((4 * 3600, "green"), base="red"),
+            options=stat_options(),
+        ),
+        panel(
+            layout,
+            "bargauge",
+            "Share of limit used",
+            "Each file's size as a share of its log's limit.",
+            [target(f"batch_log_path:batch_log_file_size_ratio{{{sel}}}", "{{log}} {{path}}")],
+            unit="percentunit",
+            width=6,
+            height=9,
+            minimum=0,
+            maximum=1,
+            steps=thresholds((0.9, "orange"), (0.98, "red")),
+            options={
+                "displayMode": "gradient",
+                "orientation": "horizontal",
+                "showUnfilled": True,
+                "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+            },
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Error lines per second",
+            "Lines matching each pattern, per second.",
+            [target(f"rate(batch_log_matches_total{{{sel}}}[$__rate_interval])", "{{log}} {{pattern}}")],
+            unit="suffix: lines/s",
+            width=8,
+            options=timeseries_options(),
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Lines read per second",
+            "Lines read from each log, per second.",
+            [target(f"rate(batch_log_lines_total{{{sel}}}[$__rate_interval])", "{{log}}")],
+            unit="suffix: lines/s",
+            width=8,
+            options=timeseries_options(),
+        ),
+        panel(
+            layout,
+            "stat",
+            "Last write",
+            "Time since each log was last written (newest file of the log).",
+            [
+                target(
+                    f"time() - max without (path) (batch_log_file_modified_timestamp_seconds{{{sel}}})",
+                    "{{log}}",
+                )
+            ],
+            unit="s",
+            width=8,
+            steps=thresholds((900, "orange")),
+            options=stat_options(),
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Scan lag",
+            "Bytes written to each log but not read by the exporter yet.",
+            [target(f"batch_log_unread_bytes{{{sel}}}", "{{log}}")],
+            unit="bytes",
+            width=8,
+            options=timeseries_options(),
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Rotations, truncations, oversized lines",
+            "Events seen by the log scanner in each interval.",
+            [
+                target(
+                    f"increase(batch_log_rotations_total{{{sel}}}[$__rate_interval])", "{{log}} rotations"
+                ),
+                target(
+                    f"increase(batch_log_truncations_total{{{sel}}}[$__rate_interval])", "{{log}} truncations"
+                ),
+                target(
+                    f"increase(batch_log_oversized_lines_total{{{sel}}}[$__rate_interval])",
+                    "{{log}} oversized lines",
+                ),
+            ],
+            unit="none",
+            width=8,
+            custom={"drawStyle": "bars", "fillOpacity": 60},
+            options=timeseries_options(),
+        ),
+        panel(
+            layout,
+            "stat",
+            "Files",
+            "Files matching each log's path or glob, and those not exported per path.",
+            [
+                target(f"batch_log_files{{{sel}}}", "{{log}} files"),
+                target(f"batch_log_file_series_dropped{{{sel}}}", "{{log}} not exported"),
+            ],
+            unit="none",
+            width=8,
+            steps=thresholds(base="blue"),
+            options=stat_options(),
+        ),
+        layout.row("Exporter health"),
+        panel(
+            layout,
+            "state-timeline",
+            "Source up",
+            "Whether each of the batch's sources polled successfully.",
+            [target(f"batch_exporter_source_up{{{SOURCE_OF_BATCH}}}", "{{source}}")],
+            unit="none",
+            mappings=UP_MAPPINGS,
+            width=12,
+            options=state_timeline_options(),
+        ),
+        panel(
+            layout,
+            "stat",
+            "Scrape",
+            "Whether Prometheus can scrape the exporter that serves this batch.",
+            [
+                target(
+                    'up{job="batch-exporter"} and on (instance, job) '
+                    f"max_over_time(batch_run_idempotent{{{sel}}}[1h])",
+                    "{{instance}}",
+                )
+            ],
+            unit="none",
+            mappings=UP_MAPPINGS,
+            width=4,
+            options=stat_options("value"),
+        ),
+        panel(
+            layout,
+            "stat",
+            "Snapshot age",
+            "Time since each source last completed a poll.",
+            [
+                target(
+                    f"time() - batch_exporter_source_last_success_timestamp_seconds{{{SOURCE_OF_BATCH}}}",
+                    "{{source}}",
+                )
+            ],
+            unit="s",
+            width=8,
+            steps=thresholds((900, "orange")),
+            options=stat_options(),
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Poll duration",
+            "Duration of each source's latest poll.",
+            [target(f"batch_exporter_source_poll_duration_seconds{{{SOURCE_OF_BATCH}}}", "{{source}}")],
+            unit="s",
+            width=12,
+            options=timeseries_options(),
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Poll errors",
+            "Failed polls per second by source and reason.",
+            [
+                target(
+                    f"rate(batch_exporter_source_errors_total{{{SOURCE_OF_BATCH}}}[$__rate_interval])",
+                    "{{source}} {{reason}}",
+                )
+            ],
+            unit="suffix: errors/s",
+            width=12,
+            options=timeseries_options(),
+        ),
+        firing_alerts(layout, 24),
+    ]
+    return dashboard(
+        DETAIL_UID,
+        "Batch detail",
+        "One batch: run timeline, duration against its maximum, records, checks, log size "
+        "against its limit with the time-to-limit projection, error lines and the "
+        "exporter's health for it.",
+        panels,
+        batch_multi=False,
+    )
+
+
+DASHBOARDS = {f"{OVERVIEW_UID}.json": overview, f"{DETAIL_UID}.json": detail}
+
+
+def render(build: Any) -> str:
+    return json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    dashboard: str
+    panel: str
+    ref: str
+    expr: str
+    instant: bool
+
+
+def panel_queries() -> Iterator[PanelQuery]:
+    """Every query of every panel of every dashboard (variables not yet filled in)."""
+    for build in DASHBOARDS.values():
+        board = build()
+        for item in board["panels"]:
+            for query in item.get("targets", []):
+                yield PanelQuery(
+                    board["uid"], item["title"], query["refId"], query["expr"], bool(query.get("instant"))
+                )
+
+
+def render_query(expr: str, *, batch: str = ".+", rate_interval: str = "1m") -> str:
+    """`expr` with Grafana's variables filled in, ready for Prometheus's HTTP API.
+
+    `batch` is a regex (the multi-value form); `${batch:regex}` gets it as is.
+    """
+    expr = expr.replace("$__rate_interval", rate_interval)
+    expr = expr.replace("${batch:regex}", batch)
+    return re.sub(r"\$batch\b", batch, expr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--check", action="store_true", help="compare with the committed JSON instead of writing"
+    )
+    args = parser.parse_args(argv)
+    stale = []
+    for name, build in DASHBOARDS.items():
+        path = HERE / name
+        text = render(build)
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(name)
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print(f"out of date, run python dashboards/generate.py: {', '.join(stale)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

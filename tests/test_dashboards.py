@@ -1,0 +1,308 @@
+"""Grafana dashboards: generated JSON is committed and current, and every panel is well formed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from batch_exporter.metrics import BY_NAME, exposed_names
+from batch_exporter.snapshot import SampleBuilder
+
+from promql_names import (
+    BUILTIN_METRICS,
+    RATE_INTERVAL_STAND_IN,
+    TARGET_LABELS,
+    grafana_to_promql,
+    parse,
+    range_functions,
+    selectors,
+)
+from promstack import PromStack, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARDS_DIR = ROOT / "dashboards"
+PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
+RULES = ROOT / "alerts" / "batch-exporter.rules.yml"
+
+
+def _load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("batch_dashboards_generate", DASHBOARDS_DIR / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+generate = _load_generator()
+FILES = sorted(generate.DASHBOARDS)
+BOARDS = {name: json.loads((DASHBOARDS_DIR / name).read_text(encoding="utf-8")) for name in FILES}
+RECORDED = {
+    rule["record"]
+    for group in yaml.safe_load(RULES.read_text())["groups"]
+    for rule in group["rules"]
+    if "record" in rule
+}
+
+
+def _panels(board: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in board["panels"] if p["type"] != "row"]
+
+
+def _all_exprs() -> list[tuple[str, str, str]]:
+    """(dashboard, panel title, expr) for every panel query and annotation query."""
+    found = [
+        (name, p["title"], t["expr"])
+        for name, board in BOARDS.items()
+        for p in _panels(board)
+        for t in p["targets"]
+    ]
+    found += [
+        (name, a["name"], a["expr"])
+        for name, board in BOARDS.items()
+        for a in board["annotations"]["list"]
+        if "expr" in a
+    ]
+    return found
+
+
+def test_committed_json_is_the_generator_output() -> None:
+    assert {p.name for p in DASHBOARDS_DIR.glob("*.json")} == set(FILES)
+    for name, build in generate.DASHBOARDS.items():
+        assert (DASHBOARDS_DIR / name).read_text(encoding="utf-8") == generate.render(build), (
+            f"{name} is stale: run python dashboards/generate.py"
+        )
+    assert generate.main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_dashboard_has_variables_annotation_and_current_schema(name: str) -> None:
+    board = BOARDS[name]
+    assert board["schemaVersion"] >= 39
+    assert board["uid"] == name.removesuffix(".json")
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    batch = variables["batch"]
+    assert batch["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+    metric = re.fullmatch(r"label_values\((\w+), batch\)", batch["definition"])
+    assert metric and "batch" in BY_NAME[metric.group(1)].labels
+    alerts = [a for a in board["annotations"]["list"] if "ALERTS" in a.get("expr", "")]
+    assert len(alerts) == 1 and alerts[0]["enable"]
+
+
+def test_overview_selects_many_batches_and_detail_one() -> None:
+    batch = {
+        name: next(v for v in b["templating"]["list"] if v["name"] == "batch") for name, b in BOARDS.items()
+    }
+    assert batch["batch-overview.json"]["multi"] and batch["batch-overview.json"]["includeAll"]
+    assert not batch["batch-detail.json"]["multi"]
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_every_panel_has_a_unit_the_datasource_variable_and_a_place(name: str) -> None:
+    board = BOARDS[name]
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    cells: set[tuple[int, int]] = set()
+    for item in board["panels"]:
+        pos = item["gridPos"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24
+        area = {
+            (x, y) for x in range(pos["x"], pos["x"] + pos["w"]) for y in range(pos["y"], pos["y"] + pos["h"])
+        }
+        assert not area & cells, f"{item['title']} overlaps another panel"
+        cells |= area
+    for item in _panels(board):
+        assert item["fieldConfig"]["defaults"].get("unit"), f"{item['title']} has no unit"
+        assert item["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert item["targets"] and item["description"]
+        for query in item["targets"]:
+            assert query["datasource"] == item["datasource"]
+
+
+@pytest.mark.parametrize(("name", "title", "expr"), _all_exprs())
+def test_queries_parse_and_name_only_exported_metrics(name: str, title: str, expr: str) -> None:
+    assert "$batch" in expr or "${batch:regex}" in expr, "every query follows the batch variable"
+    promql = grafana_to_promql(expr)
+    parse(promql)
+    for selector in selectors(promql):
+        assert selector.metric in exposed_names() | RECORDED | BUILTIN_METRICS, selector.metric
+        spec = BY_NAME.get(selector.metric)
+        if spec is not None:
+            assert {label for label, _, _ in selector.matchers} <= set(spec.labels) | TARGET_LABELS
+    for function, window in range_functions(promql):
+        if function in ("rate", "irate", "increase"):
+            assert window == RATE_INTERVAL_STAND_IN, f"{function} must use $__rate_interval"
+
+
+def test_may_be_empty_names_real_panels() -> None:
+    titles = {p["title"] for board in BOARDS.values() for p in _panels(board)}
+    assert set(generate.MAY_BE_EMPTY) <= titles
+
+
+def test_panel_queries_and_render_query_give_plain_promql() -> None:
+    queries = list(generate.panel_queries())
+    assert len(queries) == sum(len(p["targets"]) for b in BOARDS.values() for p in _panels(b))
+    for query in queries:
+        rendered = generate.render_query(query.expr, batch="card-authorization")
+        assert "$" not in rendered
+        parse(rendered)
+
+
+def test_runbooks_name_panels_that_exist() -> None:
+    titles = {board["title"]: {p["title"] for p in _panels(board)} for board in BOARDS.values()}
+    referenced = 0
+    for runbook in (ROOT / "alerts" / "runbooks").glob("*.md"):
+        for board, panels in re.findall(
+            r"\*\*(Batch \w+)\*\* → ((?:\*[^*]+\*(?: and )?)+)", runbook.read_text()
+        ):
+            for title in re.findall(r"\*([^*]+)\*", panels):
+                referenced += 1
+                assert title in titles[board], f"{runbook.name}: no panel {title!r} in {board}"
+    assert referenced > 5
+
+
+def test_grafana_provisioning_files() -> None:
+    datasources = yaml.safe_load((PROVISIONING / "datasources" / "batch-exporter.yml").read_text())
+    assert datasources["apiVersion"] == 1
+    assert [d["type"] for d in datasources["datasources"]] == ["prometheus"]
+    providers = yaml.safe_load((PROVISIONING / "dashboards" / "batch-exporter.yml").read_text())
+    assert providers["apiVersion"] == 1
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file" and provider["options"]["path"].startswith("/")
+
+
+# --- Every panel query against a real Prometheus -------------------------------------------------
+# A static exposition of one healthy batch, built with the contract's own SampleBuilder, stands in
+# for the exporter (the end-to-end suite repeats this against the real one).
+
+
+def _healthy_exposition(now: float, batch: str = "card-authorization") -> str:
+    out = SampleBuilder()
+    b = {"batch": batch}
+    for name, value in [
+        ("batch_run_last_start_timestamp_seconds", now - 3600),
+        ("batch_run_last_end_timestamp_seconds", now - 1800),
+        ("batch_run_last_success_timestamp_seconds", now - 1800),
+        ("batch_run_last_duration_seconds", 1800),
+        ("batch_run_running", 0),
+        ("batch_run_running_seconds", 0),
+        ("batch_run_attempts", 1),
+        ("batch_run_pending_records", 0),
+        ("batch_run_idempotent", 0),
+        ("batch_run_max_duration_seconds", 5400),
+        ("batch_run_lookback_seconds", 14 * 86400),
+        ("batch_schedule_last_expected_timestamp_seconds", now - 3700),
+        ("batch_schedule_next_expected_timestamp_seconds", now - 3700 + 86400),
+        ("batch_schedule_grace_seconds", 900),
+    ]:
+        out.add(name, value, **b)
+    for status in ("success", "failed", "running", "unknown"):
+        out.add("batch_run_last_status", 1 if status == "success" else 0, status=status, **b)
+        out.add("batch_runs", 13 if status == "success" else 0, status=status, **b)
+    out.add("batch_run_records", 1200, state="AUTHORIZED", **b)
+    out.add("batch_check_value", 0, check="double_authorized", **b)
+    out.add("batch_check_ok", 1, check="double_authorized", **b)
+    log = {"log": "sdk", **b}
+    path = {"path": "/var/log/sdk/auth.log", **log}
+    out.add("batch_log_file_size_bytes", 2**30, **path)
+    out.add("batch_log_file_modified_timestamp_seconds", now - 1800, **path)
+    out.add("batch_log_file_size_limit_bytes", 4 * 2**30, **log)
+    out.add("batch_log_files", 1, **log)
+    out.add("batch_log_file_series_dropped", 0, **log)
+    for name, value in [
+        ("batch_log_lines_total", 50000),
+        ("batch_log_rotations_total", 0),
+        ("batch_log_truncations_total", 0),
+        ("batch_log_oversized_lines_total", 0),
+        ("batch_log_read_bytes_total", 2**30),
+        ("batch_log_unread_bytes", 0),
+    ]:
+        out.add(name, value, **log)
+    out.add("batch_log_matches_total", 0, pattern="error", **log)
+    out.add("batch_log_last_match_timestamp_seconds", now - 86400 * 3, pattern="error", **log)
+    for source in (
+        f"runs:{batch}",
+        f"checks:{batch}",
+        f"config:{batch}",
+        f"logfiles:{batch}/sdk",
+        f"logscan:{batch}/sdk",
+    ):
+        out.add("batch_exporter_source_up", 1, source=source)
+        out.add("batch_exporter_source_last_success_timestamp_seconds", now - 5, source=source)
+        out.add("batch_exporter_source_poll_duration_seconds", 0.02, source=source)
+    out.add("batch_exporter_build_info", 1, version="0.1.0")
+    lines = []
+    for sample in out.build("fake").samples:
+        labels = ",".join(f'{key}="{value}"' for key, value in sample.labels)
+        lines.append(f"{sample.name}{{{labels}}} {sample.value!r}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromStack]:
+    body = _healthy_exposition(time.time()).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with PromStack(
+            tmp_path_factory.mktemp("dashboards"), exporter_targets=[f"127.0.0.1:{server.server_address[1]}"]
+        ) as stack:
+            yield stack
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_every_panel_query_returns_data_from_a_real_prometheus(live: PromStack) -> None:
+    queries = [q for q in generate.panel_queries() if q.panel not in generate.MAY_BE_EMPTY]
+
+    def missing() -> list[str]:
+        return [
+            f"{q.dashboard}/{q.panel}/{q.ref}"
+            for q in queries
+            if not live.query(generate.render_query(q.expr, batch="card-authorization", rate_interval="10s"))
+        ]
+
+    try:
+        wait_until(lambda: not missing(), timeout=30, what="data for every panel query")
+    except TimeoutError:
+        pytest.fail(f"panel queries without data: {missing()}\n{live.logs()}")
+
+
+@pytest.mark.slow
+def test_a_healthy_batch_raises_no_alert(live: PromStack) -> None:
+    wait_until(lambda: live.query("batch:batch_run_last_status:code"), timeout=30, what="recorded status")
+    started = max(g["lastEvaluation"] for g in live.rule_groups())
+    wait_until(
+        lambda: all(g["lastEvaluation"] > started for g in live.rule_groups()),
+        timeout=15,
+        what="a full rule evaluation after the data arrived",
+    )
+    assert live.query('ALERTS{batch=~".+"}') == []
+    assert live.prometheus_alerts() == []
