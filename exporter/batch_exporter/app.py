@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .config import Config
 from .database import Database, QueryError, open_database
-from .poller import Poller, ScheduledSource
+from .poller import Poller, ScheduledSource, WorkerPool
 from .sources.batchinfo import BatchInfoSource
 from .sources.checks import ChecksSource
 from .sources.runs import RunsSource
@@ -49,23 +49,25 @@ def open_databases(config: Config) -> dict[str, Database]:
 
 
 def build_sources(config: Config, databases: dict[str, Database]) -> list[ScheduledSource]:
-    """Every source the configuration asks for, with its interval and deadline."""
+    """Every source the configuration asks for, with its interval, deadline and database lane."""
+    lanes = {name: WorkerPool(name, db.max_connections) for name, db in config.databases.items()}
     scheduled: list[ScheduledSource] = []
     state_dir = Path(config.global_.state_dir) if config.global_.state_dir else None
     for name, batch in config.batches.items():
         interval = config.batch_poll_interval(batch)
-        scheduled.append(ScheduledSource(BatchInfoSource(name, batch), interval, None))
+        scheduled.append(ScheduledSource(BatchInfoSource(name, batch), interval))
         if batch.database is not None:
             db_config = config.databases[batch.database]
             db = databases[batch.database]
+            lane = lanes[batch.database]
             deadline = db_config.connect_timeout + _STATEMENTS_PER_POLL * db_config.query_timeout + _DEADLINE_MARGIN
             if batch.runs is not None:
                 runs = RunsSource(name, batch, db, text_timestamps=db_config.sqlite is not None)
-                scheduled.append(ScheduledSource(runs, interval, deadline))
+                scheduled.append(ScheduledSource(runs, interval, deadline, lane))
             if batch.checks:
                 check_deadline = db_config.connect_timeout + len(batch.checks) * db_config.query_timeout \
                     + _DEADLINE_MARGIN
-                scheduled.append(ScheduledSource(ChecksSource(name, batch.checks, db), interval, check_deadline))
+                scheduled.append(ScheduledSource(ChecksSource(name, batch.checks, db), interval, check_deadline, lane))
         if batch.logs:
             scheduled += _log_sources(config, name, state_dir)
     return scheduled
@@ -79,9 +81,8 @@ def _log_sources(config: Config, batch_name: str, state_dir: Path | None) -> lis
     scheduled: list[ScheduledSource] = []
     for log_name, log_config in config.batches[batch_name].logs.items():
         interval = config.log_poll_interval(log_config)
-        scheduled.append(ScheduledSource(LogFileSource(batch_name, log_name, log_config), interval, None))
-        scan = LogScanSource(batch_name, log_name, log_config, state_dir)
-        scheduled.append(ScheduledSource(scan, interval, None))
+        scheduled.append(ScheduledSource(LogFileSource(batch_name, log_name, log_config), interval))
+        scheduled.append(ScheduledSource(LogScanSource(batch_name, log_name, log_config, state_dir), interval))
     return scheduled
 
 

@@ -104,6 +104,8 @@ class DatabaseConfig(_Model):
     odbc: str | None = Field(None, description="ODBC connection string (pyodbc); use ${VAR} for the password.")
     query_timeout: Duration = 10.0
     connect_timeout: Duration = 5.0
+    max_connections: int = Field(2, ge=1, le=32, description="Connections (and polling threads) the exporter "
+                                                             "opens to this database at most.")
 
     @model_validator(mode="after")
     def _one_driver(self) -> DatabaseConfig:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,7 +31,8 @@ class Source(Protocol):
 class ScheduledSource:
     source: Source
     interval: float
-    deadline: float | None  # seconds a poll may take before it is abandoned; None: no limit (local files)
+    deadline: float | None = None  # seconds a poll may take before it is abandoned; None: no limit
+    lane: WorkerPool | None = None  # the database's worker threads; None: poll in the scheduler's thread
 
 
 class _Worker:
@@ -66,13 +68,42 @@ class _Worker:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+class WorkerPool:
+    """At most `size` worker threads for one database, so at most `size` connections (plus one
+    abandoned per worker while it is stuck); sources of that database take turns on them."""
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self.size = size
+        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        self._workers = [_Worker(f"{name}-{index}") for index in range(size)]
+        for worker in self._workers:
+            self._idle.put(worker)
+
+    def run(self, source: Source, deadline: float | None) -> Snapshot:
+        started = time.monotonic()
+        try:
+            worker = self._idle.get(timeout=deadline)
+        except queue.Empty:
+            raise SourceError("timeout", f"no free connection to database {self.name} within {deadline:g}s "
+                                         f"(all {self.size} busy)") from None
+        try:
+            remaining = None if deadline is None else max(0.001, deadline - (time.monotonic() - started))
+            return worker.run(source, remaining)
+        finally:
+            self._idle.put(worker)
+
+    def close(self) -> None:
+        for worker in self._workers:
+            worker.close()
+
+
 class Poller:
     """Owns the schedule; `poll_all_once` serves the `once` command and tests."""
 
     def __init__(self, store: Store, sources: list[ScheduledSource]) -> None:
         self._store = store
         self._sources = sources
-        self._workers = {s.source.name: _Worker(s.source.name) for s in sources}
         self._scheduler: BackgroundScheduler | None = None
 
     def poll(self, scheduled: ScheduledSource) -> bool:
@@ -80,7 +111,10 @@ class Poller:
         name = scheduled.source.name
         started = time.monotonic()
         try:
-            snapshot = self._workers[name].run(scheduled.source, scheduled.deadline)
+            if scheduled.lane is not None:
+                snapshot = scheduled.lane.run(scheduled.source, scheduled.deadline)
+            else:
+                snapshot = scheduled.source.poll()
         except SourceError as exc:
             duration = time.monotonic() - started
             log.warning("source %s failed (%s): %s", name, exc.reason, exc)
@@ -126,5 +160,5 @@ class Poller:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        for worker in self._workers.values():
-            worker.close()
+        for lane in {id(s.lane): s.lane for s in self._sources if s.lane is not None}.values():
+            lane.close()

@@ -1,0 +1,84 @@
+"""Poller lanes: bounded threads (so bounded connections) per database, deadlines that abandon a stuck poll."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from batch_exporter.poller import Poller, ScheduledSource, WorkerPool
+from batch_exporter.snapshot import SampleBuilder, Snapshot
+from batch_exporter.sources.errors import SourceError
+from batch_exporter.store import Store
+
+
+class ThreadRecorder:
+    def __init__(self, name: str, seen: set[int], delay: float = 0.05) -> None:
+        self.name = name
+        self._seen = seen
+        self._delay = delay
+
+    def poll(self) -> Snapshot:
+        self._seen.add(threading.get_ident())
+        time.sleep(self._delay)
+        out = SampleBuilder()
+        out.add("batch_run_attempts", 1, batch=self.name)
+        return out.build(self.name)
+
+
+class Blocking:
+    name = "checks:stuck"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def poll(self) -> Snapshot:
+        self.release.wait(30)
+        return Snapshot(self.name)
+
+
+def test_sources_of_one_database_share_at_most_size_threads() -> None:
+    seen: set[int] = set()
+    lane = WorkerPool("db", 2)
+    sources = [ScheduledSource(ThreadRecorder(f"runs:b{i}", seen), 30, 10, lane) for i in range(12)]
+    store = Store(s.source.name for s in sources)
+    assert Poller(store, sources).poll_all_once()
+    assert 1 <= len(seen) <= 2
+    assert store.all_polled()
+    lane.close()
+
+
+def test_a_stuck_poll_is_abandoned_and_reported_until_it_returns() -> None:
+    lane = WorkerPool("db", 1)
+    blocking = Blocking()
+    with pytest.raises(SourceError) as first:
+        lane.run(blocking, 0.2)
+    assert first.value.reason == "timeout" and "0.2s" in str(first.value)
+    with pytest.raises(SourceError, match="still stuck") as second:
+        lane.run(blocking, 0.2)
+    assert second.value.reason == "timeout"
+    blocking.release.set()
+    time.sleep(0.1)
+    assert lane.run(blocking, 1).source == "checks:stuck"
+    lane.close()
+
+
+def test_failures_are_recorded_with_their_reason() -> None:
+    class Failing:
+        name = "runs:x"
+
+        def poll(self) -> Snapshot:
+            raise SourceError("connect", "database main: connection refused")
+
+    class Buggy:
+        name = "runs:y"
+
+        def poll(self) -> Snapshot:
+            raise KeyError("bug")
+
+    store = Store(["runs:x", "runs:y"])
+    poller = Poller(store, [ScheduledSource(Failing(), 30), ScheduledSource(Buggy(), 30)])
+    assert not poller.poll_all_once()
+    text = store.payload()[0].decode()
+    assert 'batch_exporter_source_errors_total{reason="connect",source="runs:x"} 1.0' in text
+    assert 'batch_exporter_source_errors_total{reason="internal",source="runs:y"} 1.0' in text
