@@ -50,14 +50,15 @@ class _Worker:
     def _new_pool(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"poll-{self._name}")
 
-    def run(self, source: Source, deadline: float | None) -> Snapshot:
+    def run(self, source: Source, deadline: float | None, remaining: float | None) -> Snapshot:
+        """Poll within `remaining` seconds (what is left of the source's `deadline`)."""
         if self._stuck is not None:
             if not self._stuck.done():
                 raise SourceError("timeout", "the previous poll is still stuck past its deadline")
             self._stuck = None
         future = self._pool.submit(source.poll)
         try:
-            return future.result(timeout=deadline)
+            return future.result(timeout=remaining)
         except FutureTimeout:
             self._stuck = future
             self._pool.shutdown(wait=False)
@@ -89,7 +90,7 @@ class WorkerPool:
                                          f"(all {self.size} busy)") from None
         try:
             remaining = None if deadline is None else max(0.001, deadline - (time.monotonic() - started))
-            return worker.run(source, remaining)
+            return worker.run(source, deadline, remaining)
         finally:
             self._idle.put(worker)
 
