@@ -123,12 +123,19 @@ class Runtime:
         return self._exporter.store.all_polled()
 
     def replace(self, config: Config) -> None:
-        """Apply a new, already validated configuration: poll it once, then swap."""
+        """Apply a new, already validated configuration: build and poll it once, then swap.
+
+        The old exporter keeps serving until the new one is ready; if building the new one fails,
+        the exception propagates and the old one stays in place.
+        """
         with self._lock:
-            old = self._exporter
-            old.stop()
             new = Exporter(config)
-            new.poller.poll_all_once()
-            self._exporter = new
+            try:
+                new.poller.poll_all_once()
+            except BaseException:
+                new.stop()
+                raise
+            old, self._exporter = self._exporter, new
+            old.stop()
             new.start()
             log.info("configuration reloaded: %d sources", len(new.sources))

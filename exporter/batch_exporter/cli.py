@@ -34,24 +34,25 @@ def _add_serving_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="batch-exporter", description="Prometheus exporter for batch jobs.")
+    parser = argparse.ArgumentParser(prog="batch-exporter", description="Prometheus exporter for batch jobs.",
+                                     allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"batch-exporter {__version__}")
     parser.add_argument("--log.level", dest="log_level", choices=sorted(LOG_LEVELS), default="info")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="serve /metrics for a configuration")
+    run = commands.add_parser("run", allow_abbrev=False, help="serve /metrics for a configuration")
     _add_config_flag(run)
     _add_serving_flags(run)
 
-    once = commands.add_parser("once", help="poll every source once and print the exposition")
+    once = commands.add_parser("once", allow_abbrev=False, help="poll every source once and print the exposition")
     _add_config_flag(once)
 
-    check = commands.add_parser("check-config", help="validate a configuration file")
+    check = commands.add_parser("check-config", allow_abbrev=False, help="validate a configuration file")
     _add_config_flag(check)
 
-    commands.add_parser("schema", help="print the JSON Schema of the configuration")
+    commands.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of the configuration")
 
-    demo = commands.add_parser("demo", help="serve the embedded SQLite card-authorization demo")
+    demo = commands.add_parser("demo", allow_abbrev=False, help="serve the embedded SQLite card-authorization demo")
     demo.add_argument("--dir", type=Path, default=None, help="folder for the demo data (default: a temp folder)")
     demo.add_argument("--interval", type=float, default=None, help="seconds between simulated nightly runs")
     _add_serving_flags(demo)
@@ -148,7 +149,10 @@ def _reload(runtime: Runtime, config_path: Path | None) -> None:
     except ConfigError as exc:
         log.error("reload refused, keeping the running configuration:\n%s", exc)
         return
-    runtime.replace(config)
+    try:
+        runtime.replace(config)
+    except Exception:  # the process is serving: report, keep the running configuration
+        log.exception("reload failed, keeping the running configuration")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
