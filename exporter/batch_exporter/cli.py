@@ -10,7 +10,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from . import __version__
+from . import __version__, rerun_check
 from .app import Exporter, Runtime
 from .config import Config, ConfigError, json_schema, load_config
 from .web import DEFAULT_PORT, MetricsServer
@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flag(check)
 
     commands.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of the configuration")
+
+    rerun = commands.add_parser("rerun-check", allow_abbrev=False,
+                                help="before re-running a batch: gather the evidence and give a verdict")
+    rerun_check.add_arguments(rerun)
 
     demo = commands.add_parser("demo", allow_abbrev=False, help="serve the embedded SQLite card-authorization demo")
     demo.add_argument("--dir", type=Path, default=None, help="folder for the demo data (default: a temp folder)")
@@ -189,6 +193,7 @@ COMMANDS = {
     "check-config": cmd_check_config,
     "schema": cmd_schema,
     "demo": cmd_demo,
+    "rerun-check": rerun_check.run,
 }
 
 
