@@ -42,7 +42,7 @@ def test_failure_keeps_last_good_snapshot_and_readiness() -> None:
 
 
 def test_render_only_on_change() -> None:
-    store = Store(["runs:a"])
+    store = Store(["runs:a"], min_render_interval=0)
     store.record_success(snapshot("runs:a", "a", 1), 1000.0, 0.1)
     first = store.payload()
     assert store.payload() is first
@@ -50,3 +50,13 @@ def test_render_only_on_change() -> None:
     store.record_success(snapshot("runs:a", "a", 2), 1001.0, 0.1)
     second = store.payload()
     assert second is not first and b'batch_run_attempts{batch="a"} 2.0' in second[0]
+
+
+def test_a_burst_of_changes_is_rendered_once_per_interval() -> None:
+    store = Store(["runs:a"], min_render_interval=60)
+    store.record_success(snapshot("runs:a", "a", 1), 1000.0, 0.1)
+    first = store.payload()
+    store.record_success(snapshot("runs:a", "a", 2), 1001.0, 0.1)
+    assert store.payload() is first  # within the interval: the previous bytes
+    store._rendered_at -= 61  # the interval has passed
+    assert b'batch_run_attempts{batch="a"} 2.0' in store.payload()[0]

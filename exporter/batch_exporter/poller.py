@@ -8,7 +8,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
@@ -19,6 +19,8 @@ from .sources.errors import SourceError
 from .store import Store
 
 log = logging.getLogger(__name__)
+
+_SPREAD_SECONDS = 5.0
 
 
 class Source(Protocol):
@@ -151,9 +153,13 @@ class Poller:
             timezone=timezone.utc,
         )
         now = datetime.now(timezone.utc)
-        for scheduled in self._sources:
+        count = len(self._sources)
+        for index, scheduled in enumerate(self._sources):
+            # spread the sources over the first seconds so they do not all poll (and change the
+            # exposition) in the same instant, every interval, forever
+            offset = timedelta(seconds=min(scheduled.interval, _SPREAD_SECONDS) * index / max(count, 1))
             scheduler.add_job(self.poll, "interval", args=[scheduled], seconds=scheduled.interval,
-                              next_run_time=now, id=scheduled.source.name, name=scheduled.source.name)
+                              next_run_time=now + offset, id=scheduled.source.name, name=scheduled.source.name)
         scheduler.start()
         self._scheduler = scheduler
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -33,9 +34,16 @@ class View:
 
 
 class Store:
-    """Holds the latest good snapshot per source; rendering happens at most once per change."""
+    """Holds the latest good snapshot per source and the exposition rendered from them.
 
-    def __init__(self, sources: Iterable[str]) -> None:
+    A scrape renders only when something changed, at most once per `min_render_interval`, and never
+    waits for a render another scrape is doing: it gets the previous bytes instead. A burst of polls
+    finishing together therefore costs one or two renders, not one per poll.
+    """
+
+    def __init__(self, sources: Iterable[str], min_render_interval: float = 0.25) -> None:
+        self._min_render_interval = min_render_interval
+        self._rendered_at = float("-inf")
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
         self._health: dict[str, SourceHealth] = {name: SourceHealth() for name in sources}
@@ -77,15 +85,25 @@ class Store:
             return View(tuple(self._snapshots[k] for k in sorted(self._snapshots)), health)
 
     def payload(self) -> tuple[bytes, bytes]:
-        """The exposition and its gzip form, re-rendered only when something changed."""
-        with self._render_lock:
+        """The exposition and its gzip form (see the class docstring for when it is re-rendered)."""
+        if self._version == self._rendered_version:
+            return self._payload
+        first = self._rendered_version < 0
+        if not first and time.monotonic() - self._rendered_at < self._min_render_interval:
+            return self._payload
+        if not self._render_lock.acquire(blocking=first):
+            return self._payload
+        try:
             with self._lock:
                 version = self._version
             if version != self._rendered_version:
                 text = render(self.view())
                 self._payload = (text, gzip.compress(text, compresslevel=6))
                 self._rendered_version = version
+                self._rendered_at = time.monotonic()
             return self._payload
+        finally:
+            self._render_lock.release()
 
 
 class _ViewCollector:

@@ -56,6 +56,10 @@ class RunsSource:
         self._window_sql = build_window_query(config.runs)
         self._success_sql = build_last_success_query(config.runs)
         self._mapping = config.runs.status.model_dump()
+        # a success older than the window can only be superseded by one inside the window,
+        # so the fallback query (which scans the batch's whole history) runs once, not every poll
+        self._success_before_window: datetime | None = None
+        self._success_before_window_known = False
 
     def poll(self) -> Snapshot:
         """Read the lookback window once and summarise it; raises SourceError on failure."""
@@ -66,10 +70,16 @@ class RunsSource:
         summary = summarize(rows, now, self._tz)
         last_success = summary.last_success
         if last_success is None:
-            found = self._query(self._success_sql, tuple(self._runs.status.success))
-            last_success = self._timestamp(found[0][0], "ended_at") if found else None
+            last_success = self._last_success_before_window()
         records = self._records_of(summary.latest)
         return self._snapshot(summary, last_success, records)
+
+    def _last_success_before_window(self) -> datetime | None:
+        if not self._success_before_window_known:
+            found = self._query(self._success_sql, tuple(self._runs.status.success))
+            self._success_before_window = self._timestamp(found[0][0], "ended_at") if found else None
+            self._success_before_window_known = True
+        return self._success_before_window
 
     def _query(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
         try:
