@@ -100,6 +100,7 @@ def test_sqlite_history_served_over_http(sqlite_setup: tuple[Path, History], tmp
             lambda s: value(s, "batch_exporter_source_up", source="runs:card-auth") == 1
             and value(s, "batch_exporter_source_up", source="checks:card-auth") == 1, what="runs source up")
         exporter.wait_for(lambda _: exporter.get("/-/ready")[0] == 200, what="readiness")
+        series = exporter.scrape()  # every source has polled once now
         assert_history_metrics(series, history)
         assert value(series, "batch_exporter_source_up", source="config:settlement") == 1
         landing_status, landing = exporter.get("/")
