@@ -102,7 +102,7 @@ def test_sqlite_history_served_over_http(sqlite_setup: tuple[Path, History], tmp
         exporter.wait_for(lambda _: exporter.get("/-/ready")[0] == 200, what="readiness")
         # 4 config + 4 runs + 1 checks sources, all polled and up (the exposition may trail by 250 ms)
         series = exporter.wait_for(
-            lambda s: [k for k, v in s.items() if k[0] == "batch_exporter_source_up" and v == 1].__len__() == 9,
+            lambda s: sum(1 for k, v in s.items() if k[0] == "batch_exporter_source_up" and v == 1) == 9,
             what="every source up")
         assert_history_metrics(series, history)
         assert value(series, "batch_exporter_source_up", source="config:settlement") == 1
