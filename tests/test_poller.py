@@ -82,3 +82,24 @@ def test_failures_are_recorded_with_their_reason() -> None:
     text = store.payload()[0].decode()
     assert 'batch_exporter_source_errors_total{reason="connect",source="runs:x"} 1.0' in text
     assert 'batch_exporter_source_errors_total{reason="internal",source="runs:y"} 1.0' in text
+
+
+def test_a_stuck_poll_does_not_keep_the_process_from_exiting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    script = tmp_path / "stuck.py"
+    script.write_text(
+        "import threading\n"
+        "from batch_exporter.poller import WorkerPool\n"
+        "from batch_exporter.sources.errors import SourceError\n"
+        "class Stuck:\n"
+        "    name = 'checks:x'\n"
+        "    def poll(self):\n"
+        "        threading.Event().wait(600)\n"
+        "try:\n"
+        "    WorkerPool('db', 1).run(Stuck(), 0.2)\n"
+        "except SourceError as exc:\n"
+        "    print(exc.reason)\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.strip() == "timeout", result.stderr

@@ -5,7 +5,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -38,19 +38,34 @@ class ScheduledSource:
 
 
 class _Worker:
-    """One long-lived thread per source, so a thread-bound DB connection survives between polls.
+    """One long-lived thread per slot, so a thread-bound DB connection survives between polls.
 
     A poll that misses its deadline is abandoned with its thread (a driver call cannot always be
-    interrupted); while that thread is still stuck, no further thread is started for the source.
+    interrupted); while that thread is still stuck, no further thread is started for the slot.
+    Threads are daemons: a stuck driver call must not keep the process from exiting.
     """
 
     def __init__(self, name: str) -> None:
         self._name = name
-        self._pool = self._new_pool()
+        self._jobs: queue.SimpleQueue[tuple[Source, Future[Snapshot]] | None] | None = None
         self._stuck: Future[Snapshot] | None = None
 
-    def _new_pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"poll-{self._name}")
+    def _start_thread(self) -> queue.SimpleQueue[tuple[Source, Future[Snapshot]] | None]:
+        jobs: queue.SimpleQueue[tuple[Source, Future[Snapshot]] | None] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, args=(jobs,), name=f"poll-{self._name}", daemon=True).start()
+        self._jobs = jobs
+        return jobs
+
+    @staticmethod
+    def _serve(jobs: queue.SimpleQueue[tuple[Source, Future[Snapshot]] | None]) -> None:
+        while (job := jobs.get()) is not None:
+            source, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(source.poll())
+            except BaseException as exc:  # handed to the waiting caller
+                future.set_exception(exc)
 
     def run(self, source: Source, deadline: float | None, remaining: float | None) -> Snapshot:
         """Poll within `remaining` seconds (what is left of the source's `deadline`)."""
@@ -58,17 +73,21 @@ class _Worker:
             if not self._stuck.done():
                 raise SourceError("timeout", "the previous poll is still stuck past its deadline")
             self._stuck = None
-        future = self._pool.submit(source.poll)
+        jobs = self._jobs or self._start_thread()
+        future: Future[Snapshot] = Future()
+        jobs.put((source, future))
         try:
             return future.result(timeout=remaining)
         except FutureTimeout:
             self._stuck = future
-            self._pool.shutdown(wait=False)
-            self._pool = self._new_pool()
+            jobs.put(None)  # the abandoned thread ends once its call returns
+            self._jobs = None
             raise SourceError("timeout", f"poll did not finish within {deadline:g}s") from None
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._jobs is not None:
+            self._jobs.put(None)
+            self._jobs = None
 
 
 class WorkerPool:
