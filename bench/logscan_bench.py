@@ -1,0 +1,430 @@
+#!/usr/bin/env python3
+"""Log scan benchmark: full-scan throughput beside `LC_ALL=C grep -c` and mtail, poll costs, memory.
+
+One run, one machine, the same files for every tool:
+
+1. a ~1 GiB realistic log made by ../shared/bench/gen_log.py (timestamps, levels, long JSON
+   lines, stack traces, cp932 Japanese text, INFO lines that quote ERROR), with its ground truth;
+2. our full scan (a fresh LogScanSource's first poll: lines and every pattern) in two pattern
+   sets — the one pattern an alert needs, and the full set whose every count is checked against
+   the truth — beside grep counting the same pattern, as throughput ratios;
+3. mtail --one_shot on a UTF-8 twin of the log (mtail stops counting at the first cp932 line, so
+   the twin gives it a fair run), and on a slice of the cp932 log to show what it does there;
+4. the cost of a poll after a 1 MiB append to the 1 GiB file, and of a poll with nothing new;
+5. peak resident memory of a process that scans a 64 MiB log and of one that scans the 1 GiB log.
+
+Times are best-of-N, interleaved, and ratios use CPU time (user+sys; the machine is shared and
+noisy, wall time is printed too). Targets are printed PASS/FAIL beside the numbers; nothing is
+asserted. Generated data goes to bench/out/ (git-ignored). The 1 GiB file is restored to its
+original size after the append test.
+
+Usage: .venv/bin/python bench/logscan_bench.py [--quick] [--size-mib 1024] [--repeat 3] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "exporter"))
+
+from batch_exporter.sources.logscan import LogScanSource  # noqa: E402
+
+GEN_LOG = ROOT.parent / "shared" / "bench" / "gen_log.py"
+
+ALERT_PATTERNS = {"error": r"^\S+ \S+ ERROR "}
+# Every count of the full set has a truth key in gen_log.py's OUT.truth.json.
+FULL_PATTERNS = {
+    "error": r"^\S+ \S+ ERROR ",
+    "error_anywhere": " ERROR ",
+    "warn": r"^\S+ \S+ WARN ",
+    "decoy": r"^\S+ \S+ INFO .* ERROR ",
+    "stack": r"^(?:\tat |\t\.\.\. \d+ more|Caused by: |\S+Exception: )",
+    "payload": "PayloadLogger",
+    "japanese_name": "name=(?:山田太郎|佐藤花子|鈴木一郎|株式会社テスト商事"
+    "|東京都千代田区丸の内１－１|カード有効期限切れ)",
+}
+TRUTH_KEYS = {
+    "error": "error_records",
+    "error_anywhere": "lines_with_space_ERROR_space",
+    "warn": "warn_records",
+    "decoy": "decoy_lines",
+    "stack": "stack_lines",
+    "payload": "long_lines",
+    "japanese_name": "sjis_lines",
+}
+MTAIL_PROGRAM = """\
+counter bench_lines_total
+counter bench_error_lines_total
+
+// {
+  bench_lines_total++
+}
+/^\\S+ \\S+ ERROR / {
+  bench_error_lines_total++
+}
+"""
+
+
+@dataclass
+class Timing:
+    wall: float
+    cpu: float
+
+
+def best(timings: list[Timing]) -> Timing:
+    return Timing(wall=min(t.wall for t in timings), cpu=min(t.cpu for t in timings))
+
+
+def cpu_self() -> float:
+    return time.process_time()
+
+
+def cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def log_config(path: Path, patterns: dict[str, str], encoding: str = "cp932") -> SimpleNamespace:
+    return SimpleNamespace(
+        path=str(path),
+        size_limit=4 * 1024**3,
+        encoding=encoding,
+        patterns=patterns,
+        max_line_bytes=1024**2,
+        max_path_series=20,
+    )
+
+
+def ensure_log(path: Path, size_mib: float, jp_encoding: str) -> dict[str, int]:
+    """Generate the log with gen_log.py unless a complete one with its truth file is already there."""
+    truth_path = Path(f"{path}.truth.json")
+    if path.exists() and truth_path.exists():
+        truth = json.loads(truth_path.read_text())
+        if (
+            truth.get("file_size") == path.stat().st_size
+            and abs(truth["file_size"] - size_mib * 2**20) < 2**20
+        ):
+            return truth
+    if not GEN_LOG.exists():
+        sys.exit(f"cannot find {GEN_LOG} (the shared workload generator)")
+    print(f"generating {path} ({size_mib:g} MiB, Japanese text in {jp_encoding}) ...", flush=True)
+    subprocess.run(
+        [sys.executable, str(GEN_LOG), str(path), "--size-mib", str(size_mib), "--jp-encoding", jp_encoding],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return json.loads(truth_path.read_text())
+
+
+def our_scan(
+    path: Path, patterns: dict[str, str], encoding: str = "cp932"
+) -> tuple[Timing, dict[str, float]]:
+    source = LogScanSource("bench", "app", log_config(path, patterns, encoding), None)
+    wall0, cpu0 = time.perf_counter(), cpu_self()
+    snapshot = source.poll()
+    timing = Timing(time.perf_counter() - wall0, cpu_self() - cpu0)
+    counts = {}
+    for sample in snapshot.samples:
+        if sample.name == "batch_log_matches_total":
+            counts[dict(sample.labels)["pattern"]] = sample.value
+        elif "pattern" not in dict(sample.labels):
+            counts[sample.name] = sample.value
+    return timing, counts
+
+
+def run_tool(
+    cmd: list[str], env: dict[str, str] | None = None, timeout: float | None = None
+) -> tuple[Timing, str]:
+    wall0, cpu0 = time.perf_counter(), cpu_children()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    timing = Timing(time.perf_counter() - wall0, cpu_children() - cpu0)
+    if done.returncode not in (0, 1):  # grep -c exits 1 on zero matches
+        raise RuntimeError(f"{cmd[0]} failed ({done.returncode}): {done.stderr[-500:]}")
+    return timing, done.stdout
+
+
+def grep_count(path: Path, pattern: str, extended: bool = False) -> tuple[Timing, int]:
+    env = dict(os.environ, LC_ALL="C")
+    cmd = ["grep", "-c"] + (["-E"] if extended else []) + ["--", pattern, str(path)]
+    timing, out = run_tool(cmd, env=env)
+    return timing, int(out.strip())
+
+
+def mb_per_s(size: int, seconds: float) -> float:
+    return size / seconds / 1e6
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def section(title: str) -> None:
+    print(f"\n## {title}", flush=True)
+
+
+def bench_full_scan(log: Path, truth: dict[str, int], repeat: int) -> None:
+    size = log.stat().st_size
+    section(f"full scan of {log.name}: {size / 2**20:.0f} MiB, {truth['lines']:,} lines (best of {repeat})")
+    ours_alert, ours_full, grep_space, grep_anchored = [], [], [], []
+    counts_full: dict[str, float] = {}
+    counts_alert: dict[str, float] = {}
+    grep_hits = {}
+    for _ in range(repeat):  # interleaved, so that noise from the shared machine hits every tool alike
+        timing, grep_hits["space"] = grep_count(log, " ERROR ")
+        grep_space.append(timing)
+        timing, grep_hits["anchored"] = grep_count(log, r"^\S+ \S+ ERROR ", extended=True)
+        grep_anchored.append(timing)
+        timing, counts_alert = our_scan(log, ALERT_PATTERNS)
+        ours_alert.append(timing)
+        timing, counts_full = our_scan(log, FULL_PATTERNS)
+        ours_full.append(timing)
+
+    rows = [
+        ("grep -c ' ERROR '", best(grep_space)),
+        ("grep -cE '^\\S+ \\S+ ERROR '", best(grep_anchored)),
+        ("ours: lines + 1 level-anchored pattern", best(ours_alert)),
+        (f"ours: lines + {len(FULL_PATTERNS)} patterns", best(ours_full)),
+    ]
+    baseline = best(grep_space).cpu
+    print(f"{'tool':42s} {'wall s':>8s} {'cpu s':>8s} {'MB/s (cpu)':>11s} {'vs grep':>8s}")
+    for name, t in rows:
+        print(f"{name:42s} {t.wall:8.2f} {t.cpu:8.2f} {mb_per_s(size, t.cpu):11.0f} {baseline / t.cpu:7.2f}x")
+    ratio = baseline / best(ours_alert).cpu
+    print(
+        f"target: lines + the alert pattern >= 0.6x grep's throughput: {ratio:.2f}x {verdict(ratio >= 0.6)}"
+    )
+    print(
+        f"        lines + all {len(FULL_PATTERNS)} patterns: "
+        f"{baseline / best(ours_full).cpu:.2f}x of one grep; "
+        f"each distinct literal costs about one more pass"
+    )
+
+    print("\ncounts against the generator's truth:")
+    checks = [
+        ("lines", counts_full["batch_log_lines_total"], truth["lines"]),
+        ("grep ' ERROR '", grep_hits["space"], truth["lines_with_space_ERROR_space"]),
+        ("grep -E level-anchored", grep_hits["anchored"], truth["error_records"]),
+        ("alert set: error", counts_alert["error"], truth["error_records"]),
+    ]
+    checks += [(f"full set: {name}", counts_full[name], truth[key]) for name, key in TRUTH_KEYS.items()]
+    for name, got, want in checks:
+        print(f"  {name:32s} {int(got):>10,} truth {want:>10,}  {verdict(int(got) == want)}")
+
+
+def bench_mtail(workdir: Path, twin_mib: float, repeat: int, cp932_log: Path) -> None:
+    mtail = shutil.which("mtail")
+    if mtail is None:
+        section("mtail: not installed (Debian package `mtail`), skipped")
+        return
+    twin = workdir / f"app-utf8-{twin_mib:g}mib.log"
+    truth = ensure_log(twin, twin_mib, "utf-8")
+    size = twin.stat().st_size
+    progs = workdir / "mtail-progs"
+    progs.mkdir(exist_ok=True)
+    (progs / "count.mtail").write_text(MTAIL_PROGRAM)
+    cmd = [
+        mtail,
+        "--one_shot",
+        "--one_shot_format",
+        "prometheus",
+        "--progs",
+        str(progs),
+        "--logs",
+        str(twin),
+        "--logtostderr",
+    ]
+    section(
+        f"mtail --one_shot on a UTF-8 twin: {size / 2**20:.0f} MiB, {truth['lines']:,} lines "
+        f"(best of {repeat})"
+    )
+    mtail_runs, ours = [], []
+    out = ""
+    counts: dict[str, float] = {}
+    for _ in range(repeat):
+        timing, out = run_tool(cmd)
+        mtail_runs.append(timing)
+        timing, counts = our_scan(twin, ALERT_PATTERNS, "utf-8")
+        ours.append(timing)
+    mtail_counts = _mtail_values(out)
+    m, o = best(mtail_runs), best(ours)
+    print(
+        f"mtail: wall {m.wall:.2f} s, cpu {m.cpu:.2f} s, {mb_per_s(size, m.cpu):.0f} MB/s; "
+        f"lines {mtail_counts.get('bench_lines_total', 0):,.0f}, "
+        f"errors {mtail_counts.get('bench_error_lines_total', 0):,.0f}"
+    )
+    print(
+        f"ours:  wall {o.wall:.2f} s, cpu {o.cpu:.2f} s, {mb_per_s(size, o.cpu):.0f} MB/s; "
+        f"lines {counts['batch_log_lines_total']:,.0f}, errors {counts['error']:,.0f} "
+        f"(truth {truth['lines']:,} / {truth['error_records']:,})"
+    )
+    print(f"target: >= 25x mtail: {m.cpu / o.cpu:.1f}x {verdict(m.cpu / o.cpu >= 25)}")
+
+    slice_path = workdir / "slice-cp932-16mib.log"
+    with cp932_log.open("rb") as src, slice_path.open("wb") as dst:
+        data = src.read(16 * 2**20)
+        dst.write(data[: data.rfind(b"\n") + 1])
+    lines = slice_path.read_bytes().count(b"\n")
+    cmd[cmd.index(str(twin))] = str(slice_path)
+    section(
+        f"mtail --one_shot on {slice_path.stat().st_size / 2**20:.0f} MiB of the cp932 log ({lines:,} lines)"
+    )
+    wall0 = time.perf_counter()
+    proc = subprocess.Popen(
+        ["/usr/bin/time", "-f", "%M", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        out, err = proc.communicate(timeout=120)
+        peak_kib = err.strip().splitlines()[-1]
+        values = _mtail_values(out)
+        print(
+            f"mtail: {time.perf_counter() - wall0:.1f} s wall, peak RSS {int(peak_kib) / 1024:.0f} MiB, "
+            "counted "
+            f"{values.get('bench_lines_total', 0):,.0f} of {lines:,} lines"
+        )
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        print("mtail: still running after 120 s, stopped")
+    _, counts = our_scan(slice_path, ALERT_PATTERNS)
+    print(f"ours:  counted {counts['batch_log_lines_total']:,.0f} of {lines:,} lines")
+
+
+def _mtail_values(exposition: str) -> dict[str, float]:
+    values = {}
+    for line in exposition.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name.split("{")[0]] = float(value)
+    return values
+
+
+def bench_polls(log: Path, workdir: Path) -> None:
+    """Append 1 MiB blocks of real log lines to the big file and time the poll that reads each."""
+    original_size = log.stat().st_size
+    with log.open("rb") as f:
+        block = f.read(2**20 + 64 * 1024)
+    block = block[: block.rfind(b"\n", 0, 2**20) + 1]
+    rounds = 20
+    section(f"poll costs on the {original_size / 2**30:.2f} GiB file")
+    try:
+        for label, state_dir in (("no state file", None), ("with state file (fsync'd)", workdir / "state")):
+            if state_dir is not None:
+                shutil.rmtree(state_dir, ignore_errors=True)
+            source = LogScanSource("bench", "app", log_config(log, ALERT_PATTERNS), state_dir)
+            source.poll()  # catch up with the whole file first
+            walls, cpus = [], []
+            for _ in range(rounds):
+                with log.open("ab") as f:
+                    f.write(block)
+                wall0, cpu0 = time.perf_counter(), cpu_self()
+                source.poll()
+                mib = len(block) / 2**20
+                walls.append((time.perf_counter() - wall0) / mib)
+                cpus.append((cpu_self() - cpu0) / mib)
+            # Within a time stamp tick (2 s) of the last write a poll with nothing new still opens the
+            # file and checks its head; after that it is one stat.
+            racy = idle_poll_cost(source, 200)
+            time.sleep(2.2)
+            idle = min(idle_poll_cost(source, 2000) for _ in range(5))
+            cpu_ms, wall_ms = statistics.median(cpus) * 1e3, statistics.median(walls) * 1e3
+            print(
+                f"{label:28s} poll after a 1 MiB append: median {cpu_ms:.2f} ms cpu, "
+                f"{wall_ms:.2f} ms wall per MiB {verdict(cpu_ms <= 1.0)} (target <= 1 ms)\n"
+                f"{'':28s} idle poll: {idle * 1e6:.1f} us {verdict(idle * 1e6 <= 20)} (target ~10 us); "
+                f"within 2 s of a write: {racy * 1e6:.1f} us"
+            )
+            os.truncate(log, original_size)
+    finally:
+        os.truncate(log, original_size)
+
+
+def idle_poll_cost(source: LogScanSource, polls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(polls):
+        source.poll()
+    return (time.perf_counter() - start) / polls
+
+
+def bench_memory(big: Path, workdir: Path) -> None:
+    small = workdir / "slice-64mib.log"
+    with big.open("rb") as src, small.open("wb") as dst:
+        data = src.read(64 * 2**20)
+        dst.write(data[: data.rfind(b"\n") + 1])
+    section("peak resident memory of a process that scans one file (all patterns)")
+    rows = []
+    for path in (small, big):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child-scan", str(path)], capture_output=True, text=True, check=True
+        ).stdout
+        before, after = (int(x) for x in out.split())
+        rows.append((path, before, after))
+        print(
+            f"{path.name:20s} {path.stat().st_size / 2**20:7.0f} MiB: "
+            f"after imports {before / 1024:5.1f} MiB, "
+            f"peak {after / 1024:5.1f} MiB"
+        )
+    flat = rows[1][2] - rows[0][2] < 4 * 1024
+    print(
+        f"target: flat (the big file's peak within 4 MiB of the 64 MiB one's) {verdict(flat)}, under 60 MiB "
+        f"{verdict(rows[1][2] < 60 * 1024)}"
+    )
+
+
+def child_scan(path: Path) -> None:
+    """Scan one file in this fresh process; print resident memory before and the peak after (KiB)."""
+
+    def rss_kib(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+        return 0
+
+    patterns = dict(
+        FULL_PATTERNS, nocase="(?i)timeout"
+    )  # one pattern without a literal: whole-block decoding
+    source = LogScanSource("bench", "app", log_config(path, patterns), None)
+    before = rss_kib("VmRSS:")
+    source.poll()
+    print(before, rss_kib("VmHWM:"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="a 128 MiB log, one round, no mtail twin beyond 64 MiB"
+    )
+    parser.add_argument("--size-mib", type=float, default=1024)
+    parser.add_argument("--mtail-mib", type=float, default=256, help="size of the UTF-8 twin mtail reads")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=ROOT / "bench" / "out" / "logscan")
+    parser.add_argument("--child-scan", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_scan:
+        child_scan(args.child_scan)
+        return
+    if args.quick:
+        args.size_mib, args.mtail_mib, args.repeat = 128, 64, 1
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    log = args.workdir / f"app-{args.size_mib:g}mib.log"
+    truth = ensure_log(log, args.size_mib, "cp932")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}")
+    bench_full_scan(log, truth, args.repeat)
+    bench_mtail(args.workdir, args.mtail_mib, args.repeat, log)
+    bench_polls(log, args.workdir)
+    bench_memory(log, args.workdir)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""Counting lines and pattern hits in blocks of bytes, with no Python loop over every line.
+
+A block is a run of complete lines in a buffer. Lines are counted with `bytes.count`. Each pattern
+is matched against the decoded text of a line (a trailing '\\r' removed), and counts once per
+line however often it hits. How a pattern is run depends on what its regex promises:
+
+- it requires a literal (`^\\S+ \\S+ ERROR ` requires " ERROR "): a substring search over the raw
+  block finds the few candidate lines, and only those are decoded and matched; patterns sharing a
+  literal share its search;
+- otherwise the block is decoded (in pieces of PIECE_BYTES) and searched as a whole, or line by
+  line when the pattern looks beyond its line (a lookbehind, \\A).
+
+UTF-16/32 blocks are always decoded (their newlines count only at code unit boundaries), and
+literals are searched in the decoded text.
+
+A line longer than `max_line_bytes` is an oversized line: it counts as a line and as an oversized
+line, and patterns see only its first `max_line_bytes` bytes, whether it arrives in one block or
+over many polls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from .encoding import EncodingSpec, LineEncoding
+from .literals import Literals, line_local, literal_options, pure_literals, rank
+
+Buffer = bytes | bytearray
+
+PIECE_BYTES = 64 * 1024
+
+
+@dataclass
+class Counts:
+    """Running totals the scanner adds to."""
+
+    lines: int = 0
+    oversized: int = 0
+    matches: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _LiteralPlan:
+    needles: tuple[bytes, ...] | tuple[str, ...]  # raw bytes (narrow encodings) or text (wide ones)
+    regex: re.Pattern[str]
+    pure: bool  # the pattern is just these literals: a line holding one (decoded as such) matches
+
+
+@dataclass(frozen=True)
+class _TextPlan:
+    block: re.Pattern[str] | None  # MULTILINE twin for whole-block search; None: search line by line
+    line: re.Pattern[str]
+
+
+_Plan = _LiteralPlan | _TextPlan
+
+
+class PatternSet:
+    """The configured patterns of one log, compiled for its encoding."""
+
+    def __init__(self, patterns: Mapping[str, str], encoding: EncodingSpec, max_line_bytes: int) -> None:
+        if max_line_bytes < 1:
+            raise ValueError(f"max_line_bytes must be at least 1, got {max_line_bytes}")
+        self.names: tuple[str, ...] = tuple(patterns)
+        self.regexes: dict[str, str] = dict(patterns)
+        self.encoding = encoding
+        self.max_line_bytes = max_line_bytes
+        self._compiled = tuple(re.compile(regex) for regex in patterns.values())
+        self._scanners: dict[LineEncoding, LineScanner] = {}
+
+    def new_counts(self) -> Counts:
+        return Counts(matches=[0] * len(self.names))
+
+    def scanner_for(self, head: bytes) -> LineScanner:
+        """The scanner for a file that starts with `head` (the byte order mark picks UTF-16 order)."""
+        layout = self.encoding.for_head(head)
+        scanner = self._scanners.get(layout)
+        if scanner is None:
+            scanner = self._scanners[layout] = LineScanner(layout, self._compiled, self.max_line_bytes)
+        return scanner
+
+
+class LineScanner:
+    """Counts lines and pattern hits for one concrete byte layout."""
+
+    def __init__(
+        self, encoding: LineEncoding, regexes: tuple[re.Pattern[str], ...], max_line_bytes: int
+    ) -> None:
+        self.encoding = encoding
+        self.max_line_bytes = max_line_bytes
+        self._regexes = regexes
+        self._head_bytes = max(encoding.unit, max_line_bytes - max_line_bytes % encoding.unit)
+        self._plans = _plans(regexes, encoding)
+        self._needles = tuple(
+            dict.fromkeys(n for p in self._plans if isinstance(p, _LiteralPlan) for n in p.needles)
+        )
+        self._ascii_transparent = _ascii_transparent(encoding)
+        self._any_text_plan = encoding.wide or any(isinstance(p, _TextPlan) for p in self._plans)
+
+    def count_block(self, buf: Buffer, start: int, stop: int, counts: Counts) -> None:
+        """Count buf[start:stop], which holds complete lines each ending with a newline."""
+        unit = self.encoding.unit
+        segment_start = start
+        if stop - start > self.max_line_bytes:
+            for line_start, line_end in self._long_lines(buf, start, stop):
+                self._count_pieces(buf, segment_start, line_start, counts)
+                counts.lines += 1
+                counts.oversized += 1
+                self._match_text(self._decode(buf[line_start : line_start + self._head_bytes]), counts)
+                segment_start = line_end + unit
+        self._count_pieces(buf, segment_start, stop, counts)
+
+    def count_long_head(self, buf: Buffer, start: int, counts: Counts) -> None:
+        """Count a line found to exceed the bound before its end arrived: one line, one oversized
+        line, patterns matched against its first `max_line_bytes` bytes at buf[start:]."""
+        counts.lines += 1
+        counts.oversized += 1
+        self._match_text(self._decode(buf[start : start + self._head_bytes]), counts)
+
+    def count_tail(self, data: bytes, counts: Counts) -> None:
+        """Count the unterminated last line of a file that has ended (rotated, truncated, gone)."""
+        counts.lines += 1
+        self._match_text(_strip_cr(self._decode(data)), counts)
+
+    def _decode(self, data: Buffer) -> str:
+        return str(data, self.encoding.codec, "replace")
+
+    def _match_text(self, text: str, counts: Counts) -> None:
+        for index, regex in enumerate(self._regexes):
+            if regex.search(text):
+                counts.matches[index] += 1
+
+    def _long_lines(self, buf: Buffer, start: int, stop: int) -> Iterator[tuple[int, int]]:
+        """(start, newline index) of each line longer than the bound in a block of complete lines.
+
+        Probes windows of half the bound: a longer line always covers a whole window, so a window
+        without a newline is the only place worth measuring a line. A few probes per block.
+        """
+        enc = self.encoding
+        unit = enc.unit
+        window = max(unit, (self.max_line_bytes // 2) // unit * unit)
+        pos = start
+        while pos < stop:
+            probe_end = min(pos + window, stop)
+            if enc.find_newline(buf, pos, probe_end) >= 0:
+                pos = probe_end
+                continue
+            line_start = enc.rfind_newline(buf, start, pos)
+            line_start = start if line_start < 0 else line_start + unit
+            line_end = enc.find_newline(buf, pos, stop)
+            if line_end - line_start > self.max_line_bytes:
+                yield line_start, line_end
+            pos = line_end + unit
+
+    def _count_pieces(self, buf: Buffer, start: int, stop: int, counts: Counts) -> None:
+        """Count complete lines in pieces of about PIECE_BYTES when text is decoded: large
+        temporary strings of varying size fragment the C heap, and the process would keep growing."""
+        if not self._any_text_plan:
+            self._count_segment(buf, start, stop, counts)
+            return
+        enc = self.encoding
+        while start < stop:
+            cut = start + PIECE_BYTES
+            if cut >= stop:
+                end = stop
+            else:
+                newline = enc.rfind_newline(buf, start, cut)
+                end = (newline if newline >= 0 else enc.find_newline(buf, cut, stop)) + enc.unit
+            self._count_segment(buf, start, end, counts)
+            start = end
+
+    def _count_segment(self, buf: Buffer, start: int, stop: int, counts: Counts) -> None:
+        """Count complete lines, none of them oversized."""
+        if start >= stop:
+            return
+        text: str | None = None
+        if self._any_text_plan:
+            text = self.encoding.decode(buf[start:stop]).replace("\r\n", "\n")
+        if self.encoding.wide:
+            assert text is not None
+            counts.lines += text.count("\n")
+            haystack: Buffer | str = text
+            newline: bytes | str = "\n"
+            start, stop = 0, len(text)
+        else:
+            counts.lines += buf.count(b"\n", start, stop)
+            haystack, newline = buf, b"\n"
+        # Each distinct literal is searched once per segment, whichever patterns need it.
+        hits = {needle: _hits(haystack, newline, needle, start, stop) for needle in self._needles}
+        decoded: dict[int, str] = {}
+        for index, plan in enumerate(self._plans):
+            if isinstance(plan, _TextPlan):
+                assert text is not None
+                counts.matches[index] += _count_text_plan(text, plan)
+            else:
+                counts.matches[index] += self._count_candidates(haystack, plan, hits, decoded)
+
+    def _count_candidates(
+        self,
+        haystack: Buffer | str,
+        plan: _LiteralPlan,
+        hits: dict[bytes | str, dict[int, tuple[int, int]]],
+        decoded: dict[int, str],
+    ) -> int:
+        """Lines among the literal hits that the pattern matches."""
+        if len(plan.needles) == 1:
+            candidates = hits[plan.needles[0]]
+        else:
+            candidates = {}
+            for needle in plan.needles:
+                for line_start, found in hits[needle].items():
+                    candidates.setdefault(line_start, found)
+        # A pure literal found at a character boundary is a match without decoding: always so in
+        # decoded text and in UTF-8, and in other narrow codecs when only ASCII precedes it.
+        boundary_always = self.encoding.wide or self.encoding.codec == "utf-8"
+        matched = 0
+        search = plan.regex.search
+        for line_start, (hit, line_end) in candidates.items():
+            if plan.pure and (boundary_always or haystack[line_start:hit].isascii()):
+                matched += 1
+                continue
+            text = decoded.get(line_start)
+            if text is None:
+                text = decoded[line_start] = self._line_text(haystack, line_start, line_end)
+            if search(text):
+                matched += 1
+        return matched
+
+    def _line_text(self, haystack: Buffer | str, start: int, end: int) -> str:
+        if isinstance(haystack, str):
+            return haystack[start:end]
+        raw = haystack[start:end]
+        if self._ascii_transparent and raw.isascii():
+            text = raw.decode("ascii")
+        else:
+            text = str(raw, self.encoding.codec, "replace")
+        return text[:-1] if text.endswith("\r") else text
+
+
+def _plans(regexes: tuple[re.Pattern[str], ...], encoding: LineEncoding) -> tuple[_Plan, ...]:
+    """How to run each pattern. Where a pattern offers several literal sets, prefer one whose
+    literals other patterns search anyway: every distinct literal costs one pass over the data."""
+    if encoding.wide:
+
+        def char_ok(ch: str) -> bool:
+            return ch not in "\ufffd\r\n"
+    else:
+
+        def char_ok(ch: str) -> bool:
+            return encoding.literal_bytes(ch) is not None
+
+    options = [literal_options(rx.pattern, char_ok) for rx in regexes]
+    chosen: list[Literals | None] = [min(opts, key=rank) if opts else None for opts in options]
+    for _ in range(2):
+        for index, opts in enumerate(options):
+            if not opts:
+                continue
+            others = frozenset().union(*(c for i, c in enumerate(chosen) if c is not None and i != index))
+            chosen[index] = min(opts, key=lambda opt: (len(opt - others), rank(opt)))
+    return tuple(_plan(rx, literals, encoding) for rx, literals in zip(regexes, chosen, strict=True))
+
+
+def _plan(regex: re.Pattern[str], literals: Literals | None, encoding: LineEncoding) -> _Plan:
+    pattern = regex.pattern
+    if literals is not None:
+        ordered = sorted(literals)
+        pure = pure_literals(pattern) == literals
+        if encoding.wide:
+            return _LiteralPlan(needles=tuple(ordered), regex=regex, pure=pure)
+        needles = tuple(encoding.literal_bytes(lit) for lit in ordered)
+        if all(needle is not None for needle in needles):
+            return _LiteralPlan(needles=needles, regex=regex, pure=pure)  # type: ignore[arg-type]
+    block = re.compile(pattern, regex.flags | re.MULTILINE) if line_local(pattern) else None
+    return _TextPlan(block=block, line=regex)
+
+
+def _hits(
+    haystack: Buffer | str, newline: bytes | str, needle: bytes | str, start: int, stop: int
+) -> dict[int, tuple[int, int]]:
+    """{line start: (first hit, line end)} for each line of haystack[start:stop] containing
+    `needle`; the block ends with a newline."""
+    find, rfind = haystack.find, haystack.rfind
+    found: dict[int, tuple[int, int]] = {}
+    pos = start
+    while True:
+        hit = find(needle, pos, stop)  # type: ignore[arg-type]
+        if hit < 0:
+            return found
+        line_start = rfind(newline, start, hit)  # type: ignore[arg-type]
+        line_start = start if line_start < 0 else line_start + 1
+        line_end = find(newline, hit, stop)  # type: ignore[arg-type]
+        if line_end < 0:
+            line_end = stop
+        found[line_start] = (hit, line_end)
+        pos = line_end + 1
+
+
+def _count_text_plan(text: str, plan: _TextPlan) -> int:
+    """Lines of `text` (complete lines, '\\n'-terminated) that the pattern matches."""
+    if plan.block is None:
+        search = plan.line.search
+        return sum(1 for line in text.split("\n")[:-1] if search(line))
+    matched = 0
+    pos, end = 0, len(text)
+    block_search, line_search = plan.block.search, plan.line.search
+    while pos < end:
+        found = block_search(text, pos)
+        if found is None or found.start() >= end:  # an empty match after the last newline is no line
+            break
+        line_start = text.rfind("\n", pos, found.start()) + 1 or pos
+        line_end = text.find("\n", found.start())
+        if line_end < 0:
+            line_end = end
+        # A match that stays within its line proves the line matches on its own (the pattern is
+        # line-local); one that runs across lines is checked against the line alone.
+        if found.end() <= line_end or line_search(text[line_start:line_end]):
+            matched += 1
+        pos = line_end + 1
+    return matched
+
+
+def _strip_cr(text: str) -> str:
+    return text[:-1] if text.endswith("\r") else text
+
+
+def _ascii_transparent(encoding: LineEncoding) -> bool:
+    """True when pure-ASCII bytes decode to the same ASCII text (then the fast ASCII codec will do)."""
+    if encoding.wide:
+        return False
+    ascii_bytes = bytes(range(128))
+    try:
+        return ascii_bytes.decode(encoding.codec) == ascii_bytes.decode("ascii")
+    except UnicodeDecodeError:
+        return False

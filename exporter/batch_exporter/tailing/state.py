@@ -1,0 +1,120 @@
+"""The scan state of one log in a small JSON file, replaced atomically after each poll that read.
+
+It holds read positions, file identities and head hashes, and the cumulative counters, so that a
+restart resumes where the last completed poll stopped: counters and positions come from the same
+file write, so lines are counted once, never twice and never lost. It never holds log text (only a
+hash of each file's first bytes). A file that cannot be read or parsed is reported by the caller
+and ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
+
+KIND = "batch-exporter/logscan"
+
+
+class StateError(Exception):
+    """A state file exists but is unusable; the message says why, never what it holds."""
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileRecord(_Record):
+    path: str
+    device: int
+    number: int
+    offset: NonNegativeInt  # start of the unterminated last line, if any
+    skipping: bool  # inside an oversized line that is already counted
+    size: NonNegativeInt
+    mtime_ns: int
+    head_length: NonNegativeInt
+    head_digest: str
+
+
+class PatternRecord(_Record):
+    regex: str
+    matches: NonNegativeInt
+    last_match: float | None = None
+
+
+class LogState(_Record):
+    kind: Literal["batch-exporter/logscan"] = KIND
+    version: Literal[1] = 1
+    batch: str
+    log: str
+    path: str
+    encoding: str
+    lines: NonNegativeInt
+    oversized: NonNegativeInt
+    rotations: NonNegativeInt
+    truncations: NonNegativeInt
+    read_bytes: NonNegativeInt
+    patterns: dict[str, PatternRecord]
+    files: list[FileRecord]
+
+
+def state_file_name(batch: str, log: str) -> str:
+    """A file name unique per (batch, log), readable, and safe on every file system."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{batch}-{log}")[:80]
+    digest = hashlib.sha256(f"{batch}\0{log}".encode()).hexdigest()[:10]
+    return f"logscan-{slug}-{digest}.json"
+
+
+def load(path: Path) -> LogState | None:
+    """The saved state, or None when there is none; StateError when one exists but is unusable."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read state file {path}: {exc.strerror or exc}") from None
+    try:
+        return LogState.model_validate_json(raw)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "top level"
+        raise StateError(
+            f"state file {path} is not a valid log scan state ({exc.error_count()} "
+            f"problem(s), first at {where}: {first['msg']})"
+        ) from None
+
+
+def save(path: Path, state: LogState) -> None:
+    """Write the state atomically: a temporary file in the same directory, fsync, rename, and an
+    fsync of the directory so the rename itself survives a power loss. Raises OSError."""
+    data = state.model_dump_json().encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    if os.name == "nt":  # pragma: no cover - os.open cannot open a directory on Windows
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
