@@ -23,7 +23,7 @@ import pytest
 from batch_exporter.database import Database, QueryError
 from batch_exporter.demo import create_demo, demo_config_text
 from batch_exporter.demo_sim import AuthRun, DemoWriter, open_writer_connection, play
-from batch_exporter.rerun_check import (
+from batch_exporter.rerun import (
     Attempt,
     BoundedDatabase,
     Evidence,
@@ -136,8 +136,8 @@ class Outcome:
 
 
 def rerun_check(config: Path, batch: str = "card-auth", *extra: str, encoding: str = "utf-8") -> Outcome:
-    """The command as a process: `python -m batch_exporter.rerun_check`, its output in `encoding`."""
-    argv = [sys.executable, "-m", "batch_exporter.rerun_check", batch, "-c", str(config), *extra]
+    """The command as a process: `python -m batch_exporter.rerun`, its output in `encoding`."""
+    argv = [sys.executable, "-m", "batch_exporter.rerun", batch, "-c", str(config), *extra]
     env = {**os.environ, "PYTHONIOENCODING": encoding}
     done = subprocess.run(argv, capture_output=True, timeout=60, env=env)
     return Outcome(done.returncode, done.stdout.decode(encoding), done.stderr.decode(encoding))

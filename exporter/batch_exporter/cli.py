@@ -10,9 +10,10 @@ import tempfile
 import threading
 from pathlib import Path
 
-from . import __version__, rerun_check
+from . import __version__
 from .app import Exporter, Runtime
 from .config import Config, ConfigError, json_schema, load_config
+from .rerun import command as rerun_command
 from .web import DEFAULT_PORT, MetricsServer
 from .webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rerun = commands.add_parser("rerun-check", allow_abbrev=False,
                                 help="before re-running a batch: gather the evidence and give a verdict")
-    rerun_check.add_arguments(rerun)
+    rerun_command.add_arguments(rerun)
 
     demo = commands.add_parser("demo", allow_abbrev=False, help="serve the embedded SQLite card-authorization demo")
     demo.add_argument("--dir", type=Path, default=None, help="folder for the demo data (default: a temp folder)")
@@ -193,7 +194,7 @@ COMMANDS = {
     "check-config": cmd_check_config,
     "schema": cmd_schema,
     "demo": cmd_demo,
-    "rerun-check": rerun_check.run,
+    "rerun-check": rerun_command.run,
 }
 
 

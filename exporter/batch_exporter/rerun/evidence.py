@@ -1,0 +1,160 @@
+"""What rerun-check gathers for one batch and business date, and the pure logic that picks the attempts."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ..config import CheckConfig
+from ..database import Row
+from ..runsummary import RunRow, business_date_of, map_status
+from ..sources.checks import within_bounds
+from ..values import as_text, as_utc_datetime
+from .logs import LogEvidence
+
+MAX_ATTEMPTS_READ = 20  # records queries for at most the latest 20 attempts of the date
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of the batch: mapped status and raw code, rows by state once read."""
+
+    row: RunRow
+    raw_status: str | None
+    key: object  # the run id as the database returned it, for the records query
+    records: dict[str, float] | None = None
+    records_error: str | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.row.run_id
+
+    def duration(self, now: datetime) -> float | None:
+        start, end = self.row.started_at, self.row.ended_at
+        if start is None:
+            return None
+        if end is None:
+            return max(0.0, (now - start).total_seconds()) if self.row.status == "running" else None
+        return max(0.0, (end - start).total_seconds())
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    config: CheckConfig
+    value: float | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool | None:
+        """Within bounds; None when the check could not be run."""
+        return None if self.value is None else within_bounds(self.value, self.config)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything gathered for one batch and business date; `run_table_error` set when runs are unseen."""
+
+    batch: str
+    now: datetime
+    timezone: str
+    idempotent: bool
+    requested_date: str | None
+    business_date: str | None = None
+    run_table_error: str | None = None
+    window_start: datetime | None = None
+    attempts: list[Attempt] = field(default_factory=list)  # oldest first
+    other_running: list[Attempt] = field(default_factory=list)  # in progress, other business dates
+    recent_dates: list[tuple[str, int]] = field(default_factory=list)  # (date, attempts), newest first
+    pending_states: list[str] | None = None  # None: no records query configured
+    attempts_not_read: int = 0  # older attempts whose rows were not queried
+    checks: list[CheckResult] = field(default_factory=list)
+    logs: list[LogEvidence] = field(default_factory=list)
+    log_since: datetime | None = None
+    log_since_reason: str = ""
+
+    @property
+    def latest(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+def date_key(text: str | None) -> str | None:
+    """A business date in one spelling: ISO dates (also '20261126') become 'YYYY-MM-DD', other text stays."""
+    if text is None:
+        return None
+    stripped = text.strip()
+    try:
+        return date.fromisoformat(stripped).isoformat()
+    except ValueError:
+        return stripped
+
+
+def window_start(now: datetime, lookback: float, tz: ZoneInfo, wanted: str | None) -> datetime:
+    """Start of the run-table window: the lookback, reaching back to the day before `wanted` if older."""
+    start = now - timedelta(seconds=lookback)
+    key = date_key(wanted)
+    if key is not None:
+        try:
+            day = date.fromisoformat(key)
+        except ValueError:
+            return start
+        start = min(start, datetime.combine(day - timedelta(days=1), time(), tz).astimezone(UTC))
+    return start
+
+
+def parse_run(raw: Row, mapping: dict[str, Sequence[str]], tz: ZoneInfo) -> Attempt:
+    """One row of the window query (run_id, business_date, status, started_at, ended_at) as an Attempt.
+
+    Raises ValueError naming the column; never the value (it may be anything).
+    """
+    if len(raw) < 5:
+        raise ValueError(f"expected 5 columns, got {len(raw)}")
+    run_id, business, status, started, ended = raw[:5]
+    values: dict[str, Any] = {}
+    for column, value, convert in (
+        ("run_id", run_id, as_text), ("status", status, as_text),
+        ("started_at", started, lambda v: as_utc_datetime(v, tz)),
+        ("ended_at", ended, lambda v: as_utc_datetime(v, tz)),
+        ("business_date", business, _business_text),
+    ):
+        try:
+            values[column] = convert(value)
+        except ValueError as exc:
+            raise ValueError(f"column {column}: {exc}") from None
+    row = RunRow(run_id=values["run_id"] or "", business_date=values["business_date"],
+                 status=map_status(values["status"], mapping), started_at=values["started_at"],
+                 ended_at=values["ended_at"])
+    return Attempt(row=row, raw_status=values["status"], key=run_id)
+
+
+def _business_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()[:10]
+    return as_text(value)
+
+
+def _start_key(attempt: Attempt) -> tuple[float, str]:
+    start = attempt.row.started_at
+    return (start.timestamp() if start else float("-inf"), attempt.run_id)
+
+
+def select_attempts(runs: Sequence[Attempt], wanted: str | None, tz: ZoneInfo
+                    ) -> tuple[str | None, list[Attempt], list[tuple[str, int]]]:
+    """(business date, its attempts oldest first, recent dates with attempt counts newest first).
+
+    Without `wanted`, the date is the one of the run that started last.
+    """
+    ordered = sorted(runs, key=_start_key)
+    keys = [date_key(business_date_of(a.row, tz)) for a in ordered]
+    counts: dict[str, int] = {}
+    for key in reversed(keys):
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+    recent = list(counts.items())[:7]
+    chosen = date_key(wanted) if wanted is not None else (keys[-1] if keys else None)
+    attempts = [a for a, key in zip(ordered, keys, strict=True) if chosen is not None and key == chosen]
+    return chosen, attempts, recent

@@ -1,0 +1,180 @@
+"""Gathering the evidence: the run table, the records query and the checks through the batch's
+database, then the logs. Read-only: only the configured SELECTs run.
+
+Evidence, for one business date (default: the business date of the batch's latest run):
+- every attempt (run) for that date, with its status, start, end, duration and rows by state;
+- runs of the batch still in progress, whatever their business date;
+- the rows of each attempt by state (the `records` query), pending ones singled out;
+- each consistency check run once, its value against its bounds;
+- lines matching each log's patterns, from files modified since the latest attempt started (a minute's
+  slack for clocks that differ): the last MiBs of each file only; lines stamped more than a day before
+  that start are counted, not shown; card numbers and long digit runs masked (masking.py).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from ..config import BatchConfig, Config, DatabaseConfig, RunsConfig
+from ..database import Database, QueryError, open_database
+from ..masking import mask_digits
+from ..sources.runs import build_window_query
+from ..values import as_float, as_text
+from .bounded import BoundedDatabase
+from .evidence import (
+    MAX_ATTEMPTS_READ,
+    Attempt,
+    CheckResult,
+    Evidence,
+    date_key,
+    parse_run,
+    select_attempts,
+    window_start,
+)
+from .logs import LogLimits, scan_log
+
+FALLBACK_LOG_WINDOW = timedelta(hours=24)  # when the latest attempt's start is unknown
+
+OpenDatabase = Callable[[str, DatabaseConfig], Database]
+
+
+def _open(name: str, db: DatabaseConfig) -> Database:
+    return open_database(name, sqlite=db.sqlite, odbc=db.odbc, query_timeout=db.query_timeout,
+                         connect_timeout=db.connect_timeout)
+
+
+def describe_database(name: str, db: DatabaseConfig) -> str:
+    """'payments' plus where it is, without secrets: the SQLite path, or just 'ODBC'."""
+    return f"{name!r} (SQLite file {db.sqlite})" if db.sqlite is not None else f"{name!r} (ODBC)"
+
+
+def gather(config: Config, batch_name: str, *, business_date: str | None = None,
+           now: datetime | None = None, limits: LogLimits = LogLimits(),
+           open_db: OpenDatabase = _open) -> Evidence:
+    """Collect the evidence for `batch_name` (which must be in `config`); never raises for a DB failure."""
+    batch = config.batches[batch_name]
+    now = now or datetime.now(UTC)
+    tz_name = batch.runs.timezone if batch.runs is not None else "UTC"
+    ev = Evidence(batch=batch_name, now=now, timezone=tz_name, idempotent=batch.idempotent,
+                  requested_date=business_date, business_date=date_key(business_date),
+                  pending_states=list(batch.records.pending_states) if batch.records is not None else None)
+    db: Database | None = None
+    db_config = config.databases.get(batch.database) if batch.database is not None else None
+    if batch.database is not None and db_config is not None:
+        try:
+            db = BoundedDatabase(open_db(batch.database, db_config), db_config.connect_timeout,
+                                 db_config.query_timeout)
+        except (QueryError, ValueError) as exc:
+            ev = replace(ev, run_table_error=f"database {describe_database(batch.database, db_config)} "
+                                             f"cannot be used: {exc}")
+    try:
+        if batch.runs is None:
+            ev = replace(ev, run_table_error=f"batch {batch_name} has no 'runs' section: its attempts cannot "
+                                             "be seen")
+        elif db is not None and db_config is not None:
+            ev = _gather_runs(ev, batch, batch.runs, db, db_config)
+        if batch.checks:
+            ev = replace(ev, checks=_gather_checks(batch, db))
+    finally:
+        if db is not None:
+            db.close()
+    return _gather_logs(ev, batch, limits)
+
+
+def _unavailable(exc: QueryError, name: str, db: DatabaseConfig) -> str:
+    what = {"connect": "cannot be reached", "timeout": "did not answer in time",
+            "driver_missing": "has no driver installed", "query": "refused the query"}[exc.reason]
+    detail = str(exc).removeprefix(f"database {name!r}: ")
+    return f"database {describe_database(name, db)} {what}: {mask_digits(detail)}"
+
+
+def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Database,
+                 db_config: DatabaseConfig) -> Evidence:
+    tz = ZoneInfo(runs.timezone)
+    start = window_start(ev.now, runs.lookback, tz, ev.requested_date)
+    boundary = start.astimezone(tz).replace(tzinfo=None)
+    # SQLite keeps timestamps as text: compare against text of the same shape (as the runs source does)
+    param: object = boundary.strftime("%Y-%m-%d %H:%M:%S") if db_config.sqlite is not None else boundary
+    ev = replace(ev, window_start=start)
+    assert batch.database is not None
+    try:
+        rows = db.query(build_window_query(runs), (param,))
+    except QueryError as exc:
+        return replace(ev, run_table_error=f"the run table could not be read: "
+                                           f"{_unavailable(exc, batch.database, db_config)}")
+    mapping = runs.status.model_dump()
+    parsed = []
+    for number, raw in enumerate(rows, 1):
+        try:
+            parsed.append(parse_run(raw, mapping, tz))
+        except ValueError as exc:
+            return replace(ev, run_table_error=f"the run table returned a row it cannot read (row {number}): "
+                                               f"{exc}")
+    chosen, attempts, recent = select_attempts(parsed, ev.requested_date, tz)
+    chosen_ids = {id(a) for a in attempts}
+    others = [a for a in parsed if a.row.status == "running" and id(a) not in chosen_ids]
+    ev = replace(ev, business_date=chosen, attempts=attempts, other_running=others, recent_dates=recent)
+    if batch.records is None or not attempts:
+        return ev
+    skipped = max(0, len(attempts) - MAX_ATTEMPTS_READ)
+    read = attempts[:skipped] + [_read_records(a, batch.records.query, db, batch.database, db_config)
+                                 for a in attempts[skipped:]]
+    return replace(ev, attempts=read, attempts_not_read=skipped)
+
+
+def _read_records(a: Attempt, sql: str, db: Database, name: str, db_config: DatabaseConfig) -> Attempt:
+    try:
+        rows = db.query(sql, (a.key,))
+    except QueryError as exc:
+        return replace(a, records_error=_unavailable(exc, name, db_config))
+    counts: dict[str, float] = {}
+    for row in rows:
+        if len(row) < 2:
+            return replace(a, records_error="the records query must return two columns: state and count")
+        try:
+            state = mask_digits(as_text(row[0]) or "")
+            count = as_float(row[1]) or 0.0
+        except ValueError as exc:
+            return replace(a, records_error=f"the records query returned a row it cannot read: {exc}")
+        counts[state] = counts.get(state, 0.0) + count
+    return replace(a, records=counts)
+
+
+def _gather_checks(batch: BatchConfig, db: Database | None) -> list[CheckResult]:
+    results = []
+    for name, check in batch.checks.items():
+        result = CheckResult(name=name, config=check)
+        if db is None:
+            results.append(replace(result, error="not run: the database cannot be used"))
+            continue
+        try:
+            rows = db.query(check.query)
+        except QueryError as exc:
+            results.append(replace(result, error=mask_digits(str(exc))))
+            continue
+        try:
+            value = as_float(rows[0][0]) if rows and rows[0] else None
+        except ValueError as exc:
+            results.append(replace(result, error=str(exc)))
+            continue
+        if value is None:
+            results.append(replace(result, error="the query returned no row or NULL; expected one number"))
+            continue
+        results.append(replace(result, value=value))
+    return results
+
+
+def _gather_logs(ev: Evidence, batch: BatchConfig, limits: LogLimits) -> Evidence:
+    if not batch.logs:
+        return ev
+    latest = ev.latest
+    if latest is not None and latest.row.started_at is not None:
+        since = latest.row.started_at
+        reason = f"start of run {latest.run_id}"
+    else:
+        since = ev.now - FALLBACK_LOG_WINDOW
+        reason = "the latest attempt's start is unknown: files modified in the last 24h"
+    logs = [scan_log(name, log, since.timestamp(), limits) for name, log in batch.logs.items()]
+    return replace(ev, logs=logs, log_since=since, log_since_reason=reason)

@@ -1,0 +1,60 @@
+"""How values read in rule messages and reports: local times, ages, counts, bounds, plurals."""
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from ..masking import mask_digits
+from ..units import format_duration
+from .evidence import CheckResult
+
+
+def local_time(moment: datetime | None, tz: str) -> str:
+    """'YYYY-MM-DD HH:MM:SS' in the batch's zone; '-' when unknown."""
+    if moment is None:
+        return "-"
+    return moment.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def ago(moment: datetime | None, now: datetime) -> str:
+    """'1h5m ago' (or 'in ...' for a moment after `now`)."""
+    if moment is None:
+        return "start unknown"
+    seconds = round((now - moment).total_seconds())
+    return f"{format_duration(seconds)} ago" if seconds >= 0 else f"in {format_duration(-seconds)}"
+
+
+def status_code(raw: str | None) -> str:
+    """A raw status code as quoted text, digits masked; 'NULL' for none."""
+    return "NULL" if raw is None else repr(mask_digits(raw))
+
+
+def count(value: float) -> str:
+    """A row count without a needless '.0'."""
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+def number(value: float | None) -> str:
+    """A count, or '-' when there is no value."""
+    return "-" if value is None else count(value)
+
+
+def states(counts: dict[str, float]) -> str:
+    """'APPROVED 7, ERROR 2': states by descending count."""
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{state} {count(n)}" for state, n in ordered)
+
+
+def bounds(check: CheckResult) -> str:
+    """'min 0, max 10', or 'no bounds'."""
+    parts = []
+    if check.config.min is not None:
+        parts.append(f"min {count(check.config.min)}")
+    if check.config.max is not None:
+        parts.append(f"max {count(check.config.max)}")
+    return ", ".join(parts) or "no bounds"
+
+
+def many(n: int, noun: str) -> str:
+    """'1 file', '2 files'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

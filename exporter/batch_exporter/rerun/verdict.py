@@ -1,0 +1,192 @@
+"""The verdict: the rules below applied to gathered evidence, without I/O.
+
+Rules, evaluated in this order; the verdict is UNSAFE (exit 1) when any rule says unsafe, otherwise
+UNKNOWN (exit 2) when any says unknown, otherwise SAFE (exit 0):
+1. The run table must be configured and readable and hold a run for the date; else UNKNOWN.
+2. No run of the batch may be in progress: two copies of a batch at once are never safe (a run stuck in
+   the running state must be confirmed dead and corrected first). UNSAFE. A latest attempt whose status
+   code is not mapped in `runs.status` may be running: UNKNOWN.
+3. An idempotent batch (`idempotent: true`: "a re-run can never do harm") is SAFE once 1 and 2 pass;
+   the rules below are still shown for it, as warnings.
+4. Not idempotent: no attempt for the date may have succeeded already (a re-run repeats it). UNSAFE.
+5. Not idempotent: no attempt may have left rows in a pending state (it died without rolling back).
+   UNSAFE. Without a `records` query the rows cannot be seen: UNKNOWN.
+6. Not idempotent: no failed attempt may have left rows in any other state: the tool cannot know which
+   of your states are harmless to redo (an APPROVED payment is not), so "changed data" means any row
+   at all. Only an attempt that failed before writing, or rolled everything back, is a clean failure.
+   UNSAFE.
+7. Not idempotent: every consistency check must be within its bounds (UNSAFE) and readable (UNKNOWN).
+Error lines in the logs never decide the verdict (a failed run always has some); they are there to be
+read before anyone decides.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from ..runsummary import business_date_of
+from .evidence import MAX_ATTEMPTS_READ, Evidence
+from .phrases import ago, bounds, count, local_time, many, number, states, status_code
+
+Verdict = Literal["safe", "unsafe", "unknown"]
+Result = Literal["ok", "unsafe", "unknown", "warning", "info"]
+EXIT_CODES: dict[Verdict, int] = {"safe": 0, "unsafe": 1, "unknown": 2}
+
+
+def rules_text() -> str:
+    """The rules as this module's docstring states them, for `rerun-check --help`."""
+    doc = __doc__ or ""
+    start = doc.find("Rules,")
+    return doc[start:].strip() if start >= 0 else ""
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    result: Result
+    message: str
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: Verdict
+    rules: list[RuleResult]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    @property
+    def reasons(self) -> list[str]:
+        wanted = {"safe": "ok", "unsafe": "unsafe", "unknown": "unknown"}[self.verdict]
+        return [r.message for r in self.rules if r.result == wanted]
+
+
+def judge(ev: Evidence) -> Judgement:
+    """Apply the rules of the module docstring to gathered evidence."""
+    rules = _Rules(ev)
+    latest, day = ev.latest, ev.business_date or "?"
+    if ev.run_table_error is not None:
+        rules.add("run_table", "unknown", ev.run_table_error)
+    elif latest is None:
+        seen = ", ".join(f"{d} ({n})" for d, n in ev.recent_dates) or "none"
+        rules.add("run_found", "unknown", f"no run of {ev.batch} found for business date {day} since "
+                                          f"{rules.local(ev.window_start)}; recent dates (attempts): {seen}")
+    else:
+        rules.add("run_found", "ok", f"{many(len(ev.attempts), 'attempt')} for business date {day}, "
+                                     f"latest run {latest.run_id}")
+    if latest is None:  # nothing else can be judged without the runs
+        return rules.judgement()
+
+    running = [a for a in ev.attempts + ev.other_running if a.row.status == "running"]
+    for a in running:
+        rules.add("nothing_running", "unsafe",
+                  f"run {a.run_id} (business date {business_date_of(a.row, ZoneInfo(ev.timezone))}) is still "
+                  f"running: started {rules.local(a.row.started_at)}, {ago(a.row.started_at, ev.now)}; wait "
+                  "for it, or confirm the process is gone and correct its status first")
+    if not running and latest.row.status == "unknown":
+        rules.add("nothing_running", "unknown",
+                  f"run {latest.run_id} has status code {status_code(latest.raw_status)}, which runs.status "
+                  "does not map: it may still be running")
+    elif not running:
+        rules.add("nothing_running", "ok", f"no run of {ev.batch} is in progress")
+
+    if ev.idempotent:
+        rules.add("idempotent", "ok", "idempotent: true in the configuration (a re-run can never do harm): "
+                                      "the rules below are warnings only")
+    else:
+        rules.add("idempotent", "info", "not idempotent (idempotent: false): a re-run repeats whatever "
+                                        "earlier attempts did, so it is safe only after a clean failure")
+    succeeded = [a for a in ev.attempts if a.row.status == "success"]
+    for a in succeeded:
+        rules.add("not_succeeded", rules.soft, f"run {a.run_id} already succeeded for {day} (ended "
+                                               f"{rules.local(a.row.ended_at)}): a re-run does it all again")
+    if not succeeded:
+        rules.add("not_succeeded", "ok", f"no attempt for {day} succeeded")
+    _judge_rows(ev, rules)
+    _judge_checks(ev, rules)
+    return rules.judgement()
+
+
+class _Rules:
+    """Collects rule results; `soft` is what a failed rule 4-7 means for this batch (rule 3)."""
+
+    def __init__(self, ev: Evidence) -> None:
+        self.results: list[RuleResult] = []
+        self.timezone = ev.timezone
+        self.soft: Result = "warning" if ev.idempotent else "unsafe"
+        self.soft_unknown: Result = "warning" if ev.idempotent else "unknown"
+
+    def add(self, rule: str, result: Result, message: str) -> None:
+        self.results.append(RuleResult(rule, result, message))
+
+    def local(self, moment: datetime | None) -> str:
+        return local_time(moment, self.timezone)
+
+    def judgement(self) -> Judgement:
+        return Judgement(_verdict(self.results), self.results)
+
+
+def _judge_rows(ev: Evidence, rules: _Rules) -> None:
+    if ev.pending_states is None:
+        rules.add("no_pending_rows", rules.soft_unknown,
+                  "no records query is configured for this batch: rows left behind by the attempts cannot be "
+                  "seen")
+        return
+    pending_set = set(ev.pending_states)
+    unread = pending_found = changed_found = False
+    for a in ev.attempts:
+        if a.records_error is not None:
+            unread = True
+            rules.add("no_pending_rows", rules.soft_unknown,
+                      f"rows of run {a.run_id} could not be read: {a.records_error}")
+        if a.records is None:
+            continue
+        pending = {s: n for s, n in a.records.items() if s in pending_set and n}
+        if pending:
+            pending_found = True
+            rules.add("no_pending_rows", rules.soft,
+                      f"run {a.run_id} left {count(sum(pending.values()))} rows in pending states "
+                      f"({states(pending)}): it stopped without rolling back")
+        changed = {s: n for s, n in a.records.items() if s not in pending_set and n}
+        # a successful attempt changed data by design: rule 4 already speaks about it
+        if changed and a.row.status != "success" and not ev.idempotent:
+            changed_found = True
+            rules.add("no_data_changed", "unsafe",
+                      f"run {a.run_id} ({a.row.status}) changed data: {count(sum(changed.values()))} rows "
+                      f"reached {states(changed)}; a re-run of a non-idempotent batch may repeat that work")
+    if ev.attempts_not_read:
+        rules.add("no_pending_rows", "info", f"rows of the {ev.attempts_not_read} oldest attempts were not "
+                                             f"read (only the latest {MAX_ATTEMPTS_READ} are)")
+    if not (unread or pending_found):
+        rules.add("no_pending_rows", "ok", "no attempt left rows in pending states")
+    if not (unread or changed_found or ev.idempotent):
+        rules.add("no_data_changed", "ok", "no failed attempt changed data (none wrote a row, or all were "
+                                           "rolled back)")
+
+
+def _judge_checks(ev: Evidence, rules: _Rules) -> None:
+    if not ev.checks:
+        rules.add("checks_pass", "info", "no consistency checks are configured")
+        return
+    for check in ev.checks:
+        if check.error is not None:
+            rules.add("checks_pass", rules.soft_unknown,
+                      f"check {check.name} could not be run: {check.error}")
+        elif check.ok is False:
+            rules.add("checks_pass", rules.soft, f"check {check.name} = {number(check.value)}, outside "
+                                                 f"{bounds(check)}")
+    if all(check.ok for check in ev.checks):
+        rules.add("checks_pass", "ok", f"all {len(ev.checks)} consistency checks are within their bounds")
+
+
+def _verdict(rules: Sequence[RuleResult]) -> Verdict:
+    results = {r.result for r in rules}
+    if "unsafe" in results:
+        return "unsafe"
+    if "unknown" in results:
+        return "unknown"
+    return "safe"
