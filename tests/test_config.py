@@ -70,6 +70,7 @@ def test_design_example_is_valid() -> None:
         ("size_limit: 4GiB", "size_limit: 4 gigs", "batches.card-authorization.logs.sdk.size_limit: "
                                                     "expected a size"),
         ("encoding: cp932", "encoding: klingon", "logs.sdk.encoding: unknown encoding 'klingon'"),
+        ("encoding: cp932", "encoding: iso2022_jp", "logs.sdk.encoding: encoding 'iso2022_jp' is not supported"),
         ("timezone: Asia/Tokyo\n    records", "timezone: Mars/Olympus\n    records",
          "conf.yml:15: batches.card-authorization.runs.timezone: unknown time zone 'Mars/Olympus'"),
         ("database: payments", "database: paymnts",

@@ -5,7 +5,6 @@ database, a write statement, a bad cron) run afterwards. Both report `file:line:
 """
 from __future__ import annotations
 
-import codecs
 import os
 import re
 from collections.abc import Mapping
@@ -27,6 +26,7 @@ from pydantic import (
 
 from .schedule import CronSchedule, ScheduleError
 from .sqlcheck import StatementError, check_read_only
+from .tailing.encoding import resolve as resolve_encoding
 from .units import DURATION_HINT, SIZE_HINT, parse_duration, parse_size
 from .yamlsource import Located, Path_, YamlProblem, expand_references, read_yaml
 
@@ -65,9 +65,9 @@ def _regex(value: str) -> str:
 
 def _encoding(value: str) -> str:
     try:
-        codecs.lookup(value)
-    except LookupError:
-        raise ValueError(f"unknown encoding {value!r}: expected e.g. utf-8, cp932, shift_jis, utf-16") from None
+        resolve_encoding(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; expected e.g. utf-8, cp932, shift_jis, utf-16") from None
     return value
 
 
