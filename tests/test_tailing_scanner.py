@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from batch_exporter.tailing import scanner as scanner_module
 from batch_exporter.tailing.encoding import resolve
+from batch_exporter.tailing.literal_lines import LiteralLines
 from batch_exporter.tailing.literals import line_local, literal_options, pure_literals
 from batch_exporter.tailing.scanner import Counts, PatternSet
 
@@ -210,12 +211,133 @@ def test_literal_options() -> None:
     assert line_local(r"^\S+ ERROR$") and not line_local(r"(?<=a)b") and not line_local(r"\AERROR")
 
 
-def test_patterns_sharing_a_literal_search_it_once() -> None:
+def test_patterns_sharing_a_literal_list_it_once() -> None:
     pattern_set = PatternSet(
         {"a": r"^\S+ ERROR ", "b": " ERROR ", "c": r"^INFO .* ERROR "}, resolve("utf-8"), 100
     )
     scanner = pattern_set.scanner_for(b"")
     assert scanner._needles == (b" ERROR ",)
+
+
+# Literal patterns that share literals, overlap each other's literals and not: one multi-literal
+# pass must find every line each of them needs.
+LITERAL_PATTERNS = {
+    "level_error": r"^\S+ \S+ ERROR ",
+    "bare_error": " ERROR ",  # the same literal as level_error and decoy
+    "decoy": r"^\S+ \S+ INFO .* ERROR ",
+    "warn": r"^\S+ \S+ WARN ",  # " WARN " and " ERROR " overlap on a space: " WARN ERROR "
+    "word": "ERROR",  # inside every " ERROR " hit
+    "plural": "ERRORS",  # starts where ERROR starts
+    "stack": r"^(?:\tat |Caused by: |\S+Exception: )",
+    "expired": "有効期限切れ",
+    "name": "name=(?:山田|佐藤)",
+    "tail": "ORS x",  # overlaps the end of ERRORS
+}
+
+LITERAL_LINE_PARTS = [
+    "2024-01-01 00:00:00 ERROR boom",
+    "2024-01-01 00:00:01 INFO  state ERROR cleared",
+    "2024-01-01 00:00:02 WARN ERROR ",
+    " WARN ",
+    "ERRORS x",
+    "ERR",
+    "OR ",
+    "\tat a.B(C.java:1)",
+    "Caused by: x",
+    "a.BException: y",
+    "カード有効期限切れ",
+    "name=山田",
+    "name=鈴木",
+    "ウRROR",  # in cp932 b'\x83ERROR': the bytes of ERROR inside a character, not the text
+    "",
+    "\r",
+]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    texts=st.lists(st.lists(st.sampled_from(LITERAL_LINE_PARTS), max_size=4).map("".join), max_size=30),
+    encoding=st.sampled_from(["utf-8", "cp932", "utf-16-le", "utf-16-be", "euc-jp"]),
+    cuts=st.lists(st.integers(0, 3000), max_size=6),
+)
+def test_many_literal_patterns_equal_a_line_by_line_reference(
+    texts: list[str], encoding: str, cuts: list[int]
+) -> None:
+    codec = resolve(encoding).default.codec
+    lines = [t.encode(codec) for t in texts]
+    data = b"".join(line + "\n".encode(codec) for line in lines)
+    expected = reference(lines, codec, LITERAL_PATTERNS, 1000)
+    assert scan(data, encoding, LITERAL_PATTERNS, 1000, cuts) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    lines=st.lists(st.text(alphabet="ab x", max_size=12).map(str.encode), max_size=12),
+    first=st.text(alphabet="ab ", min_size=1, max_size=4).map(str.encode),
+    more=st.lists(st.text(alphabet="ab ", min_size=1, max_size=4).map(str.encode), max_size=5),
+    before=st.text(alphabet="ab\n", max_size=4).map(str.encode),
+    after=st.text(alphabet="ab\n", max_size=4).map(str.encode),
+)
+def test_literal_lines_reports_every_literal_of_every_line(
+    lines: list[bytes], first: bytes, more: list[bytes], before: bytes, after: bytes
+) -> None:
+    """Against `in` on each line, with literals that overlap and lines made of their letters;
+    bytes outside the block (a literal's other half included) must not count."""
+    needles = list(dict.fromkeys([first, *more]))
+    block = b"".join(line + b"\n" for line in lines)
+    buf = before + block + after
+    expected = []
+    pos = len(before)
+    for line in lines:
+        mask = sum(1 << i for i, needle in enumerate(needles) if needle in line)
+        if mask:
+            expected.append((pos, pos + len(line), mask))
+        pos += len(line) + 1
+    assert LiteralLines(needles).find(buf, len(before), len(before) + len(block)) == expected
+
+
+def test_overlapping_literals_are_all_reported() -> None:
+    finder = LiteralLines([b" ERROR ", b" WARN ", b"ERRORS", b"ERROR"])
+    data = b"x WARN ERROR y\nERRORS\nz ERROR\n"
+    assert finder.find(data, 0, len(data)) == [(0, 14, 0b1011), (15, 21, 0b1100), (22, 29, 0b1000)]
+
+
+@pytest.mark.parametrize(
+    ("before", "block", "after"),
+    [
+        (b"x ERROR \nx ERR", b"OR \nt ERROR \n", b" ERROR \n"),  # a literal cut by the block's start
+        (b"x\nzz", b" ERROR y\nt ERROR \n", b" ERROR "),  # a hit in the first line, at the start
+        (b"", b" ERROR y\nt ERROR \n", b""),  # the block fills the buffer
+    ],
+)
+def test_hits_at_block_edges_and_outside_the_block(before: bytes, block: bytes, after: bytes) -> None:
+    """Only the block's lines count: not the bytes around it in the buffer, whatever they hold."""
+    patterns = {"error": " ERROR ", "level": r"^\S+ ERROR "}
+    pattern_set = PatternSet(patterns, resolve("utf-8"), 100)
+    counts = pattern_set.new_counts()
+    buf = bytearray(before + block + after)
+    pattern_set.scanner_for(b"").count_block(buf, len(before), len(before) + len(block), counts)
+    lines = block.split(b"\n")[:-1]
+    assert counts == reference(lines, "utf-8", patterns, 100)
+    assert counts.matches[1] == 1
+
+
+def test_a_match_across_a_line_break_does_not_count() -> None:
+    text = "2024-01-01 00:00:00 ERR\nOR x\n2024-01-01 00:00:01 ERROR\n  code=7\nname=\n山田\nERROR \n"
+    patterns = {
+        "level": r"^\S+ \S+ ERROR ",  # its literal " ERROR " is cut by the first newline
+        "spanning": r"ERROR\s+code",  # \s would match the newline if lines were not kept apart
+        "word": "ERROR",
+        "name": "name=山田",
+    }
+    for encoding in ("utf-8", "cp932", "utf-16-le", "utf-16-be"):
+        counts = scan(text.encode(encoding), encoding, patterns, 100, [9, 40])
+        assert (counts.lines, counts.matches) == (7, [0, 0, 2, 0]), encoding
+
+
+def test_a_literals_bytes_inside_a_cp932_character_do_not_match() -> None:
+    data = "ウRROR\nERROR\n".encode("cp932")  # b'\x83ERROR\nERROR\n'
+    assert scan(data, "cp932", {"word": "ERROR", "rx": "ERRORS?"}, 100, []).matches == [1, 1]
 
 
 def test_unsupported_encodings_are_refused() -> None:

@@ -4,14 +4,14 @@ A block is a run of complete lines in a buffer. Lines are counted with `bytes.co
 is matched against the decoded text of a line (a trailing '\\r' removed), and counts once per
 line however often it hits. How a pattern is run depends on what its regex promises:
 
-- it requires a literal (`^\\S+ \\S+ ERROR ` requires " ERROR "): a substring search over the raw
-  block finds the few candidate lines, and only those are decoded and matched; patterns sharing a
-  literal share its search;
+- it requires a literal (`^\\S+ \\S+ ERROR ` requires " ERROR "): one multi-literal search
+  (`LiteralLines`) over the raw block finds, in a single pass for all patterns, the few lines
+  holding any of their literals, and only those are decoded and matched;
 - otherwise the block is decoded (in pieces of PIECE_BYTES) and searched as a whole, or line by
   line when the pattern looks beyond its line (a lookbehind, \\A).
 
-UTF-16/32 blocks are always decoded (their newlines count only at code unit boundaries), and
-literals are searched in the decoded text.
+UTF-16/32 blocks are always decoded (their newlines count only at code unit boundaries); their
+literals are searched in that text encoded as UTF-8, where a byte search is fast and exact.
 
 A line longer than `max_line_bytes` is an oversized line: it counts as a line and as an oversized
 line, and patterns see only its first `max_line_bytes` bytes, whether it arrives in one block or
@@ -21,10 +21,11 @@ over many polls.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .encoding import EncodingSpec, LineEncoding
+from .literal_lines import LineHit, LiteralLines
 from .literals import Literals, line_local, literal_options, pure_literals, rank
 
 Buffer = bytes | bytearray
@@ -43,7 +44,7 @@ class Counts:
 
 @dataclass(frozen=True)
 class _LiteralPlan:
-    needles: tuple[bytes, ...] | tuple[str, ...]  # raw bytes (narrow encodings) or text (wide ones)
+    needles: tuple[bytes, ...]  # in the file's bytes; for UTF-16/32 files, in UTF-8
     regex: re.Pattern[str]
     pure: bool  # the pattern is just these literals: a line holding one (decoded as such) matches
 
@@ -55,6 +56,7 @@ class _TextPlan:
 
 
 _Plan = _LiteralPlan | _TextPlan
+_Check = tuple[int, bool, Callable[[str], object]]  # (pattern index, pure, regex search)
 
 
 class PatternSet:
@@ -96,8 +98,25 @@ class LineScanner:
         self._needles = tuple(
             dict.fromkeys(n for p in self._plans if isinstance(p, _LiteralPlan) for n in p.needles)
         )
-        self._ascii_transparent = _ascii_transparent(encoding)
-        self._any_text_plan = encoding.wide or any(isinstance(p, _TextPlan) for p in self._plans)
+        # One pass finds every literal's lines; a literal pattern runs on a line when the line's
+        # mask of literals shares a bit with the pattern's.
+        self._finder = LiteralLines(self._needles) if self._needles else None
+        bits = {needle: 1 << i for i, needle in enumerate(self._needles)}
+        self._checks = tuple(
+            ((i, p.pure, p.regex.search), sum(bits[n] for n in p.needles))
+            for i, p in enumerate(self._plans)
+            if isinstance(p, _LiteralPlan)
+        )
+        self._checks_by_mask: dict[int, tuple[_Check, ...]] = {}
+        # How candidate lines are decoded: from the file's bytes, or (UTF-16/32) from the UTF-8
+        # copy of text already decoded, whose '\r\n' are already '\n'.
+        wide = encoding.wide
+        self._line_codec = "utf-8" if wide else encoding.codec
+        self._line_errors = "surrogatepass" if wide else "replace"
+        self._cr_kept = not wide  # the raw line may end with the "\r" of "\r\n"
+        self._ascii_transparent = wide or _ascii_transparent(encoding)
+        self._boundary_always = wide or encoding.codec == "utf-8"
+        self._any_text_plan = wide or any(isinstance(p, _TextPlan) for p in self._plans)
 
     def count_block(self, buf: Buffer, start: int, stop: int, counts: Counts) -> None:
         """Count buf[start:stop], which holds complete lines each ending with a newline."""
@@ -178,70 +197,51 @@ class LineScanner:
         text: str | None = None
         if self._any_text_plan:
             text = self.encoding.decode(buf[start:stop]).replace("\r\n", "\n")
+            for index, plan in enumerate(self._plans):
+                if isinstance(plan, _TextPlan):
+                    counts.matches[index] += _count_text_plan(text, plan)
         if self.encoding.wide:
             assert text is not None
             counts.lines += text.count("\n")
-            haystack: Buffer | str = text
-            newline: bytes | str = "\n"
-            start, stop = 0, len(text)
+            if self._finder is not None:
+                utf8 = text.encode("utf-8", "surrogatepass")
+                self._count_candidates(utf8, self._finder.find(utf8, 0, len(utf8)), counts)
         else:
             counts.lines += buf.count(b"\n", start, stop)
-            haystack, newline = buf, b"\n"
-        # Each distinct literal is searched once per segment, whichever patterns need it.
-        hits = {needle: _hits(haystack, newline, needle, start, stop) for needle in self._needles}
-        decoded: dict[int, str] = {}
-        for index, plan in enumerate(self._plans):
-            if isinstance(plan, _TextPlan):
-                assert text is not None
-                counts.matches[index] += _count_text_plan(text, plan)
-            else:
-                counts.matches[index] += self._count_candidates(haystack, plan, hits, decoded)
+            if self._finder is not None:
+                self._count_candidates(buf, self._finder.find(buf, start, stop), counts)
 
-    def _count_candidates(
-        self,
-        haystack: Buffer | str,
-        plan: _LiteralPlan,
-        hits: dict[bytes | str, dict[int, tuple[int, int]]],
-        decoded: dict[int, str],
-    ) -> int:
-        """Lines among the literal hits that the pattern matches."""
-        if len(plan.needles) == 1:
-            candidates = hits[plan.needles[0]]
-        else:
-            candidates = {}
-            for needle in plan.needles:
-                for line_start, found in hits[needle].items():
-                    candidates.setdefault(line_start, found)
-        # A pure literal found at a character boundary is a match without decoding: always so in
-        # decoded text and in UTF-8, and in other narrow codecs when only ASCII precedes it.
-        boundary_always = self.encoding.wide or self.encoding.codec == "utf-8"
-        matched = 0
-        search = plan.regex.search
-        for line_start, (hit, line_end) in candidates.items():
-            if plan.pure and (boundary_always or haystack[line_start:hit].isascii()):
-                matched += 1
-                continue
-            text = decoded.get(line_start)
-            if text is None:
-                text = decoded[line_start] = self._line_text(haystack, line_start, line_end)
-            if search(text):
-                matched += 1
-        return matched
-
-    def _line_text(self, haystack: Buffer | str, start: int, end: int) -> str:
-        if isinstance(haystack, str):
-            return haystack[start:end]
-        raw = haystack[start:end]
-        if self._ascii_transparent and raw.isascii():
-            text = raw.decode("ascii")
-        else:
-            text = str(raw, self.encoding.codec, "replace")
-        return text[:-1] if text.endswith("\r") else text
+    def _count_candidates(self, haystack: Buffer, lines: list[LineHit], counts: Counts) -> None:
+        """Run the literal patterns on the lines holding one of their literals."""
+        # A pure literal in a line is a match without decoding when it lies at a character
+        # boundary: always so in UTF-8, and in other narrow codecs when the line is all ASCII.
+        boundary_always, ascii_fast = self._boundary_always, self._ascii_transparent
+        codec, errors, cr_kept = self._line_codec, self._line_errors, self._cr_kept
+        matches = counts.matches
+        for line_start, line_end, mask in lines:
+            checks = self._checks_by_mask.get(mask)
+            if checks is None:
+                checks = self._checks_by_mask[mask] = tuple(
+                    check for check, plan_mask in self._checks if plan_mask & mask
+                )
+            raw = haystack[line_start:line_end]
+            ascii_line = raw.isascii()
+            text: str | None = None
+            for index, pure, search in checks:
+                if pure and (boundary_always or ascii_line):
+                    matches[index] += 1
+                    continue
+                if text is None:
+                    text = raw.decode("ascii") if ascii_fast and ascii_line else str(raw, codec, errors)
+                    if cr_kept and text.endswith("\r"):
+                        text = text[:-1]
+                if search(text):
+                    matches[index] += 1
 
 
 def _plans(regexes: tuple[re.Pattern[str], ...], encoding: LineEncoding) -> tuple[_Plan, ...]:
     """How to run each pattern. Where a pattern offers several literal sets, prefer one whose
-    literals other patterns search anyway: every distinct literal costs one pass over the data."""
+    literals other patterns search anyway: fewer distinct literals, fewer candidate lines."""
     if encoding.wide:
 
         def char_ok(ch: str) -> bool:
@@ -268,33 +268,13 @@ def _plan(regex: re.Pattern[str], literals: Literals | None, encoding: LineEncod
         ordered = sorted(literals)
         pure = pure_literals(pattern) == literals
         if encoding.wide:
-            return _LiteralPlan(needles=tuple(ordered), regex=regex, pure=pure)
+            utf8 = tuple(lit.encode("utf-8", "surrogatepass") for lit in ordered)
+            return _LiteralPlan(needles=utf8, regex=regex, pure=pure)
         needles = tuple(encoding.literal_bytes(lit) for lit in ordered)
         if all(needle is not None for needle in needles):
             return _LiteralPlan(needles=needles, regex=regex, pure=pure)  # type: ignore[arg-type]
     block = re.compile(pattern, regex.flags | re.MULTILINE) if line_local(pattern) else None
     return _TextPlan(block=block, line=regex)
-
-
-def _hits(
-    haystack: Buffer | str, newline: bytes | str, needle: bytes | str, start: int, stop: int
-) -> dict[int, tuple[int, int]]:
-    """{line start: (first hit, line end)} for each line of haystack[start:stop] containing
-    `needle`; the block ends with a newline."""
-    find, rfind = haystack.find, haystack.rfind
-    found: dict[int, tuple[int, int]] = {}
-    pos = start
-    while True:
-        hit = find(needle, pos, stop)  # type: ignore[arg-type]
-        if hit < 0:
-            return found
-        line_start = rfind(newline, start, hit)  # type: ignore[arg-type]
-        line_start = start if line_start < 0 else line_start + 1
-        line_end = find(newline, hit, stop)  # type: ignore[arg-type]
-        if line_end < 0:
-            line_end = stop
-        found[line_start] = (hit, line_end)
-        pos = line_end + 1
 
 
 def _count_text_plan(text: str, plan: _TextPlan) -> int:

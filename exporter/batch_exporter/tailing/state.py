@@ -9,6 +9,7 @@ and ignored.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -102,10 +103,8 @@ def save(path: Path, state: LogState) -> None:
             os.fsync(f.fileno())
         os.replace(temp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temp)
-        except OSError:
-            pass
         raise
     _fsync_directory(path.parent)
 
