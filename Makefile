@@ -16,7 +16,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 venv: $(VENV)/.installed
 
 demo: venv
-	$(BIN)/batch-exporter demo
+	$(BIN)/batch-exporter demo $(DEMO_ARGS)
 
 system-deps:
 	bash scripts/install-system-deps.sh

@@ -1,450 +1,50 @@
-"""A real Prometheus and Alertmanager on loopback, built from the shipped files.
+"""Test-side name for `batch_exporter.stack` (the real Prometheus + Alertmanager on loopback).
 
-The shipped `deploy/prometheus/prometheus.yml`, `alerts/*.rules.yml` and `alerts/alertmanager.yml`
-are copied into a temporary folder with the repository's layout (so the relative `rule_files` path
-works unchanged) and a test-only `Overlay` of short intervals, loopback ports and webhook URLs is
-applied to the copies. The shipped files are never modified.
-
-Used by the alert-pack smoke test, the end-to-end tests and the drills. Needs only the standard
-library and PyYAML, plus the Debian `prometheus` and `prometheus-alertmanager` binaries.
-
-    with WebhookRecorder() as hook, PromStack(tmp_path, exporter_targets=["127.0.0.1:10117"],
-                                                 webhook_base=hook.url) as stack:
-        wait_until(lambda: hook.alerts("pager"), timeout=30, what="a page")
+The code lives in the package so that `batch-exporter demo --stack` and `batch-exporter drill` use the
+same machinery as the tests; this module only re-exports it. `REPO_ROOT` here is the checkout the
+tests run from.
 """
-
 from __future__ import annotations
 
-import json
-import shutil
-import socket
-import subprocess
-import threading
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Self, TypeVar
 
-import yaml
+from batch_exporter.stack import (
+    ALERTMANAGER_CONFIG,
+    EXPORTER_JOB,
+    PROMETHEUS_CONFIG,
+    RULES_GLOB,
+    MissingBinaryError,
+    Notification,
+    Overlay,
+    PromStack,
+    ShippedFiles,
+    StackError,
+    WebhookRecorder,
+    alertmanager_config,
+    find_binary,
+    free_port,
+    prepare_prometheus,
+    wait_until,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PROMETHEUS_CONFIG = Path("deploy/prometheus/prometheus.yml")
-ALERTMANAGER_CONFIG = Path("alerts/alertmanager.yml")
-RULES_GLOB = "alerts/*.rules.yml"
-EXPORTER_JOB = "batch-exporter"
 
-T = TypeVar("T")
-
-
-class StackError(RuntimeError):
-    """A binary is missing, a process exited early or did not become ready, or an API call failed."""
-
-
-@dataclass(frozen=True)
-class Overlay:
-    """Test-only timings laid over the copies of the shipped files.
-
-    `alert_for` replaces every non-zero `for` and `keep_firing_for` every `keep_firing_for` in the
-    rules (None keeps the shipped value); zero `for` stays zero. Expressions, their range windows,
-    labels and annotations are untouched.
-    """
-
-    scrape_interval: str = "1s"
-    scrape_timeout: str = "1s"
-    evaluation_interval: str = "1s"
-    alert_for: str | None = "2s"
-    keep_firing_for: str | None = "2s"
-    resend_delay: str = "1s"
-    group_wait: str = "1s"
-    group_interval: str = "1s"
-    repeat_interval: str = "1h"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(check: Callable[[], T], *, timeout: float, what: str, interval: float = 0.2) -> T:
-    """Call `check` until it returns something truthy; raise TimeoutError naming `what` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-
-
-def find_binary(names: Sequence[str], explicit: str | None = None) -> str:
-    """The first of `names` on PATH (or `explicit`), with an install hint when there is none."""
-    for name in [explicit] if explicit else list(names):
-        found = shutil.which(name)
-        if found:
-            return found
-    raise StackError(
-        f"none of {', '.join(names)} found on PATH; install the Debian packages prometheus and "
-        "prometheus-alertmanager (make system-deps)"
-    )
-
-
-def _rewrite_rules(rules: dict[str, Any], overlay: Overlay) -> dict[str, Any]:
-    for group in rules.get("groups", []):
-        group.pop("interval", None)  # the overlay's evaluation_interval applies to every group
-        for rule in group.get("rules", []):
-            if "alert" not in rule:
-                continue
-            if overlay.alert_for is not None and rule.get("for") not in (None, "0s", "0m", 0):
-                rule["for"] = overlay.alert_for
-            if overlay.keep_firing_for is not None and "keep_firing_for" in rule:
-                rule["keep_firing_for"] = overlay.keep_firing_for
-    return rules
-
-
-def prepare_prometheus(
-    workdir: Path,
-    *,
-    exporter_targets: Sequence[str],
-    alertmanager: str,
-    overlay: Overlay,
-    repo_root: Path = REPO_ROOT,
-    scrape_extra: Mapping[str, Any] | None = None,
-) -> Path:
-    """Copy the shipped Prometheus config and rules into `workdir` with the overlay; return the config path.
-
-    `scrape_extra` is merged into the batch-exporter scrape job (e.g. scheme, basic_auth, tls_config).
-    """
-    config = yaml.safe_load((repo_root / PROMETHEUS_CONFIG).read_text(encoding="utf-8"))
-    config["global"].update(
-        scrape_interval=overlay.scrape_interval,
-        scrape_timeout=overlay.scrape_timeout,
-        evaluation_interval=overlay.evaluation_interval,
-    )
-    config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
-    jobs = [job for job in config["scrape_configs"] if job["job_name"] == EXPORTER_JOB]
-    if len(jobs) != 1:
-        raise StackError(f"{PROMETHEUS_CONFIG}: expected one scrape job named {EXPORTER_JOB}")
-    for job in config["scrape_configs"]:
-        job.pop("scrape_interval", None)
-        job.pop("scrape_timeout", None)
-    jobs[0]["static_configs"] = [{"targets": list(exporter_targets)}]
-    jobs[0].update(scrape_extra or {})
-
-    config_path = workdir / PROMETHEUS_CONFIG
-    config_path.parent.mkdir(parents=True, exist_ok=True)
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    rules_dir = workdir / Path(RULES_GLOB).parent
-    rules_dir.mkdir(parents=True, exist_ok=True)
-    for source in sorted(repo_root.glob(RULES_GLOB)):
-        rules = yaml.safe_load(source.read_text(encoding="utf-8"))
-        (rules_dir / source.name).write_text(
-            yaml.safe_dump(_rewrite_rules(rules, overlay), sort_keys=False), encoding="utf-8"
-        )
-    return config_path
-
-
-def _walk_routes(route: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield route
-    for child in route.get("routes", []):
-        yield from _walk_routes(child)
-
-
-def alertmanager_config(
-    *, webhook_base: str | None, overlay: Overlay, repo_root: Path = REPO_ROOT
-) -> dict[str, Any]:
-    """The shipped Alertmanager config with the overlay's timings.
-
-    With `webhook_base`, every webhook URL of a receiver becomes `<webhook_base>/<receiver name>`,
-    so one recorder sees which receiver each notification went to.
-    """
-    config: dict[str, Any] = yaml.safe_load((repo_root / ALERTMANAGER_CONFIG).read_text(encoding="utf-8"))
-    timings = {
-        "group_wait": overlay.group_wait,
-        "group_interval": overlay.group_interval,
-        "repeat_interval": overlay.repeat_interval,
-    }
-    for route in _walk_routes(config["route"]):
-        for key, value in timings.items():
-            if key in route or route is config["route"]:
-                route[key] = value
-    if webhook_base is not None:
-        for receiver in config.get("receivers", []):
-            for hook in receiver.get("webhook_configs", []):
-                hook["url"] = f"{webhook_base.rstrip('/')}/{receiver['name']}"
-    return config
-
-
-class _Process:
-    """One server process with its log file and a readiness endpoint."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path, ready_url: str) -> None:
-        self.name = name
-        self._argv = argv
-        self._log_path = log_path
-        self._ready_url = ready_url
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self._log_path.open("wb") as log:
-            self._proc = subprocess.Popen(
-                self._argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-
-    def wait_ready(self, timeout: float) -> None:
-        def ready() -> bool:
-            if self._proc is not None and self._proc.poll() is not None:
-                raise StackError(f"{self.name} exited with {self._proc.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self._ready_url, timeout=2) as response:
-                    return bool(response.status == 200)
-            except (urllib.error.URLError, OSError):
-                return False
-
-        try:
-            wait_until(ready, timeout=timeout, what=f"{self.name} at {self._ready_url}")
-        except TimeoutError as exc:
-            raise StackError(f"{exc}\n{self.log_tail()}") from None
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(timeout=timeout)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            text = self._log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return f"(no log at {self._log_path})"
-        return "\n".join(text.splitlines()[-lines:])
-
-
-class PromStack:
-    """Prometheus with the shipped rules and Alertmanager with the shipped routing, on loopback.
-
-    `workdir` (an empty temporary folder) receives the config copies, both data folders and the
-    process logs (`prometheus.log`, `alertmanager.log`).
-    """
-
-    def __init__(
-        self,
-        workdir: Path,
-        *,
-        exporter_targets: Sequence[str] = (),
-        webhook_base: str | None = None,
-        overlay: Overlay = Overlay(),
-        repo_root: Path = REPO_ROOT,
-        scrape_extra: Mapping[str, Any] | None = None,
-        prometheus_bin: str | None = None,
-        alertmanager_bin: str | None = None,
-    ) -> None:
-        self.workdir = Path(workdir)
-        self.overlay = overlay
-        self._prometheus_bin = find_binary(["prometheus"], prometheus_bin)
-        self._alertmanager_bin = find_binary(["prometheus-alertmanager", "alertmanager"], alertmanager_bin)
-        self.prometheus_port = free_port()
-        self.alertmanager_port = free_port()
-        self.prometheus_url = f"http://127.0.0.1:{self.prometheus_port}"
-        self.alertmanager_url = f"http://127.0.0.1:{self.alertmanager_port}"
-        self._exporter_targets = list(exporter_targets)
-        self._webhook_base = webhook_base
-        self._repo_root = repo_root
-        self._scrape_extra = scrape_extra
-        self._processes: list[_Process] = []
-
-    def start(self, timeout: float = 30.0) -> Self:
-        """Write the configs, start both servers and wait until both answer /-/ready."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        am_config = self.workdir / "alertmanager.yml"
-        am_config.write_text(
-            yaml.safe_dump(
-                alertmanager_config(
-                    webhook_base=self._webhook_base, overlay=self.overlay, repo_root=self._repo_root
-                ),
-                sort_keys=False,
-            ),
-            encoding="utf-8",
-        )
-        prom_config = prepare_prometheus(
-            self.workdir,
-            exporter_targets=self._exporter_targets,
-            alertmanager=f"127.0.0.1:{self.alertmanager_port}",
-            overlay=self.overlay,
-            repo_root=self._repo_root,
-            scrape_extra=self._scrape_extra,
-        )
-        self._processes = [
-            _Process(
-                "alertmanager",
-                [
-                    self._alertmanager_bin,
-                    f"--config.file={am_config}",
-                    f"--storage.path={self.workdir / 'alertmanager-data'}",
-                    f"--web.listen-address=127.0.0.1:{self.alertmanager_port}",
-                    "--cluster.listen-address=",  # no gossip port: a single local instance
-                ],
-                self.workdir / "alertmanager.log",
-                f"{self.alertmanager_url}/-/ready",
-            ),
-            _Process(
-                "prometheus",
-                [
-                    self._prometheus_bin,
-                    f"--config.file={prom_config}",
-                    f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
-                    f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
-                    f"--rules.alert.resend-delay={self.overlay.resend_delay}",
-                    "--web.enable-lifecycle",
-                ],
-                self.workdir / "prometheus.log",
-                f"{self.prometheus_url}/-/ready",
-            ),
-        ]
-        try:
-            for process in self._processes:
-                process.start()
-            for process in self._processes:
-                process.wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        """Stop both servers (SIGTERM, then SIGKILL after 10 s); safe to call twice."""
-        for process in reversed(self._processes):
-            process.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def logs(self) -> str:
-        """The last lines of both servers' logs, for failure messages."""
-        return "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in self._processes)
-
-    def prometheus_api(self, path: str, **params: str) -> Any:
-        """GET /api/v1/<path> on Prometheus and return its `data`."""
-        body = _get_json(f"{self.prometheus_url}/api/v1/{path}", params)
-        if body.get("status") != "success":
-            raise StackError(f"Prometheus {path}: {body.get('error', body)}")
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        """Instant query; the result vector's samples as returned by the API."""
-        data = self.prometheus_api("query", query=expr)
-        return list(data["result"])
-
-    def rule_groups(self) -> list[dict[str, Any]]:
-        return list(self.prometheus_api("rules")["groups"])
-
-    def prometheus_alerts(self) -> list[dict[str, Any]]:
-        """Pending and firing alerts as Prometheus sees them."""
-        return list(self.prometheus_api("alerts")["alerts"])
-
-    def alertmanager_alerts(self, **filters: str) -> list[dict[str, Any]]:
-        """GET /api/v2/alerts on Alertmanager (filters such as inhibited="true")."""
-        result = _get_json(f"{self.alertmanager_url}/api/v2/alerts", filters)
-        return list(result)
-
-    def post_alerts(self, alerts: Sequence[Mapping[str, Any]]) -> None:
-        """POST alerts straight to Alertmanager's /api/v2/alerts (labels, annotations, ...)."""
-        data = json.dumps(list(alerts)).encode()
-        request = urllib.request.Request(
-            f"{self.alertmanager_url}/api/v2/alerts",
-            data=data,
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                response.read()
-        except urllib.error.HTTPError as exc:
-            raise StackError(f"Alertmanager refused alerts: {exc.code} {exc.read()!r}") from None
-
-
-def _get_json(url: str, params: Mapping[str, str]) -> Any:
-    if params:
-        url = f"{url}?{urllib.parse.urlencode(params)}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as exc:
-        raise StackError(f"GET {url}: {exc.code} {exc.read()!r}") from None
-
-
-@dataclass(frozen=True)
-class Notification:
-    """One webhook POST from Alertmanager: the receiver (from the URL path) and its JSON body."""
-
-    receiver: str
-    payload: dict[str, Any]
-
-
-class WebhookRecorder:
-    """A loopback HTTP server that records Alertmanager webhook notifications.
-
-    Pass `url` as `webhook_base` to PromStack: each receiver then posts to `<url>/<receiver>`.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._notifications: list[Notification] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                body = json.loads(self.rfile.read(length) or b"{}")
-                with recorder._lock:
-                    recorder._notifications.append(Notification(self.path.strip("/"), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    def start(self) -> Self:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def notifications(self, receiver: str | None = None) -> list[Notification]:
-        with self._lock:
-            return [n for n in self._notifications if receiver is None or n.receiver == receiver]
-
-    def alerts(self, receiver: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
-        """Every alert of every notification (to `receiver`, with `status` firing/resolved)."""
-        return [
-            alert
-            for n in self.notifications(receiver)
-            for alert in n.payload.get("alerts", [])
-            if status is None or alert.get("status") == status
-        ]
+__all__ = [
+    "ALERTMANAGER_CONFIG",
+    "EXPORTER_JOB",
+    "PROMETHEUS_CONFIG",
+    "REPO_ROOT",
+    "RULES_GLOB",
+    "MissingBinaryError",
+    "Notification",
+    "Overlay",
+    "PromStack",
+    "ShippedFiles",
+    "StackError",
+    "WebhookRecorder",
+    "alertmanager_config",
+    "find_binary",
+    "free_port",
+    "prepare_prometheus",
+    "wait_until",
+]

@@ -239,10 +239,7 @@ CLI_COMMANDS = [c for c in GUIDE_COMMANDS + WINDOWS_COMMANDS if _cli_arguments(c
 @pytest.mark.parametrize("command", CLI_COMMANDS, ids=lambda c: f"{c.doc.stem}-line{c.line}")
 def test_batch_exporter_arguments_parse(command: Command) -> None:
     parser = build_parser()
-    subcommands = set(parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     for args in _cli_arguments(command):
-        if args and args[0] in PENDING_SUBCOMMANDS and args[0] not in subcommands:
-            continue
         try:
             parser.parse_args(args)
         except SystemExit as exc:  # --version exits 0 after printing; a rejected argument exits 2

@@ -13,6 +13,7 @@ from pathlib import Path
 from . import __version__
 from .app import Exporter, Runtime
 from .config import Config, ConfigError, json_schema, load_config
+from .practice_flags import add_demo_stack_arguments, add_drill_arguments
 from .rerun import command as rerun_command
 from .web import DEFAULT_PORT, MetricsServer
 from .webconfig import WebConfig, WebConfigError, load_web_config
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dir", type=Path, default=None, help="folder for the demo data (default: a temp folder)")
     demo.add_argument("--interval", type=float, default=None, help="seconds between simulated nightly runs")
     _add_serving_flags(demo)
+    add_demo_stack_arguments(demo)
+
+    drill = commands.add_parser("drill", allow_abbrev=False,
+                                help="practise a failure on the demo batch: inject it, time its alerts, restore")
+    add_drill_arguments(drill)
     return parser
 
 
@@ -171,6 +177,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import prepare_demo
 
+    if args.stack:
+        from .demo_stack import run_demo_stack
+
+        return run_demo_stack(args)
     ok, web_config = _load_web(args.web_config)
     if not ok:
         return 1
@@ -188,6 +198,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         simulator.stop()
 
 
+def cmd_drill(args: argparse.Namespace) -> int:
+    from .drill import run_drill
+
+    return run_drill(args)
+
+
 COMMANDS = {
     "run": cmd_run,
     "once": cmd_once,
@@ -195,6 +211,7 @@ COMMANDS = {
     "schema": cmd_schema,
     "demo": cmd_demo,
     "rerun-check": rerun_command.run,
+    "drill": cmd_drill,
 }
 
 

@@ -1,0 +1,128 @@
+"""`batch-exporter demo --stack`: the demo, plus a real Prometheus and Alertmanager watching it.
+
+Prometheus gets the shipped rules and Alertmanager the shipped routing (copies, in a temporary folder
+removed on exit). Their receivers are pointed at a small webhook receiver in this process, which prints
+every notification, so a page shows up in the terminal. Ctrl-C stops the exporter, the simulator and
+both servers, in that order.
+
+Its flags are defined in `practice_flags` (shared with `batch-exporter drill`).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from .stack import (
+    MissingBinaryError,
+    Notification,
+    Overlay,
+    PromStack,
+    ShippedFiles,
+    StackError,
+    WebhookRecorder,
+    find_binary,
+    free_port,
+)
+
+log = logging.getLogger(__name__)
+
+# The demo plays a night every 3 minutes; shipped `for` durations of 5-15 minutes would outlast most of
+# what it shows. These timings keep the rules' expressions and shorten only the waiting.
+DEMO_OVERLAY = Overlay(scrape_interval="5s", scrape_timeout="5s", evaluation_interval="5s", alert_for="30s",
+                       keep_firing_for="1m", resend_delay="5s", group_wait="5s", group_interval="30s",
+                       repeat_interval="1h")
+SHIPPED_TIMINGS = Overlay(scrape_interval="30s", scrape_timeout="10s", evaluation_interval="1m",
+                          alert_for=None, keep_firing_for=None, resend_delay="1m", group_wait="30s",
+                          group_interval="5m", repeat_interval="12h")
+
+
+def shipped_from_args(args: argparse.Namespace) -> ShippedFiles:
+    return ShippedFiles.locate(rules_dir=args.rules_dir, prometheus_config=args.prometheus_config,
+                               alertmanager_config=args.alertmanager_config)
+
+
+def _print_notification(notification: Notification) -> None:
+    for alert in notification.payload.get("alerts", []):
+        labels = alert.get("labels", {})
+        extra = " ".join(f"{k}={v}" for k, v in sorted(labels.items())
+                         if k not in ("alertname", "severity", "instance", "job"))
+        print(f"[{notification.receiver}] {alert.get('status', '?').upper():8} {labels.get('alertname')} "
+              f"({labels.get('severity', '-')}) {extra}", flush=True)
+
+
+def _scrape_target(listen: str) -> tuple[str, str]:
+    """(listen address to serve on, HOST:PORT for Prometheus); port 0 becomes a free port."""
+    from .web import parse_listen_address
+
+    host, port = parse_listen_address(listen)
+    port = port or free_port()
+    target_host = host if host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    if ":" in target_host:
+        target_host = f"[{target_host}]"
+    serve_host = f"[{host}]" if ":" in host else host
+    return f"{serve_host}:{port}", f"{target_host}:{port}"
+
+
+def run_demo_stack(args: argparse.Namespace) -> int:
+    """The demo with Prometheus and Alertmanager; blocks until Ctrl-C (SIGINT) or SIGTERM."""
+    from .cli import _load, serve
+    from .demo import prepare_demo
+
+    if args.web_config is not None:
+        print("--stack scrapes the demo over plain HTTP on loopback: leave out --web.config.file",
+              file=sys.stderr)
+        return 1
+    try:
+        find_binary(["prometheus"], args.prometheus_bin)
+        find_binary(["prometheus-alertmanager", "alertmanager"], args.alertmanager_bin)
+        shipped = shipped_from_args(args)
+        listen, target = _scrape_target(args.listen)
+    except MissingBinaryError as exc:
+        print(f"demo --stack needs Prometheus and Alertmanager: {exc}\n"
+              f"(or name them with --prometheus-bin / --alertmanager-bin; `batch-exporter demo` alone needs "
+              f"neither)", file=sys.stderr)
+        return 1
+    except (StackError, ValueError) as exc:
+        print(f"demo --stack: {exc}", file=sys.stderr)
+        return 1
+
+    folder = args.dir or Path(tempfile.mkdtemp(prefix="batch-exporter-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path, simulator = prepare_demo(folder, **({"interval": args.interval} if args.interval else {}))
+    config = _load(config_path)
+    if config is None:
+        return 1
+    overlay = DEMO_OVERLAY if args.stack_timings == "demo" else SHIPPED_TIMINGS
+    workdir = Path(tempfile.mkdtemp(prefix="batch-exporter-stack-"))
+    try:
+        with WebhookRecorder(_print_notification) as hook:
+            stack = PromStack(workdir, exporter_targets=[target], webhook_base=hook.url, overlay=overlay,
+                              shipped=shipped, prometheus_bin=args.prometheus_bin,
+                              alertmanager_bin=args.alertmanager_bin)
+            with stack:
+                print(f"demo data in {folder}; config {config_path}\n"
+                      f"  exporter      http://{target}/metrics\n"
+                      f"  Prometheus    {stack.prometheus_url}/alerts   "
+                      f"(rules from {shipped.rules[0].parent})\n"
+                      f"  Alertmanager  {stack.alertmanager_url}/#/alerts "
+                      f"(routing from {shipped.alertmanager_config})\n"
+                      + (f"  timings: alert `for` {overlay.alert_for}, scrape and evaluation every "
+                         f"{overlay.scrape_interval} (--stack.timings=shipped for the shipped ones)\n"
+                         if args.stack_timings == "demo" else "  timings: as shipped\n")
+                      + "  notifications to the pager and ticket receivers are printed below; Ctrl-C stops "
+                        "everything", flush=True)
+                simulator.start()
+                try:
+                    return serve(config, config_path, listen, None)
+                finally:
+                    simulator.stop()
+                    print("stopping Prometheus and Alertmanager", flush=True)
+    except StackError as exc:
+        print(f"demo --stack: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,267 @@
+"""`batch-exporter drill` and `demo --stack`: faults injected into the demo, alerts through real servers.
+
+The scenario tests share one prepared demo, one in-process exporter and one real Prometheus +
+Alertmanager (started from the shipped files with the drill's short timings), and run the scenarios
+one after another as `drill all` does. The command-line tests run `python -m batch_exporter.cli drill`
+(what `batch-exporter drill` calls) as a user would.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from batch_exporter.demo import prepare_demo
+from batch_exporter.drill.live import LiveDrill
+from batch_exporter.drill.report import Progress, timeline
+from batch_exporter.drill.scenarios import BY_NAME
+from batch_exporter.drill.target import open_target
+from batch_exporter.drill.world import DrillWorld
+from batch_exporter.stack import PromStack, ShippedFiles, WebhookRecorder, wait_until
+from promstack import REPO_ROOT
+
+TABLES = ("job_execution", "auth_request", "settlement")
+# Which receiver each drill must reach with the shipped routing (critical -> pager, warning -> ticket).
+RECEIVERS = {
+    "log-limit": {"pager"},
+    "log-silent": {"ticket"},
+    "failed-run": {"pager"},
+    "blind-rerun": {"pager"},
+    "crash-no-rollback": {"pager"},
+    "missed-run": {"pager"},
+    "db-down": {"ticket"},
+}
+
+
+def db_state(database: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the demo's tables, read-only."""
+    conn = sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return {table: conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall() for table in TABLES}
+    finally:
+        conn.close()
+
+
+def logs_state(folder: Path) -> dict[str, tuple[str, int]]:
+    """sha256 and modification time of every file under logs/."""
+    return {path.relative_to(folder).as_posix(): (hashlib.sha256(path.read_bytes()).hexdigest(),
+                                                  path.stat().st_mtime_ns)
+            for path in sorted((folder / "logs").rglob("*")) if path.is_file()}
+
+
+def drill_cli(tmp_path: Path, *args: str,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`batch-exporter drill ARGS`, its scratch folder (kept when a drill fails) under `tmp_path`."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "batch_exporter.cli", "drill", *args], capture_output=True,
+                          text=True, timeout=200, env={**os.environ, "TMPDIR": str(scratch), **(env or {})},
+                          check=False)
+
+
+def path_with_only(tmp_path: Path, *names: str) -> str:
+    """A PATH holding links to just these binaries."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for name in names:
+        found = subprocess.run(["which", name], capture_output=True, text=True, check=True).stdout.strip()
+        (folder / name).symlink_to(found)
+    return str(folder)
+
+
+# --- every scenario against real Prometheus and Alertmanager -------------------------------------------
+
+
+@dataclass
+class Session:
+    drill: LiveDrill
+    database: Path
+    baseline: dict[str, list[tuple[Any, ...]]]
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
+    scratch = tmp_path_factory.mktemp("drill")
+    target = open_target(tmp_path_factory.mktemp("demo") / "demo", scratch)
+    world = DrillWorld(target, scratch)
+    try:
+        world.prepare()
+        with WebhookRecorder() as hook:
+            address = world.start_exporter(serve=True)
+            assert address is not None
+            with PromStack(scratch / "stack", exporter_targets=[address], webhook_base=hook.url,
+                           shipped=ShippedFiles.from_root(REPO_ROOT)) as stack:
+                drill = LiveDrill(world, stack, hook, Progress(io.StringIO()), timeout=60)
+                assert drill.wait_ready() == []  # the prepared demo raises nothing by itself
+                yield Session(drill, target.paths.database, db_state(target.paths.database))
+    finally:
+        world.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(BY_NAME))
+def test_drill_delivers_its_alerts_and_restores_the_demo(session: Session, name: str) -> None:
+    result = session.drill.run(BY_NAME[name])
+    report = timeline(result)
+    assert result.ok, report
+    for alert in result.alerts:
+        assert alert.firing_at is not None and alert.delivered_at is not None, report
+        assert result.injected_at <= alert.firing_at <= alert.delivered_at + 1, report
+        assert alert.resolved_at is not None, report
+    assert {alert.receiver for alert in result.alerts} == RECEIVERS[name], report
+    assert db_state(session.database) == session.baseline
+
+
+# --- the command line --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_drill_command_reports_a_timeline_and_leaves_the_demo_as_found(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    prepare_demo(folder)
+    before_db, before_logs = db_state(folder / "payments.db"), logs_state(folder)
+
+    done = drill_cli(tmp_path, "failed-run", "--dir", str(folder))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    timing = r"\+\d+\.\ds"
+    # receiver, pending (none: `for` 0s), firing, delivered, resolved
+    row = rf"BatchRunFailed\s+pager\s+\(for 0s\)\s+{timing}\s+{timing}\s+{timing}"
+    assert re.search(row, done.stdout), done.stdout
+    assert "result: OK" in done.stdout
+    assert f"demo restored: {folder}" in done.stdout
+    assert db_state(folder / "payments.db") == before_db
+    assert logs_state(folder) == before_logs
+
+
+def test_drill_refuses_a_database_that_is_not_the_demo(tmp_path: Path) -> None:
+    folder = tmp_path / "payments"
+    folder.mkdir()
+    database = folder / "payments.db"
+    conn = sqlite3.connect(database)
+    conn.executescript("CREATE TABLE batch_run (run_id INTEGER PRIMARY KEY, status TEXT);"
+                       "INSERT INTO batch_run (status) VALUES ('OK'), ('NG');")
+    conn.close()
+    digest, mtime = hashlib.sha256(database.read_bytes()).hexdigest(), database.stat().st_mtime_ns
+
+    done = drill_cli(tmp_path, "failed-run", "--dir", str(folder))
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "does not hold the demo database" in done.stderr
+    assert "--i-know-this-is-not-the-demo" in done.stderr
+    assert (hashlib.sha256(database.read_bytes()).hexdigest(), database.stat().st_mtime_ns) == (digest, mtime)
+    assert sorted(p.name for p in folder.iterdir()) == ["payments.db"]
+
+
+def test_drill_works_on_a_copy_when_told_the_database_is_not_the_demo(tmp_path: Path) -> None:
+    folder = tmp_path / "demo-plus"
+    prepare_demo(folder)
+    conn = sqlite3.connect(folder / "payments.db")
+    conn.execute("CREATE TABLE operator_note (note TEXT)")  # no longer exactly the demo's schema
+    conn.close()
+    database = folder / "payments.db"
+    digest = hashlib.sha256(database.read_bytes()).hexdigest()
+    rows, logs = db_state(database), logs_state(folder)
+
+    command = ("failed-run", "--dir", str(folder), "--promtool-only")
+    refused = drill_cli(tmp_path, *command)
+    done = drill_cli(tmp_path, *command, "--i-know-this-is-not-the-demo")
+
+    assert refused.returncode == 2 and "operator_note" in refused.stderr, refused.stdout + refused.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"a copy of {folder}" in done.stdout
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == digest
+    assert db_state(database) == rows and logs_state(folder) == logs
+
+
+def test_without_prometheus_the_shipped_rules_are_checked_with_promtool(tmp_path: Path) -> None:
+    done = drill_cli(tmp_path, "blind-rerun", env={"PATH": path_with_only(tmp_path, "promtool")})
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "prometheus not found on PATH" in done.stdout
+    assert "Evaluating the shipped rules with promtool" in done.stdout
+    fired = "quiet before the fault, firing after it"
+    assert f"BatchRerunOfNonIdempotentBatch: {fired} (shipped `for` 0m)" in done.stdout
+    assert f"BatchCheckFailed{{check=double_authorized}}: {fired} (shipped `for` 5m)" in done.stdout
+
+
+def test_promtool_fallback_fails_when_the_rule_would_not_fire(tmp_path: Path) -> None:
+    rules_dir = tmp_path / "alerts"
+    rules_dir.mkdir()
+    (rules_dir / "alertmanager.yml").write_bytes((REPO_ROOT / "alerts" / "alertmanager.yml").read_bytes())
+    rules = yaml.safe_load((REPO_ROOT / "alerts" / "batch-exporter.rules.yml").read_text(encoding="utf-8"))
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if rule.get("alert") == "BatchRunFailed":
+                rule["expr"] = 'batch_run_last_status{status="unknown"} == 1'  # a broken edit of the rule
+    (rules_dir / "batch-exporter.rules.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
+
+    done = drill_cli(tmp_path, "failed-run", "--promtool-only", "--rules-dir", str(rules_dir))
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "BatchRunFailed: NOT as expected" in done.stdout
+    assert "scratch folder kept" in done.stdout
+
+
+def test_without_any_prometheus_binary_it_says_how_to_install(tmp_path: Path) -> None:
+    done = drill_cli(tmp_path, "failed-run", env={"PATH": path_with_only(tmp_path)})
+
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "apt-get install prometheus prometheus-alertmanager" in done.stderr
+
+
+# --- demo --stack ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_demo_stack_serves_all_three_and_stops_them_on_ctrl_c(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batch_exporter.cli", "demo", "--stack", "--dir", str(tmp_path / "demo"),
+         "--web.listen-address", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+        while len(lines) < 4 or "Alertmanager" not in "".join(lines):
+            line = proc.stdout.readline()
+            assert line, "".join(lines)
+            lines.append(line)
+        text = "".join(lines)
+        urls = dict(re.findall(r"^\s+(exporter|Prometheus|Alertmanager)\s+(http://[\d.:]+)", text,
+                               re.MULTILINE))
+        assert set(urls) == {"exporter", "Prometheus", "Alertmanager"}, text
+
+        def scraped() -> list[Any]:
+            query = urllib.parse.urlencode({"query": 'batch_run_attempts{batch="card-authorization"}'})
+            with urllib.request.urlopen(f"{urls['Prometheus']}/api/v1/query?{query}", timeout=5) as answer:
+                return list(json.load(answer)["data"]["result"])
+
+        wait_until(scraped, timeout=30, what="Prometheus to scrape the demo exporter")
+        with urllib.request.urlopen(f"{urls['Alertmanager']}/-/ready", timeout=5) as ready:
+            assert ready.status == 200
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        for url in urls.values():
+            with pytest.raises(OSError):
+                urllib.request.urlopen(f"{url}/", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
