@@ -22,7 +22,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 HEALTHY = "settlement"
@@ -45,11 +45,11 @@ SCHEMA = (
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def _text(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT)
+    return None if moment is None else moment.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
 
 
 def _runs_block(job: str) -> str:

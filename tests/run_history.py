@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -21,7 +21,7 @@ class History:
 
 
 def make_history(now: datetime | None = None) -> History:
-    now = (now or datetime.now(timezone.utc)).replace(microsecond=0)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
     h = timedelta(hours=1)
     d1 = (now - 24 * h).astimezone(TOKYO).date().isoformat()
     d2 = (now - 48 * h).astimezone(TOKYO).date().isoformat()

@@ -1,6 +1,7 @@
 """A loopback TCP proxy a test can cut and restore, to lose a database mid-run without touching it."""
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -50,10 +51,8 @@ class TcpProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         with self._lock:

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from batch_exporter.metrics import BY_NAME, exposed_names
-
 from promql_names import BUILTIN_METRICS, TARGET_LABELS, selectors
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,7 +19,6 @@ import yaml
 
 from batch_exporter.metrics import BY_NAME, exposed_names
 from batch_exporter.snapshot import SampleBuilder
-
 from promql_names import (
     BUILTIN_METRICS,
     RATE_INTERVAL_STAND_IN,

@@ -42,7 +42,8 @@ from db_servers import (
 TOKYO = ZoneInfo("Asia/Tokyo")
 UTC_ZONE = ZoneInfo("UTC")
 MOMENT = datetime(2026, 11, 26, 17, 0, 5, tzinfo=UTC)  # 2026-11-27 02:00:05 in Tokyo
-SLOW_SQLITE = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) SELECT count(*) FROM n"
+SLOW_SQLITE = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000000000) "
+               "SELECT count(*) FROM n")
 
 
 class FakeClock:

@@ -6,7 +6,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from batch_exporter.demo_sim import (
 )
 from batch_exporter.units import parse_duration, parse_size
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)  # 21:00 in Tokyo: last night's runs are over
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)  # 21:00 in Tokyo: last night's runs are over
 SHIPPED = Path(__file__).resolve().parents[1] / "exporter" / "batch_exporter" / "demo_data" / "demo.yml"
 TEST_BINS = {"411111", "555555", "353011", "378282"}
 
@@ -268,7 +268,7 @@ def test_checks_show_the_incident_and_a_healthy_neighbour(demo: DemoPaths, confi
 def test_demo_schedules_match_the_simulated_nights(config: dict[str, Any]) -> None:
     """Nights start on multiples of the interval; the settlement at two thirds of the night."""
     auth, settle = config["batches"]["card-authorization"], config["batches"]["settlement-report"]
-    start = datetime(2026, 11, 27, 3, 0, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 27, 3, 0, tzinfo=UTC)
     for batch, offset in ((auth, 0.0), (settle, SETTLEMENT_AT * CONFIG_INTERVAL_SECONDS)):
         trigger = CronTrigger.from_crontab(batch["schedule"]["cron"], timezone=batch["schedule"]["timezone"])
         fire = trigger.get_next_fire_time(None, start)

@@ -25,9 +25,8 @@ import sys
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from datetime import datetime
-from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -396,10 +395,8 @@ def test_every_panel_query_returns_data_or_is_listed(scenario: Scenario) -> None
         return missing
 
     # Rate and increase windows need a few scrapes after the incidents; give them time, then report.
-    try:
+    with suppress(TimeoutError):
         wait_until(lambda: not unlisted_empty(), timeout=30, what="every unlisted panel query to return data")
-    except TimeoutError:
-        pass
     print(f"panel queries against the scenario's Prometheus:\n{scenario.panel_report}")
     missing = unlisted_empty()
     assert not missing, f"empty panel queries not in MAY_BE_EMPTY:\n{scenario.panel_report}"

@@ -2,7 +2,7 @@
 table on real PostgreSQL and MariaDB through their ODBC drivers giving the same metrics."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 

@@ -1,13 +1,13 @@
 """Run-table rows to contract numbers: latest run, attempts, durations, status counts."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from batch_exporter.runsummary import RunRow, map_status, summarize
 
 TOKYO = ZoneInfo("Asia/Tokyo")
-NOW = datetime(2026, 11, 28, 3, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 
 
 def run(run_id: str, status: str, start_h: float, dur_h: float | None, biz: str | None = None) -> RunRow:
@@ -41,15 +41,15 @@ def test_failure_then_rerun_running() -> None:
 def test_business_date_falls_back_to_local_start_date() -> None:
     # 17:30 UTC and 16:30 UTC on the 27th are the 28th in Tokyo (UTC+9): one business date, two attempts
     rows = [
-        RunRow("a", None, "failed", datetime(2026, 11, 27, 16, 30, tzinfo=timezone.utc),
-               datetime(2026, 11, 27, 16, 40, tzinfo=timezone.utc)),
-        RunRow("b", None, "success", datetime(2026, 11, 27, 17, 30, tzinfo=timezone.utc),
-               datetime(2026, 11, 27, 18, 0, tzinfo=timezone.utc)),
+        RunRow("a", None, "failed", datetime(2026, 11, 27, 16, 30, tzinfo=UTC),
+               datetime(2026, 11, 27, 16, 40, tzinfo=UTC)),
+        RunRow("b", None, "success", datetime(2026, 11, 27, 17, 30, tzinfo=UTC),
+               datetime(2026, 11, 27, 18, 0, tzinfo=UTC)),
     ]
     assert summarize(rows, NOW, TOKYO).attempts == 2
     assert summarize(rows, NOW, ZoneInfo("UTC")).attempts == 2
     assert summarize(rows, NOW, ZoneInfo("America/New_York")).attempts == 2
-    rows[0] = RunRow("a", None, "failed", datetime(2026, 11, 27, 14, 30, tzinfo=timezone.utc), None)
+    rows[0] = RunRow("a", None, "failed", datetime(2026, 11, 27, 14, 30, tzinfo=UTC), None)
     assert summarize(rows, NOW, TOKYO).attempts == 1  # 23:30 on the 27th in Tokyo
 
 

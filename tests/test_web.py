@@ -227,12 +227,11 @@ def test_a_failing_payload_is_a_500_and_the_server_keeps_serving() -> None:
 
 
 def test_an_idle_tcp_client_does_not_stall_others() -> None:
-    with serving() as server:
-        with socket.create_connection(("127.0.0.1", server.port)) as idle, \
+    with serving() as server, socket.create_connection(("127.0.0.1", server.port)) as idle, \
                 socket.create_connection(("127.0.0.1", server.port)) as half:
-            half.sendall(b"GET /metr")  # a request line that never ends
-            assert request(server.port)[0] == 200
-            assert idle.fileno() != -1
+        half.sendall(b"GET /metr")  # a request line that never ends
+        assert request(server.port)[0] == 200
+        assert idle.fileno() != -1
 
 
 def test_garbage_from_a_client_does_not_crash_the_server() -> None:
@@ -362,11 +361,10 @@ def test_client_certificate_optional_when_verify_if_given(material: TLSMaterial)
 
 
 def test_tls_handshake_runs_per_connection_so_idle_clients_do_not_stall(material: TLSMaterial) -> None:
-    with serving(tls_config(material)) as server:
-        with socket.create_connection(("127.0.0.1", server.port)), \
+    with serving(tls_config(material)) as server, socket.create_connection(("127.0.0.1", server.port)), \
                 socket.create_connection(("127.0.0.1", server.port)) as half:
-            half.sendall(b"\x16\x03\x01\x00")  # the start of a ClientHello that never completes
-            assert request(server.port, tls=client_context(material))[0] == 200
+        half.sendall(b"\x16\x03\x01\x00")  # the start of a ClientHello that never completes
+        assert request(server.port, tls=client_context(material))[0] == 200
 
 
 def test_tls_garbage_does_not_crash_the_server(material: TLSMaterial) -> None:

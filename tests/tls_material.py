@@ -52,7 +52,8 @@ def make_ca(folder: Path, name: str = "ca") -> tuple[Path, Path]:
     """A self-signed CA; returns (certificate, key)."""
     folder.mkdir(parents=True, exist_ok=True)
     cert, key = folder / f"{name}.crt", folder / f"{name}.key"
-    _openssl("req", "-x509", *_new_key_args(key), "-out", cert, "-days", "2", "-subj", f"/CN=batch-exporter test {name}")
+    _openssl("req", "-x509", *_new_key_args(key), "-out", cert, "-days", "2",
+             "-subj", f"/CN=batch-exporter test {name}")
     return cert, key
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import shutil
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -159,7 +159,7 @@ def prepare_demo(folder: Path, *, interval: float = CONFIG_INTERVAL_SECONDS, see
     """
     paths = DemoPaths(folder)
     _remove_previous(paths)
-    create_demo(folder, now=now or datetime.now(timezone.utc), seed=seed)
+    create_demo(folder, now=now or datetime.now(UTC), seed=seed)
     paths.config.write_text(demo_config_text(folder), encoding="utf-8")
     if interval > CONFIG_INTERVAL_SECONDS:
         log.warning("demo nights every %gs are longer than the 3-minute schedule in %s: the demo will "

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
@@ -169,9 +169,9 @@ class Poller:
         scheduler = BackgroundScheduler(
             executors={"default": SchedulerPool(pool_size)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
-            timezone=timezone.utc,
+            timezone=UTC,
         )
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         count = len(self._sources)
         for index, scheduled in enumerate(self._sources):
             # spread the sources over the first seconds so they do not all poll (and change the

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
-UTC = timezone.utc
+UTC = UTC
 
 MAX_LOOKBACK = timedelta(days=16 * 366)
 """How far back `previous_fire` looks before answering None. A schedule on fixed dates fires at least

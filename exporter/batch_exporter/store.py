@@ -12,7 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from . import __version__
-from .metrics import CONTRACT, BY_NAME
+from .metrics import BY_NAME, CONTRACT
 from .snapshot import Sample, Snapshot
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import html
@@ -22,11 +23,11 @@ import socketserver
 import ssl
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import bcrypt
@@ -76,7 +77,8 @@ def parse_listen_address(text: str) -> tuple[str, int]:
         try:
             ipaddress.IPv6Address(match["ipv6"])
         except ValueError:
-            raise ListenAddressError(f"invalid listen address {text!r}: {match['ipv6']!r} is not an IPv6 address")
+            raise ListenAddressError(
+                f"invalid listen address {text!r}: {match['ipv6']!r} is not an IPv6 address") from None
         return match["ipv6"], port
     return match["host"], port
 
@@ -375,11 +377,9 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._open_lock:
             connections = list(self._open)
         for connection in connections:
-            try:
-                # The plain socket method: on a TLS socket it cuts the TCP stream without touching TLS state.
+            # The plain socket method: on a TLS socket it cuts the TCP stream without touching TLS state.
+            with contextlib.suppress(OSError):
                 socket.socket.shutdown(connection, socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -390,10 +390,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 
 def _close_quietly(connection: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         socket.socket.shutdown(connection, socket.SHUT_WR)
-    except OSError:
-        pass
     connection.close()
 
 

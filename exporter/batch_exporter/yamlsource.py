@@ -1,7 +1,6 @@
 """YAML reading that remembers where every value came from, and `${VAR}` expansion."""
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass

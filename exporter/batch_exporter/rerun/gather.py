@@ -51,11 +51,12 @@ def describe_database(name: str, db: DatabaseConfig) -> str:
 
 
 def gather(config: Config, batch_name: str, *, business_date: str | None = None,
-           now: datetime | None = None, limits: LogLimits = LogLimits(),
+           now: datetime | None = None, limits: LogLimits | None = None,
            open_db: OpenDatabase = _open) -> Evidence:
     """Collect the evidence for `batch_name` (which must be in `config`); never raises for a DB failure."""
     batch = config.batches[batch_name]
     now = now or datetime.now(UTC)
+    limits = limits or LogLimits()
     tz_name = batch.runs.timezone if batch.runs is not None else "UTC"
     ev = Evidence(batch=batch_name, now=now, timezone=tz_name, idempotent=batch.idempotent,
                   requested_date=business_date, business_date=date_key(business_date),

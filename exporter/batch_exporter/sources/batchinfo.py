@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..config import BatchConfig
 from ..schedule import CronSchedule
@@ -32,7 +32,7 @@ class BatchInfoSource:
         if self._config.runs is not None:
             out.add("batch_run_lookback_seconds", self._config.runs.lookback, batch=batch)
         if self._schedule is not None and self._config.schedule is not None:
-            now = datetime.fromtimestamp(self._clock(), tz=timezone.utc)
+            now = datetime.fromtimestamp(self._clock(), tz=UTC)
             previous = self._schedule.previous_fire(now)
             following = self._schedule.next_fire(now)
             if previous is not None:

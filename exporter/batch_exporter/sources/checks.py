@@ -10,11 +10,9 @@ from .errors import SourceError
 
 def within_bounds(value: float, check: CheckConfig) -> bool:
     """True when value respects the check's min and max (either may be absent)."""
-    if check.min is not None and value < check.min:
-        return False
-    if check.max is not None and value > check.max:
-        return False
-    return True
+    above_min = check.min is None or value >= check.min
+    below_max = check.max is None or value <= check.max
+    return above_min and below_max
 
 
 class ChecksSource:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ..config import BatchConfig, RecordsConfig, RunsConfig
@@ -63,7 +63,7 @@ class RunsSource:
 
     def poll(self) -> Snapshot:
         """Read the lookback window once and summarise it; raises SourceError on failure."""
-        now = datetime.fromtimestamp(self._clock(), tz=timezone.utc)
+        now = datetime.fromtimestamp(self._clock(), tz=UTC)
         boundary = (now - timedelta(seconds=self._runs.lookback)).astimezone(self._tz).replace(tzinfo=None)
         param: object = boundary.strftime("%Y-%m-%d %H:%M:%S") if self._text_timestamps else boundary
         rows = [self._row(raw) for raw in self._query(self._window_sql, (param,))]
