@@ -641,9 +641,10 @@ def poll_report(poll: list[Timing], repeat: int) -> list[str]:
     if fallback is not None and "Index Only Scan" not in fallback.plan:
         lines.append(f"  NOTE: the runs source's last-success fallback (SELECT MAX(ended_at) ... WHERE "
                      f"status IN (...)) reads every row of the batch ({fallback.median_ms:.1f} ms here, "
-                     f"growing with history); it runs on every poll of a batch whose lookback window holds "
-                     f"no success. An index on (job_name, status, end_ts) makes it an index-only lookup "
-                     f"(the line below it).")
+                     f"growing with history); it runs once per source start, for a batch whose lookback "
+                     f"window holds no success (the answer is kept: only a success inside the window can "
+                     f"supersede it). An index on (job_name, status, end_ts) makes it an index-only "
+                     f"lookup (the line below it).")
     return lines
 
 
