@@ -136,3 +136,21 @@ batches:
                              "--web.listen-address", "127.0.0.1:0"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert f"{config}:8: batches.b.checks.sneaky.query: only a single read-only SELECT is allowed" in result.stderr
+
+
+def test_listen_address_taken_or_malformed_is_a_clear_error(tmp_path: Path) -> None:
+    import socket
+
+    db = tmp_path / "runs.db"
+    sqlite_history(str(db), make_history())
+    config = tmp_path / "c.yml"
+    config.write_text(config_yaml(f"    sqlite: {db}\n"))
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        for address, expected in ((f"127.0.0.1:{port}", "Address already in use"),
+                                  ("nonsense", "expected HOST:PORT, :PORT or [IPV6]:PORT")):
+            result = subprocess.run([sys.executable, "-m", "batch_exporter.cli", "run", "-c", str(config),
+                                     "--web.listen-address", address], capture_output=True, text=True, timeout=60)
+            assert result.returncode == 1
+            assert f"cannot serve on --web.listen-address {address!r}" in result.stderr and expected in result.stderr
+            assert "Traceback" not in result.stderr

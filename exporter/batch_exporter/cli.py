@@ -92,11 +92,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
-    sources = sum(
-        (1 if b.runs else 0) + (1 if b.checks else 0) + 2 * len(b.logs) + 1 for b in config.batches.values()
-    )
-    print(f"{args.config}: OK ({len(config.batches)} batches, {len(config.databases)} databases, "
-          f"{sources} sources)")
+    print(f"{args.config}: OK ({len(config.batches)} batches, {len(config.databases)} databases)")
     return 0
 
 
@@ -123,8 +119,13 @@ def serve(config: Config, config_path: Path | None, listen: str, web_config: Web
           stop: threading.Event | None = None) -> int:
     """Serve until SIGINT/SIGTERM (or `stop`); SIGHUP re-reads the configuration file."""
     runtime = Runtime(Exporter(config))
-    server = MetricsServer(listen, runtime, web_config, version=__version__)
-    server.start()
+    try:
+        server = MetricsServer(listen, runtime, web_config, version=__version__)
+        server.start()
+    except (OSError, ValueError) as exc:
+        print(f"cannot serve on --web.listen-address {listen!r}: {exc}", file=sys.stderr)
+        runtime.exporter.stop()
+        return 1
     runtime.exporter.start()
     log.info("serving on %s (port %d), %d sources", listen, server.port, len(runtime.exporter.sources))
     stop = stop or threading.Event()
