@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter_process import running_exporter, value
-from run_history import make_history, sqlite_history
+from run_history import config_yaml, make_history, sqlite_history
 from tcpproxy import TcpProxy
 
 
