@@ -82,6 +82,10 @@ def test_design_example_is_valid() -> None:
         ("failed: [NG, ABEND]", "failed: [NG, OK]", "status value 'OK' is listed under both success and failed"),
         ("table: batch_run", "table: batch_run; DROP TABLE x", "runs.table: 'batch_run; DROP TABLE x' is not a "
                                                               "plain column or table name"),
+        ("query_timeout: 10s", "query_timeout: 0s", "conf.yml:4: databases.payments.query_timeout: Input should be "
+                                                    "greater than 0"),
+        ("max_duration: 90m", "max_duration: 90m\n    poll_interval: 0",
+         "batches.card-authorization.poll_interval: Input should be greater than 0"),
     ],
 )
 def test_mistakes_are_located(replace: str, by: str, expected: str) -> None:
@@ -203,3 +207,18 @@ def test_schema_command_prints_json_schema() -> None:
     assert schema["title"] == "batch-exporter configuration"
     assert "batches" in schema["properties"] and "global" in schema["properties"]
     assert schema["additionalProperties"] is False
+
+
+def test_malformed_odbc_string_is_located_and_not_echoed() -> None:
+    text = GOOD.replace('odbc: "DRIVER={PostgreSQL Unicode};', 'odbc: "DRIVER={PostgreSQL Unicode;')
+    message = errors_of(text)
+    assert "conf.yml:3: databases.payments: ODBC connection string: '{' at character 7 is never closed" in message
+    assert "s3cret-pw" not in message
+
+
+def test_numeric_status_codes_compare_like_database_values() -> None:
+    text = GOOD.replace("status: {success: [OK], failed: [NG, ABEND], running: [RUN]}",
+                        "status: {success: [1.0], failed: [9], running: [R]}")
+    runs = parse_config(text, "conf.yml", ENV, Path("/")).batches["card-authorization"].runs
+    assert runs is not None
+    assert (runs.status.success, runs.status.failed, runs.status.running) == (["1"], ["9"], ["R"])

@@ -24,10 +24,12 @@ from pydantic import (
     model_validator,
 )
 
+from .database import odbc_dialect
 from .schedule import CronSchedule, ScheduleError
 from .sqlcheck import StatementError, check_read_only
 from .tailing.encoding import resolve as resolve_encoding
 from .units import DURATION_HINT, SIZE_HINT, parse_duration, parse_size
+from .values import as_text
 from .yamlsource import Located, Path_, YamlProblem, expand_references, read_yaml
 
 # --- small reusable types -------------------------------------------------------------------------
@@ -93,8 +95,8 @@ class _Model(BaseModel):
 
 
 class GlobalConfig(_Model):
-    poll_interval: Duration = Field(30.0, description="How often database sources are polled.")
-    log_poll_interval: Duration = Field(10.0, description="How often log sources are polled.")
+    poll_interval: Duration = Field(30.0, gt=0, description="How often database sources are polled.")
+    log_poll_interval: Duration = Field(10.0, gt=0, description="How often log sources are polled.")
     state_dir: str | None = Field(None, description="Folder for log scan positions; without it a restart "
                                                     "reads every log from its start.")
 
@@ -102,8 +104,8 @@ class GlobalConfig(_Model):
 class DatabaseConfig(_Model):
     sqlite: str | None = Field(None, description="Path of a SQLite file, opened read-only.")
     odbc: str | None = Field(None, description="ODBC connection string (pyodbc); use ${VAR} for the password.")
-    query_timeout: Duration = 10.0
-    connect_timeout: Duration = 5.0
+    query_timeout: Duration = Field(10.0, gt=0)
+    connect_timeout: Duration = Field(5.0, gt=0)
     max_connections: int = Field(2, ge=1, le=32, description="Connections (and polling threads) the exporter "
                                                              "opens to this database at most.")
 
@@ -111,8 +113,8 @@ class DatabaseConfig(_Model):
     def _one_driver(self) -> DatabaseConfig:
         if (self.sqlite is None) == (self.odbc is None):
             raise ValueError("expected exactly one of 'sqlite' (a file path) or 'odbc' (a connection string)")
-        if self.query_timeout <= 0 or self.connect_timeout <= 0:
-            raise ValueError("query_timeout and connect_timeout must be greater than 0")
+        if self.odbc is not None:
+            odbc_dialect(self.odbc)  # a malformed string fails here, located; the message never quotes it
         return self
 
 
@@ -132,9 +134,10 @@ class StatusMap(_Model):
     @model_validator(mode="before")
     @classmethod
     def _text_values(cls, data: Any) -> Any:
-        # status codes are often numeric in the DB (0, 1, 9); compare them as text
+        # status codes are often numeric in the DB (0, 1, 9): compare them as text, normalised the way
+        # values read from the DB are (1.0 and Decimal('1') both become '1')
         if isinstance(data, dict):
-            return {k: [str(v) for v in vals] if isinstance(vals, list) else vals for k, vals in data.items()}
+            return {k: [as_text(v) for v in vals] if isinstance(vals, list) else vals for k, vals in data.items()}
         return data
 
     @model_validator(mode="after")
@@ -200,12 +203,12 @@ class LogConfig(_Model):
     patterns: dict[Name, Regex] = Field(default_factory=dict)
     max_line_bytes: ByteSize = 1024**2
     max_path_series: int = Field(20, ge=1, le=1000)
-    poll_interval: Duration | None = None
+    poll_interval: Duration | None = Field(None, gt=0)
 
 
 class BatchConfig(_Model):
     database: str | None = None
-    poll_interval: Duration | None = None
+    poll_interval: Duration | None = Field(None, gt=0)
     runs: RunsConfig | None = None
     records: RecordsConfig | None = None
     schedule: ScheduleConfig | None = None

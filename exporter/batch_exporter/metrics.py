@@ -89,10 +89,6 @@ BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in CONTRACT}
 
 
 def exposed_names() -> set[str]:
-    """Every series name that can appear in the exposition (counters carry their `_total`)."""
-    names: set[str] = set()
-    for spec in CONTRACT:
-        names.add(spec.name)
-        if spec.kind == "counter":
-            names.add(spec.name.removesuffix("_total") + "_created")
-    return names
+    """Every series name that can appear in the exposition (counters carry their `_total`; the
+    exporter never exposes `_created` series)."""
+    return {spec.name for spec in CONTRACT}
