@@ -4,11 +4,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to a target while `enabled`; `cut()` drops every connection and
-    refuses new ones (accept then close), `restore()` forwards again."""
+    refuses new ones (accept then close), `freeze()` keeps them open but silent, `restore()` forwards again."""
 
     def __init__(self, target_host: str, target_port: int, enabled: bool = True) -> None:
         self._target = (target_host, target_port)
@@ -18,6 +19,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._closed = False
+        self._frozen = threading.Event()
         threading.Thread(target=self._accept_loop, daemon=True).start()
 
     def _accept_loop(self) -> None:
@@ -42,10 +44,11 @@ class TcpProxy:
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                while self._frozen.is_set() and not self._closed:
+                    time.sleep(0.05)  # a silent peer: connections stay open, nothing gets through
                 dst.sendall(data)
         except OSError:
             pass
@@ -65,9 +68,14 @@ class TcpProxy:
             except OSError:
                 pass
 
+    def freeze(self) -> None:
+        """Keep every connection open but pass nothing on: the peer goes silent."""
+        self._frozen.set()
+
     def restore(self) -> None:
         with self._lock:
             self._enabled = True
+        self._frozen.clear()
 
     def close(self) -> None:
         self._closed = True

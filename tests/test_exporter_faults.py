@@ -1,6 +1,7 @@
 """Faults on the running process: the exporter keeps serving and says what is wrong."""
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -154,3 +155,37 @@ def test_listen_address_taken_or_malformed_is_a_clear_error(tmp_path: Path) -> N
             assert result.returncode == 1
             assert f"cannot serve on --web.listen-address {address!r}" in result.stderr and expected in result.stderr
             assert "Traceback" not in result.stderr
+
+
+def test_a_silent_database_neither_blocks_scrapes_nor_shutdown(tmp_path: Path) -> None:
+    pytest.importorskip("pyodbc")
+    from db_servers import odbc_connection_string
+
+    proxy = TcpProxy("127.0.0.1", 5432)
+    try:
+        conn_str = odbc_connection_string("postgresql").replace("PORT=5432", f"PORT={proxy.port}")
+        config = tmp_path / "silent.yml"
+        config.write_text(f"""
+global: {{poll_interval: 1s}}
+databases:
+  pg: {{odbc: "{conn_str}", query_timeout: 1s, connect_timeout: 1s}}
+batches:
+  probe:
+    database: pg
+    checks:
+      one: {{query: "SELECT 1", min: 1, max: 1}}
+""")
+        with running_exporter(config, tmp_path) as exporter:
+            exporter.wait_for(lambda s: up(s, "checks:probe") == 1, what="first good poll")
+            proxy.freeze()  # PostgreSQL's driver blocks forever on a peer that stops answering
+            series = exporter.wait_for(lambda s: errors(s, "checks:probe", "timeout") >= 2, timeout=60,
+                                       what="timeouts against the silent database")
+            assert up(series, "checks:probe") == 0
+            started = time.monotonic()
+            status, _ = exporter.get("/metrics", timeout=5)
+            assert status == 200 and time.monotonic() - started < 5
+            exporter.proc.send_signal(signal.SIGTERM)
+            exporter.proc.wait(timeout=15)  # closing the stuck connection must not hang the exit
+            assert exporter.proc.returncode == 0
+    finally:
+        proxy.close()

@@ -6,8 +6,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import Config
-from .database import Database, QueryError, open_database
+from .config import Config, DatabaseConfig
+from .database import Database, QueryError, odbc_dialect, open_database
 from .poller import Poller, ScheduledSource, WorkerPool
 from .sources.batchinfo import BatchInfoSource
 from .sources.checks import ChecksSource
@@ -39,6 +39,10 @@ def open_databases(config: Config) -> dict[str, Database]:
     """One Database object per configured database; connections open lazily per thread."""
     databases: dict[str, Database] = {}
     for name, db in config.databases.items():
+        if db.odbc is not None and odbc_dialect(db.odbc) is None:
+            log.warning("database %s: the ODBC string names no Driver= the exporter recognises (a bare DSN?): "
+                        "no read-only session or server-side statement timeout can be set for it, only "
+                        "rollback and client-side cancel; name the driver, and grant a SELECT-only account", name)
         try:
             databases[name] = open_database(name, sqlite=db.sqlite, odbc=db.odbc,
                                             query_timeout=db.query_timeout, connect_timeout=db.connect_timeout)
@@ -46,6 +50,11 @@ def open_databases(config: Config) -> dict[str, Database]:
             log.error("database %s cannot be used: %s", name, exc)
             databases[name] = UnavailableDatabase(name, exc)
     return databases
+
+
+def poll_deadline(db_config: DatabaseConfig, statements: int) -> float:
+    """Seconds a poll sending `statements` queries may take before it is abandoned."""
+    return db_config.connect_timeout + statements * db_config.query_timeout + _DEADLINE_MARGIN
 
 
 def build_sources(config: Config, databases: dict[str, Database]) -> list[ScheduledSource]:
@@ -60,14 +69,14 @@ def build_sources(config: Config, databases: dict[str, Database]) -> list[Schedu
             db_config = config.databases[batch.database]
             db = databases[batch.database]
             lane = lanes[batch.database]
-            deadline = db_config.connect_timeout + _STATEMENTS_PER_POLL * db_config.query_timeout + _DEADLINE_MARGIN
             if batch.runs is not None:
                 runs = RunsSource(name, batch, db, text_timestamps=db_config.sqlite is not None)
+                deadline = poll_deadline(db_config, _STATEMENTS_PER_POLL)
                 scheduled.append(ScheduledSource(runs, interval, deadline, lane))
             if batch.checks:
-                check_deadline = db_config.connect_timeout + len(batch.checks) * db_config.query_timeout \
-                    + _DEADLINE_MARGIN
-                scheduled.append(ScheduledSource(ChecksSource(name, batch.checks, db), interval, check_deadline, lane))
+                checks = ChecksSource(name, batch.checks, db)
+                deadline = poll_deadline(db_config, len(batch.checks))
+                scheduled.append(ScheduledSource(checks, interval, deadline, lane))
         if batch.logs:
             scheduled += _log_sources(config, name, state_dir)
     return scheduled
@@ -100,9 +109,12 @@ class Exporter:
         self.poller.start()
 
     def stop(self) -> None:
+        """Stop polling and close the databases without waiting: closing a connection whose thread is
+        stuck in a driver call blocks, and a stop (or reload) must not hang on a silent database."""
         self.poller.stop()
-        for db in self._databases.values():
-            db.close()
+        databases = list(self._databases.values())
+        threading.Thread(target=lambda: [db.close() for db in databases], name="close-databases",
+                         daemon=True).start()
 
 
 class Runtime:
