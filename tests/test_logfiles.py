@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from batch_exporter.snapshot import Snapshot
 from batch_exporter.sources.errors import SourceError
 from batch_exporter.sources.logfiles import LogFileSource
+from batch_exporter.tailing import paths as paths_module
 
 
 @dataclass
@@ -92,3 +94,42 @@ def test_unlistable_directory_is_an_io_error(tmp_path: Path, monkeypatch: pytest
     with pytest.raises(SourceError) as caught:
         LogFileSource("b", "app", LogCfg(path=str(tmp_path / "*.log"))).poll()
     assert caught.value.reason == "io"
+
+
+def test_a_file_that_cannot_be_stated_is_reported_and_the_others_exported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.log").write_text("x" * 10)
+    (tmp_path / "b.log").write_text("y" * 20)
+    real_stat = os.stat
+
+    def flaky(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.fspath(path) == str(tmp_path / "a.log"):  # the tests run as root: modes cannot refuse
+            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE), path)
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", flaky)
+    with pytest.raises(SourceError) as caught:
+        LogFileSource("b", "app", LogCfg(path=str(tmp_path / "*.log"))).poll()
+    assert caught.value.reason == "io" and "a.log" in str(caught.value)
+    snap = caught.value.snapshot
+    assert snap is not None and snap.source == "logfiles:b/app"
+    assert series(snap, "batch_log_file_size_bytes") == {str(tmp_path / "b.log"): 20}
+    assert series(snap, "batch_log_files") == {"": 1}
+    assert series(snap, "batch_log_file_size_limit_bytes") == {"": 4 * 1024**3}
+
+
+def test_a_listed_entry_that_cannot_be_examined_is_stated_not_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.log").write_text("x" * 10)
+
+    class Unexaminable:  # a directory entry whose type the file system does not report, nor a stat
+        name = "a.log"
+
+        def is_file(self) -> bool:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(paths_module.os, "scandir", lambda directory: [Unexaminable()])
+    snap = LogFileSource("b", "app", LogCfg(path=str(tmp_path / "*.log"))).poll()
+    assert series(snap, "batch_log_file_size_bytes") == {str(tmp_path / "a.log"): 10}

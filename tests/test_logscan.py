@@ -3,14 +3,18 @@ truncation, deletion and restarts."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -47,7 +51,37 @@ def values(snapshot: Snapshot) -> dict[str, float]:
     return out
 
 
+@contextlib.contextmanager
+def stat_fails_for(path: str, code: int = errno.EIO) -> Iterator[None]:
+    """`os.stat` of one path fails as on a flaky network share (the tests run as root, so file modes
+    cannot make it fail); every other path is stat'ed as usual."""
+    real_stat = os.stat
+
+    def failing_stat(target, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.fspath(target) == path:
+            raise OSError(code, os.strerror(code), path)
+        return real_stat(target, *args, **kwargs)
+
+    with mock.patch.object(os, "stat", failing_stat):
+        yield
+
+
 # --- the property: whatever the writer does, each followed by a poll, counts are exact ---------
+
+
+def _split(content: bytes) -> tuple[list[bytes], bytes]:
+    *complete, tail = content.split(b"\n")
+    return complete, tail
+
+
+@dataclass
+class Followed:
+    """A renamed file the exporter still follows (the writer may still append to it)."""
+
+    path: str
+    content: bytes
+    kept: bool = False  # outlived a poll outside the set: the next poll that finds it unchanged ends it
+    grew: bool = False  # written to since the last poll
 
 
 @dataclass
@@ -59,27 +93,64 @@ class Model:
     lines: list[bytes] = field(default_factory=list)  # finished lines
     current: bytes = b""  # content of the live file since it was (re)started
     seen: bool = False  # a poll ran while the live file existed (an unseen file cannot be followed)
+    followed: list[Followed] = field(default_factory=list)
 
     def write(self, data: bytes) -> None:
         self.current += data
 
     def end_file(self) -> None:
-        """The live file's generation ends: its complete lines and its unterminated tail are lines,
-        if the exporter ever saw the file."""
-        if not self.seen:
-            self.current = b""
-            return
+        """The live file's generation ends (truncated, deleted): its complete lines and its
+        unterminated tail are lines, if the exporter ever saw the file."""
+        if self.seen:
+            self._finish(self.current)
         self.seen = False
-        parts = self.current.split(b"\n")
-        self.lines.extend(parts[:-1])
-        if parts[-1]:
-            self.lines.append(parts[-1])
         self.current = b""
 
+    def rotate(self, path: str) -> None:
+        """The live file was renamed to `path`: followed from there if the exporter knew it."""
+        if self.seen:
+            self.followed.append(Followed(path, self.current))
+        self.seen = False
+        self.current = b""
+
+    def moved(self, old: str, new: str) -> None:
+        for f in self.followed:
+            if f.path == old:
+                f.path = new
+
+    def append_old(self, path: str, data: bytes) -> None:
+        """The writer appends to a renamed file: it counts while the exporter still follows it."""
+        for f in self.followed:
+            if f.path == path:
+                f.content += data
+                f.grew = True
+
+    def polled(self) -> None:
+        """A poll ran: renamed files are ended at the first poll after one outside the set that
+        finds them unchanged."""
+        for f in list(self.followed):
+            if f.kept and not f.grew:
+                self._finish(f.content)
+                self.followed.remove(f)
+            f.kept, f.grew = True, False
+
+    def restarted(self) -> None:
+        """The exporter does not save that it already followed a renamed file for a poll."""
+        for f in self.followed:
+            f.kept = False
+
+    def _finish(self, content: bytes) -> None:
+        complete, tail = _split(content)
+        self.lines.extend(complete)
+        if tail:
+            self.lines.append(tail)
+
     def expected(self) -> dict[str, float]:
-        *complete, tail = self.current.split(b"\n")
-        # An unterminated line already longer than the bound is counted as soon as it is seen.
-        lines = self.lines + complete + ([tail] if len(tail) > self.max_line else [])
+        lines = list(self.lines)
+        for content in [self.current, *(f.content for f in self.followed)]:
+            complete, tail = _split(content)
+            # An unterminated line already longer than the bound is counted as soon as it is seen.
+            lines += complete + ([tail] if len(tail) > self.max_line else [])
         out = {
             "batch_log_lines_total": float(len(lines)),
             "batch_log_oversized_lines_total": float(sum(len(line) > self.max_line for line in lines)),
@@ -106,11 +177,14 @@ piece = st.tuples(
 op = st.one_of(
     st.tuples(st.just("append"), piece),
     st.tuples(st.just("rename"), piece),  # append unread lines, rename the file away, start a new one
+    st.tuples(st.just("append_old"), piece),  # the writer appends to the renamed file after a rotation
     st.tuples(st.just("copytruncate"), piece),
     st.tuples(st.just("regrow"), piece),  # truncate and write again past the old read position
     st.tuples(st.just("delete"), piece),
     st.tuples(st.just("restart"), piece),  # append while the exporter is down, then start it again
     st.tuples(st.just("rename_while_down"), piece),
+    st.tuples(st.just("truncate_while_down"), piece),  # copytruncate while the exporter is down
+    st.tuples(st.just("stat_fails"), piece),  # one poll where the live file's stat fails (EIO)
 )
 
 
@@ -125,6 +199,7 @@ def test_counts_equal_what_was_written(
 ) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         log_path = os.path.join(tmp, "app.log")
+        rotated = log_path + ".1"
         cfg = LogCfg(path=log_path, encoding=encoding, max_line_bytes=max_line)
         state_dir = Path(tmp, "state")
         model = Model(max_line=max_line, codec=encoding)
@@ -141,26 +216,42 @@ def test_counts_equal_what_was_written(
                 f.write(data)
             model.write(data)
 
+        def copytruncate() -> None:
+            if os.path.exists(log_path):
+                shutil.copyfile(log_path, f"{log_path}.copy{next(serial)}")  # a name never followed
+                os.truncate(log_path, 0)
+            model.end_file()
+
+        def poll() -> dict[str, float]:
+            got = values(source.poll())
+            model.polled()
+            model.seen = os.path.exists(log_path)
+            return got
+
         source = LogScanSource("b", "app", cfg, state_dir)
         for name, (lines, newline_at_end) in ops:
             data = render(lines, newline_at_end)
-            if name == "append":
+            if name in ("restart", "rename_while_down", "truncate_while_down"):
+                del source
+                model.restarted()
+            if name in ("append", "restart"):
                 write(data)
             elif name in ("rename", "rename_while_down"):
                 write(data)
-                if name == "rename_while_down":
-                    del source
-                if os.path.exists(log_path):
-                    os.replace(log_path, log_path + ".1")
-                model.end_file()
+                if os.path.exists(rotated):  # logrotate's shift: .1 becomes .2 and so on
+                    older = f"{log_path}.{next(serial) + 2}"
+                    os.replace(rotated, older)
+                    model.moved(rotated, older)
+                os.replace(log_path, rotated)
+                model.rotate(rotated)
                 write(render(lines, True))
-                if name == "rename_while_down":
-                    source = LogScanSource("b", "app", cfg, state_dir)
-            elif name == "copytruncate":
-                if os.path.exists(log_path):
-                    shutil.copyfile(log_path, log_path + ".1")
-                    os.truncate(log_path, 0)
-                model.end_file()
+            elif name == "append_old":
+                if os.path.exists(rotated):
+                    with open(rotated, "ab") as f:
+                        f.write(data)
+                    model.append_old(rotated, data)
+            elif name in ("copytruncate", "truncate_while_down"):
+                copytruncate()
                 write(data)
             elif name == "regrow":
                 if os.path.exists(log_path):
@@ -174,15 +265,22 @@ def test_counts_equal_what_was_written(
                 if os.path.exists(log_path):
                     os.unlink(log_path)
                 model.end_file()
-                source.poll()
+                poll()
                 model.seen = False
                 write(data)
-            elif name == "restart":
-                del source
+            elif name == "stat_fails":
+                seen = model.seen
+                with stat_fails_for(log_path), pytest.raises(SourceError) as failed:
+                    source.poll()
+                model.polled()
+                model.seen = seen  # the live file was not seen at that poll
+                assert failed.value.reason == "io" and failed.value.snapshot is not None
+                partial = values(failed.value.snapshot)
+                assert {key: partial[key] for key in model.expected()} == model.expected(), name
                 write(data)
+            if name in ("restart", "rename_while_down", "truncate_while_down"):
                 source = LogScanSource("b", "app", cfg, state_dir)
-            got = values(source.poll())
-            model.seen = os.path.exists(log_path)
+            got = poll()
             assert {key: got[key] for key in model.expected()} == model.expected(), name
 
 
@@ -260,9 +358,38 @@ def test_rotation_by_rename_finishes_the_old_file_first(tmp_path: Path) -> None:
     log.rename(tmp_path / "app.log.1")
     log.write_text("t4 ERROR new file\n")
     got = values(source.poll())
-    assert got["batch_log_lines_total"] == 4
-    assert got["batch_log_matches_total[error]"] == 3
+    assert got["batch_log_lines_total"] == 3  # the unterminated t3 may still get its end
+    assert got["batch_log_matches_total[error]"] == 2
     assert got["batch_log_rotations_total"] == 1
+    got = values(source.poll())  # the renamed file did not grow: it is finished, t3 is a line
+    assert (got["batch_log_lines_total"], got["batch_log_matches_total[error]"]) == (4, 3)
+    assert got["batch_log_rotations_total"] == 1
+
+
+def test_lines_the_writer_appends_to_the_renamed_file_still_count(tmp_path: Path) -> None:
+    log, old = tmp_path / "app.log", tmp_path / "app.log.1"
+    log.write_text("t1 INFO a\nt2 ERROR half a li")
+    source = LogScanSource("b", "app", LogCfg(path=str(log)), tmp_path / "state")
+    source.poll()
+    log.rename(old)  # the writer has not reopened its log yet ...
+    log.write_text("t3 INFO new file\n")
+    assert values(source.poll())["batch_log_lines_total"] == 2
+    with old.open("a") as f:  # ... and goes on writing to the renamed file
+        f.write("ne\nt4 ERROR still the old file\n")
+    got = values(source.poll())
+    assert (got["batch_log_lines_total"], got["batch_log_matches_total[error]"]) == (4, 2)
+    old.rename(tmp_path / "app.log.2")  # renamed again (logrotate's shift) and written to once more
+    with (tmp_path / "app.log.2").open("a") as f:
+        f.write("t5 WARN last words\n")
+    source = LogScanSource("b", "app", LogCfg(path=str(log)), tmp_path / "state")  # and a restart
+    got = values(source.poll())
+    assert (got["batch_log_lines_total"], got["batch_log_matches_total[warn]"]) == (5, 1)
+    assert values(source.poll())["batch_log_lines_total"] == 5  # no longer growing: finished
+    with (tmp_path / "app.log.2").open("a") as f:
+        f.write("t6 INFO after it was finished\n")  # one poll without growth ends the following
+    got = values(source.poll())
+    assert (got["batch_log_lines_total"], got["batch_log_rotations_total"]) == (5, 1)
+    assert [f.path for f in source._follower.files] == [str(log)]
 
 
 def test_copytruncate_and_regrow_are_truncations(tmp_path: Path) -> None:
@@ -401,7 +528,97 @@ def test_unreadable_file_is_an_io_error_but_the_others_still_count(
     with pytest.raises(SourceError) as caught:
         source.poll()
     assert caught.value.reason == "io" and "a.log" in str(caught.value)
+    assert caught.value.snapshot is not None  # what could be read is exported all the same
+    assert values(caught.value.snapshot)["batch_log_lines_total"] == 1
     monkeypatch.setattr(follower_module, "open_shared", real_open)
+    assert values(source.poll())["batch_log_lines_total"] == 2
+
+
+def test_unlistable_directory_at_start_still_exports_the_saved_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.log").write_text("t1 ERROR a\nt2 INFO b\n")
+    cfg = LogCfg(path=str(tmp_path / "*.log"))
+    LogScanSource("b", "app", cfg, tmp_path / "state").poll()
+    restarted = LogScanSource("b", "app", cfg, tmp_path / "state")
+
+    def refuse(path: str) -> None:  # the tests run as root: directory modes cannot refuse a listing
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    with pytest.raises(SourceError) as caught:
+        restarted.poll()
+    assert caught.value.reason == "io" and "cannot list" in str(caught.value)
+    assert caught.value.snapshot is not None  # the counters carry on from the state, no gap
+    got = values(caught.value.snapshot)
+    assert (got["batch_log_lines_total"], got["batch_log_matches_total[error]"]) == (2, 1)
+
+
+def test_a_failed_stat_neither_ends_a_file_nor_reads_it_again(tmp_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_bytes(b"1 ERROR a\n2 b\n3 held")
+    source = LogScanSource("b", "app", LogCfg(path=str(log)), tmp_path / "state")
+    assert values(source.poll())["batch_log_lines_total"] == 2
+    for code in (errno.EIO, errno.ESTALE):  # a network share's hiccups
+        with stat_fails_for(str(log), code), pytest.raises(SourceError) as caught:
+            source.poll()
+        assert caught.value.reason == "io" and os.strerror(code) in str(caught.value)
+        assert caught.value.snapshot is not None
+        assert values(caught.value.snapshot)["batch_log_lines_total"] == 2  # "3 held" still held
+    with log.open("ab") as f:
+        f.write(b" line\n")
+    got = values(source.poll())
+    assert (got["batch_log_lines_total"], got["batch_log_matches_total[error]"]) == (3, 1)
+    assert (got["batch_log_rotations_total"], got["batch_log_truncations_total"]) == (0, 0)
+
+
+def test_a_file_first_seen_after_a_failed_stat_is_no_rotation(tmp_path: Path) -> None:
+    cfg = LogCfg(path=str(tmp_path / "*.log"))
+    (tmp_path / "a.log").write_text("t1 INFO a\n")
+    (tmp_path / "b.log").write_text("t1 ERROR b\n")
+    source = LogScanSource("b", "app", cfg, None)
+    with stat_fails_for(str(tmp_path / "a.log")), pytest.raises(SourceError) as caught:
+        source.poll()  # the very first poll: a.log is there, only its stat failed
+    assert caught.value.snapshot is not None
+    assert values(caught.value.snapshot)["batch_log_lines_total"] == 1
+    got = values(source.poll())
+    assert (got["batch_log_lines_total"], got["batch_log_rotations_total"]) == (2, 0)
+    (tmp_path / "c.log").write_text("t2 INFO c\n")  # a file that really is new
+    assert values(source.poll())["batch_log_rotations_total"] == 1
+
+
+def test_a_held_line_is_counted_once_when_its_file_is_truncated_while_down(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    before = f"0001 INFO a\n0002 ERROR card={CARD} not yet ended".encode()
+    after = b"0003 WARN new content\n"
+    log.write_bytes(before)
+    cfg = LogCfg(path=str(log))
+    LogScanSource("b", "app", cfg, tmp_path / "state").poll()
+    state_text = next((tmp_path / "state").iterdir()).read_text()
+    assert CARD not in state_text and "not yet ended" not in state_text  # numbers only
+    # copytruncate while the exporter is down: the held line cannot be read again
+    os.truncate(log, 0)
+    log.write_bytes(after)
+    got = values(LogScanSource("b", "app", cfg, tmp_path / "state").poll())
+    assert got["batch_log_lines_total"] == 3
+    assert (got["batch_log_matches_total[error]"], got["batch_log_matches_total[warn]"]) == (1, 1)
+    assert got["batch_log_truncations_total"] == 1
+    assert got["batch_log_read_bytes_total"] == len(before) + len(after)
+    # and once only: the next start finds nothing more to count
+    assert values(LogScanSource("b", "app", cfg, tmp_path / "state").poll())["batch_log_lines_total"] == 3
+
+
+def test_a_held_line_read_again_after_a_restart_is_not_counted_twice(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"0001 INFO a\n0002 ERROR held")
+    cfg = LogCfg(path=str(log))
+    LogScanSource("b", "app", cfg, tmp_path / "state").poll()
+    with log.open("ab") as f:
+        f.write(b" and ended\n")
+    source = LogScanSource("b", "app", cfg, tmp_path / "state")
+    got = values(source.poll())
+    assert (got["batch_log_lines_total"], got["batch_log_matches_total[error]"]) == (2, 1)
+    log.unlink()  # the line was read again: ending the file now adds nothing
     assert values(source.poll())["batch_log_lines_total"] == 2
 
 
@@ -414,8 +631,34 @@ def test_state_that_cannot_be_written_is_a_state_error(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as caught:
         source.poll()
     assert caught.value.reason == "state"
-    with pytest.raises(SourceError):  # still unsaved: tried again at the next poll, even an idle one
+    assert caught.value.snapshot is not None  # the counts go on being exported
+    assert values(caught.value.snapshot)["batch_log_lines_total"] == 1
+    with log.open("a") as f:
+        f.write("t2 INFO b\n")
+    with pytest.raises(SourceError) as caught:  # still unsaved: tried again at every poll
         source.poll()
+    assert caught.value.snapshot is not None
+    assert values(caught.value.snapshot)["batch_log_lines_total"] == 2
+
+
+def test_unwritable_state_still_exports_the_counts_in_the_process(tmp_path: Path) -> None:
+    from exporter_process import parse_exposition, run_once, value
+
+    log = tmp_path / "app.log"
+    log.write_text("t1 ERROR a\nt2 INFO b\n")
+    (tmp_path / "state").write_text("a file where the state directory should be")
+    config = tmp_path / "exporter.yml"
+    config.write_text(
+        f"global: {{state_dir: '{tmp_path / 'state'}'}}\n"
+        f"batches:\n  b:\n    logs:\n      app: {{path: '{log}', patterns: {{error: ERROR}}}}\n"
+    )
+    code, out, err = run_once(config)
+    series = parse_exposition(out)
+    assert code == 1, err  # a source failed
+    assert value(series, "batch_exporter_source_up", source="logscan:b/app") == 0
+    assert value(series, "batch_exporter_source_errors_total", source="logscan:b/app", reason="state") == 1
+    assert value(series, "batch_log_lines_total", batch="b", log="app") == 2
+    assert value(series, "batch_log_matches_total", batch="b", log="app", pattern="error") == 1
 
 
 def test_corrupt_and_foreign_state_are_reported_and_ignored(

@@ -84,6 +84,32 @@ def test_failures_are_recorded_with_their_reason() -> None:
     assert 'batch_exporter_source_errors_total{reason="internal",source="runs:y"} 1.0' in text
 
 
+def test_a_failure_that_carries_a_partial_snapshot_exports_it() -> None:
+    class PartlyFailing:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            self.lines = 0
+
+        def poll(self) -> Snapshot:
+            self.lines += 10
+            out = SampleBuilder()
+            out.add("batch_log_lines_total", self.lines, batch="b", log=self.name)
+            raise SourceError("io", f"log {self.name}: cannot read one of its files", snapshot=out.build(self.name))
+
+    inline, pooled = PartlyFailing("inline"), PartlyFailing("pooled")
+    lane = WorkerPool("db", 1)  # the error crosses a worker thread on the way
+    store = Store([inline.name, pooled.name], min_render_interval=0)
+    poller = Poller(store, [ScheduledSource(inline, 30), ScheduledSource(pooled, 30, 5, lane)])
+    for polls in (1, 2):
+        assert not poller.poll_all_once()
+        text = store.payload()[0].decode()
+        for name in (inline.name, pooled.name):
+            assert f'batch_log_lines_total{{batch="b",log="{name}"}} {10.0 * polls}' in text
+            assert f'batch_exporter_source_up{{source="{name}"}} 0.0' in text
+            assert f'batch_exporter_source_errors_total{{reason="io",source="{name}"}} {float(polls)}' in text
+    lane.close()
+
+
 def test_a_stuck_poll_does_not_keep_the_process_from_exiting(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import subprocess
     import sys

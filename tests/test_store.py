@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gzip
 
+import pytest
+
 from batch_exporter.snapshot import SampleBuilder
 from batch_exporter.store import Store
 
@@ -60,3 +62,28 @@ def test_a_burst_of_changes_is_rendered_once_per_interval() -> None:
     assert store.payload() is first  # within the interval: the previous bytes
     store._rendered_at -= 61  # the interval has passed
     assert b'batch_run_attempts{batch="a"} 2.0' in store.payload()[0]
+
+
+def test_a_partial_snapshot_replaces_the_last_one_while_the_source_is_down() -> None:
+    store = Store(["logscan:a/app"], min_render_interval=0)
+    store.record_failure("logscan:a/app", "io", 0.1, snapshot("logscan:a/app", "a", 1))  # a first poll that failed
+    text = store.payload()[0].decode()
+    assert 'batch_run_attempts{batch="a"} 1.0' in text  # its series appear at once
+    assert 'batch_exporter_source_up{source="logscan:a/app"} 0.0' in text
+    assert "batch_exporter_source_last_success_timestamp_seconds" not in text
+    store.record_success(snapshot("logscan:a/app", "a", 2), 1000.0, 0.1)
+    store.record_failure("logscan:a/app", "state", 0.1, snapshot("logscan:a/app", "a", 5))
+    text = store.payload()[0].decode()
+    assert 'batch_run_attempts{batch="a"} 5.0' in text
+    assert 'batch_exporter_source_up{source="logscan:a/app"} 0.0' in text
+    assert 'batch_exporter_source_errors_total{reason="io",source="logscan:a/app"} 1.0' in text
+    assert 'batch_exporter_source_errors_total{reason="state",source="logscan:a/app"} 1.0' in text
+    assert 'batch_exporter_source_last_success_timestamp_seconds{source="logscan:a/app"} 1000.0' in text
+    store.record_failure("logscan:a/app", "io", 0.1)  # nothing measured: the last snapshot stays
+    assert 'batch_run_attempts{batch="a"} 5.0' in store.payload()[0].decode()
+
+
+def test_a_partial_snapshot_of_another_source_is_refused() -> None:
+    store = Store(["runs:a", "runs:b"])
+    with pytest.raises(ValueError, match="runs:b"):
+        store.record_failure("runs:a", "io", 0.1, snapshot("runs:b", "b", 1))

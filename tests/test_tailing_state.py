@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -42,6 +43,8 @@ def sample_state() -> LogState:
                 mtime_ns=1_700_000_000_000_000_000,
                 head_length=1024,
                 head_digest="ab" * 16,
+                held_length=37,
+                held_matches=("error",),
             )
         ],
     )
@@ -52,6 +55,16 @@ def test_round_trip_keeps_every_field_including_offsets_past_4_gib(tmp_path: Pat
     save(path, sample_state())
     assert load(path) == sample_state()
     assert [p.name for p in path.parent.iterdir()] == ["state.json"]  # no temporary file left behind
+
+
+def test_a_state_written_before_held_lines_were_kept_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    older = sample_state().model_dump(mode="json")
+    for record in older["files"]:
+        del record["held_length"], record["held_matches"]
+    path.write_text(json.dumps(older))
+    loaded = load(path)
+    assert loaded is not None and (loaded.files[0].held_length, loaded.files[0].held_matches) == (0, ())
 
 
 def test_missing_file_means_no_state(tmp_path: Path) -> None:

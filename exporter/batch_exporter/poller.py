@@ -140,7 +140,7 @@ class Poller:
         except SourceError as exc:
             duration = time.monotonic() - started
             log.warning("source %s failed (%s): %s", name, exc.reason, exc)
-            self._store.record_failure(name, exc.reason, duration)
+            self._store.record_failure(name, exc.reason, duration, exc.snapshot)
             return False
         except Exception:  # a bug in a source must not stop the others
             duration = time.monotonic() - started

@@ -34,7 +34,7 @@ class View:
 
 
 class Store:
-    """Holds the latest good snapshot per source and the exposition rendered from them.
+    """Holds the latest snapshot per source and the exposition rendered from them.
 
     A scrape renders only when something changed, at most once per `min_render_interval`, and never
     waits for a render another scrape is doing: it gets the previous bytes instead. A burst of polls
@@ -62,9 +62,14 @@ class Store:
             health.poll_duration = duration
             self._version += 1
 
-    def record_failure(self, source: str, reason: str, duration: float) -> None:
-        """Mark the source down; its last good snapshot stays (marked by source_up 0)."""
+    def record_failure(self, source: str, reason: str, duration: float, partial: Snapshot | None = None) -> None:
+        """Mark the source down. A `partial` snapshot (what the failed poll could still measure)
+        replaces the previous one; without it the last good snapshot stays (marked by source_up 0)."""
         with self._lock:
+            if partial is not None:
+                if partial.source != source:
+                    raise ValueError(f"partial snapshot of {partial.source!r} recorded for source {source!r}")
+                self._snapshots[source] = partial
             health = self._health.setdefault(source, SourceHealth())
             health.up, health.polled = False, True
             health.poll_duration = duration

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from ..snapshot import SampleBuilder, Snapshot
 from ..tailing.paths import expand
-from .errors import SourceError
+from .errors import SourceError, summarize
 
 
 class LogConfigLike(Protocol):
@@ -26,7 +26,9 @@ class LogConfigLike(Protocol):
 
 class LogFileSource:
     """Exports size and modification time per file (capped per log), the file count and the
-    configured size limit. Sizes are exact beyond 4 GiB (a float holds integers up to 2**53)."""
+    configured size limit. Sizes are exact beyond 4 GiB (a float holds integers up to 2**53).
+    A file that cannot be stat'ed is left out (of the count too) and reported, as the log scan
+    source does, while the others are still exported."""
 
     def __init__(
         self, batch: str, log_name: str, log: LogConfigLike, clock: Callable[[], float] = time.time
@@ -38,7 +40,8 @@ class LogFileSource:
         self._clock = clock  # uniform with the other sources; a stat needs no clock
 
     def poll(self) -> Snapshot:
-        """Stat every matching file; raises SourceError('io') when the files cannot be listed or stat'ed."""
+        """Stat every matching file. Raises SourceError('io') when the files cannot be listed, or
+        when some cannot be stat'ed: then the error carries the snapshot of the others."""
         try:
             paths = expand(self._log.path)
         except OSError as exc:
@@ -46,19 +49,25 @@ class LogFileSource:
                 "io", f"log {self._log_name}: cannot list {self._log.path}: {exc.strerror or exc}"
             ) from None
         files: list[tuple[str, os.stat_result]] = []
+        problems: list[str] = []
         for path in paths:
             try:
                 st = os.stat(path)
             except FileNotFoundError:
                 continue
             except OSError as exc:
-                raise SourceError(
-                    "io", f"log {self._log_name}: cannot stat {path}: {exc.strerror or exc}"
-                ) from None
+                problems.append(f"cannot stat {path}: {exc.strerror or exc}")
+                continue
             if stat.S_ISREG(st.st_mode):
                 files.append((path, st))
+        snapshot = self._build(files)
+        if problems:
+            raise SourceError("io", f"log {self._log_name}: {summarize(problems)}", snapshot=snapshot)
+        return snapshot
+
+    def _build(self, files: list[tuple[str, os.stat_result]]) -> Snapshot:
         # The most recently written files are the ones worth a series each.
-        files.sort(key=lambda item: (-item[1].st_mtime_ns, item[0]))
+        files = sorted(files, key=lambda item: (-item[1].st_mtime_ns, item[0]))
         shown = files[: self._log.max_path_series]
 
         builder = SampleBuilder()

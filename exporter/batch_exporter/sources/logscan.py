@@ -14,12 +14,10 @@ from ..tailing.follower import FileSetFollower, Totals, TrackedFile
 from ..tailing.identity import Fingerprint, Identity
 from ..tailing.scanner import Counts, PatternSet
 from ..tailing.state import FileRecord, LogState, PatternRecord, StateError, load, save, state_file_name
-from .errors import SourceError
+from .errors import SourceError, summarize
 from .logfiles import LogConfigLike
 
 log = logging.getLogger(__name__)
-
-_MAX_ERRORS_SHOWN = 3
 
 
 class LogScanSource:
@@ -59,15 +57,18 @@ class LogScanSource:
         self._unsaved = False
 
     def poll(self) -> Snapshot:
-        """Read new bytes once. Raises SourceError('io') when files cannot be listed or read (what
-        could be read still counts), SourceError('state') when the state file cannot be written."""
+        """Read new bytes once. Raises SourceError('io') when files cannot be listed or read, and
+        SourceError('state') when the state file cannot be written; either carries the snapshot of
+        what could be counted, so the other files' counts go on being exported."""
         totals = self._follower.totals
         before = list(totals.counts.matches)
         try:
             result = self._follower.poll()
         except OSError as exc:
             raise SourceError(
-                "io", f"log {self._log_name}: cannot list {self._path}: {exc.strerror or exc}"
+                "io",
+                f"log {self._log_name}: cannot list {self._path}: {exc.strerror or exc}",
+                snapshot=self._snapshot or self._build(),  # nothing read: the counts are still true
             ) from None
         now = self._clock()
         for index, name in enumerate(self._patterns.names):
@@ -76,14 +77,16 @@ class LogScanSource:
         if result.changed or self._snapshot is None:
             self._snapshot = self._build()
             self._unsaved = self._state_path is not None
+        problems = list(result.errors)
+        reason = "io"
         if self._unsaved:
-            self._save()
-        if result.errors:
-            shown = "; ".join(result.errors[:_MAX_ERRORS_SHOWN])
-            more = len(result.errors) - _MAX_ERRORS_SHOWN
-            raise SourceError(
-                "io", f"log {self._log_name}: {shown}" + (f" (and {more} more)" if more > 0 else "")
-            )
+            try:
+                self._save()
+            except OSError as exc:
+                problems.insert(0, f"cannot write state file {self._state_path}: {exc.strerror or exc}")
+                reason = "state"
+        if problems:
+            raise SourceError(reason, f"log {self._log_name}: {summarize(problems)}", snapshot=self._snapshot)
         return self._snapshot
 
     def _build(self) -> Snapshot:
@@ -135,9 +138,11 @@ class LogScanSource:
             )
             return fresh, None
         counts = Counts(lines=state.lines, oversized=state.oversized, matches=[])
-        for name in self._patterns.names:
+        kept: dict[str, int] = {}  # patterns whose saved counts carry on, by name: their index
+        for index, name in enumerate(self._patterns.names):
             record = state.patterns.get(name)
             if record is not None and record.regex == self._patterns.regexes[name]:
+                kept[name] = index
                 counts.matches.append(record.matches)
                 if record.last_match is not None:
                     self._last_match[name] = record.last_match
@@ -160,12 +165,15 @@ class LogScanSource:
                 size=r.size,
                 mtime_ns=r.mtime_ns,
                 head=Fingerprint(r.head_length, r.head_digest),
+                held_length=r.held_length,
+                held_matches=tuple(kept[name] for name in r.held_matches if name in kept),
             )
             for r in state.files
         ]
         return totals, files
 
     def _save(self) -> None:
+        """Write counters and positions as one state file; raises OSError."""
         assert self._state_path is not None
         totals = self._follower.totals
         counts = totals.counts
@@ -187,26 +195,23 @@ class LogScanSource:
                 )
                 for index, name in enumerate(self._patterns.names)
             },
-            files=[
-                FileRecord(
-                    path=f.path,
-                    device=f.identity.device,
-                    number=f.identity.number,
-                    offset=f.offset,
-                    skipping=f.skipping,
-                    size=f.size if f.size >= 0 else 0,
-                    mtime_ns=f.mtime_ns,
-                    head_length=f.head.length,
-                    head_digest=f.head.digest,
-                )
-                for f in self._follower.files
-            ],
+            files=[self._file_record(f) for f in self._follower.files],
         )
-        try:
-            save(self._state_path, state)
-        except OSError as exc:
-            raise SourceError(
-                "state",
-                f"log {self._log_name}: cannot write state file {self._state_path}: {exc.strerror or exc}",
-            ) from None
+        save(self._state_path, state)
         self._unsaved = False
+
+    def _file_record(self, f: TrackedFile) -> FileRecord:
+        held_length, held_matches = self._follower.held_line(f)
+        return FileRecord(
+            path=f.path,
+            device=f.identity.device,
+            number=f.identity.number,
+            offset=f.offset,
+            skipping=f.skipping,
+            size=f.size if f.size >= 0 else 0,
+            mtime_ns=f.mtime_ns,
+            head_length=f.head.length,
+            head_digest=f.head.digest,
+            held_length=held_length,
+            held_matches=tuple(self._patterns.names[index] for index in held_matches),
+        )

@@ -20,7 +20,8 @@ def expand(path: str) -> list[str]:
     A plain path is returned as it is (whether it exists is for the caller's stat to find out). In a
     glob only the file name part is a pattern, so a directory named `logs[old]` is taken literally;
     names compare case-insensitively on Windows. A missing directory means no files; any other
-    failure to list it (permissions) raises OSError.
+    failure to list it (permissions) raises OSError. An entry that cannot be examined is returned,
+    so that the caller's `stat` reports it.
     """
     if not is_glob(path):
         return [path]
@@ -33,8 +34,11 @@ def expand(path: str) -> list[str]:
     for entry in entries:
         if fnmatch.fnmatch(entry.name, pattern):
             try:
-                if entry.is_file():
-                    found.append(os.path.join(directory, entry.name))
+                member = entry.is_file()  # a vanished entry is simply False
             except OSError:
-                continue  # vanished or unreadable entry: not a member this time
+                # It could not be examined (EIO, ESTALE): leaving it out would make a followed file
+                # look deleted. The caller's stat reports what is wrong and drops a non-file.
+                member = True
+            if member:
+                found.append(os.path.join(directory, entry.name))
     return sorted(found)

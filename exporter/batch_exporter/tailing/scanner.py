@@ -141,7 +141,13 @@ class LineScanner:
     def count_tail(self, data: bytes, counts: Counts) -> None:
         """Count the unterminated last line of a file that has ended (rotated, truncated, gone)."""
         counts.lines += 1
-        self._match_text(_strip_cr(self._decode(data)), counts)
+        for index in self.tail_matches(data):
+            counts.matches[index] += 1
+
+    def tail_matches(self, data: bytes) -> tuple[int, ...]:
+        """The patterns (by index) that `count_tail` would count for this unterminated line."""
+        text = _strip_cr(self._decode(data))
+        return tuple(index for index, regex in enumerate(self._regexes) if regex.search(text))
 
     def _decode(self, data: Buffer) -> str:
         return str(data, self.encoding.codec, "replace")

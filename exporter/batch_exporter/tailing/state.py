@@ -3,7 +3,8 @@
 It holds read positions, file identities and head hashes, and the cumulative counters, so that a
 restart resumes where the last completed poll stopped: counters and positions come from the same
 file write, so lines are counted once, never twice and never lost. It never holds log text (only a
-hash of each file's first bytes). A file that cannot be read or parsed is reported by the caller
+hash of each file's first bytes, and of a held unterminated line its length and the names of the
+patterns it matches). A file that cannot be read or parsed is reported by the caller
 and ignored.
 """
 
@@ -40,6 +41,10 @@ class FileRecord(_Record):
     mtime_ns: int
     head_length: NonNegativeInt
     head_digest: str
+    # The held unterminated line at `offset`: its length and the patterns (by name) it matches, so
+    # that it counts once when its file is found truncated or gone at the next start. Never its text.
+    held_length: NonNegativeInt = 0
+    held_matches: tuple[str, ...] = ()
 
 
 class PatternRecord(_Record):
