@@ -49,6 +49,12 @@ class _Worker:
         self._name = name
         self._jobs: queue.SimpleQueue[tuple[Source, Future[Snapshot]] | None] | None = None
         self._stuck: Future[Snapshot] | None = None
+        self._closed = False
+
+    @property
+    def stuck(self) -> bool:
+        """True while a poll abandoned at its deadline is still inside its call."""
+        return self._stuck is not None and not self._stuck.done()
 
     def _start_thread(self) -> queue.SimpleQueue[tuple[Source, Future[Snapshot]] | None]:
         jobs: queue.SimpleQueue[tuple[Source, Future[Snapshot]] | None] = queue.SimpleQueue()
@@ -69,6 +75,8 @@ class _Worker:
 
     def run(self, source: Source, deadline: float | None, remaining: float | None) -> Snapshot:
         """Poll within `remaining` seconds (what is left of the source's `deadline`)."""
+        if self._closed:
+            raise SourceError("stopped", "the exporter is stopping or reloading")
         if self._stuck is not None:
             if not self._stuck.done():
                 raise SourceError("timeout", "the previous poll is still stuck past its deadline")
@@ -85,6 +93,7 @@ class _Worker:
             raise SourceError("timeout", f"poll did not finish within {deadline:g}s") from None
 
     def close(self) -> None:
+        self._closed = True
         if self._jobs is not None:
             self._jobs.put(None)
             self._jobs = None
@@ -97,23 +106,38 @@ class WorkerPool:
     def __init__(self, name: str, size: int) -> None:
         self.name = name
         self.size = size
-        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()
+        # first in, first out: a worker whose abandoned poll is still stuck goes to the back
+        self._idle: queue.Queue[_Worker] = queue.Queue()
         self._workers = [_Worker(f"{name}-{index}") for index in range(size)]
         for worker in self._workers:
             self._idle.put(worker)
 
     def run(self, source: Source, deadline: float | None) -> Snapshot:
         started = time.monotonic()
-        try:
-            worker = self._idle.get(timeout=deadline)
-        except queue.Empty:
-            raise SourceError("timeout", f"no free connection to database {self.name} within {deadline:g}s "
-                                         f"(all {self.size} busy)") from None
+        worker = self._take_worker(deadline, started)
         try:
             remaining = None if deadline is None else max(0.001, deadline - (time.monotonic() - started))
             return worker.run(source, deadline, remaining)
         finally:
             self._idle.put(worker)
+
+    def _take_worker(self, deadline: float | None, started: float) -> _Worker:
+        """An idle worker that is not stuck; a stuck one goes back to the end of the queue."""
+        stuck_seen = 0
+        while True:
+            remaining = None if deadline is None else deadline - (time.monotonic() - started)
+            try:
+                worker = self._idle.get(timeout=None if remaining is None else max(0.0, remaining))
+            except queue.Empty:
+                raise SourceError("timeout", f"no free connection to database {self.name} within "
+                                             f"{deadline:g}s (all {self.size} busy)") from None
+            if not worker.stuck:
+                return worker
+            self._idle.put(worker)
+            stuck_seen += 1
+            if stuck_seen >= self.size:
+                raise SourceError("timeout", f"all {self.size} connections to database {self.name} are stuck "
+                                             "in calls abandoned at their deadline")
 
     def close(self) -> None:
         for worker in self._workers:
@@ -165,9 +189,12 @@ class Poller:
 
     def start(self) -> None:
         """Start polling in the background, every source immediately and then on its interval."""
-        pool_size = max(4, min(len(self._sources), 32))
+        database_sources = sum(1 for s in self._sources if s.lane is not None)
+        # database polls wait for their lane inside a scheduler thread: they get threads of their
+        # own, so a slow database can never hold up the log and config sources
         scheduler = BackgroundScheduler(
-            executors={"default": SchedulerPool(pool_size)},
+            executors={"default": SchedulerPool(max(2, min(len(self._sources) - database_sources, 8))),
+                       "database": SchedulerPool(max(1, min(database_sources, 32)))},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
@@ -178,7 +205,8 @@ class Poller:
             # exposition) in the same instant, every interval, forever
             offset = timedelta(seconds=min(scheduled.interval, _SPREAD_SECONDS) * index / max(count, 1))
             scheduler.add_job(self.poll, "interval", args=[scheduled], seconds=scheduled.interval,
-                              next_run_time=now + offset, id=scheduled.source.name, name=scheduled.source.name)
+                              next_run_time=now + offset, id=scheduled.source.name, name=scheduled.source.name,
+                              executor="database" if scheduled.lane is not None else "default")
         scheduler.start()
         self._scheduler = scheduler
 
