@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,7 +29,16 @@ from .sqlcheck import StatementError, check_read_only
 from .tailing.encoding import resolve as resolve_encoding
 from .units import DURATION_HINT, SIZE_HINT, parse_duration, parse_size
 from .values import as_text
-from .yamlsource import Located, Path_, YamlProblem, expand_references, read_yaml
+from .yamlsource import (
+    Located,
+    LocatedError,
+    Path_,
+    Problem,
+    YamlProblem,
+    expand_references,
+    read_text,
+    read_yaml,
+)
 
 # --- small reusable types -------------------------------------------------------------------------
 
@@ -233,35 +241,8 @@ class Config(_Model):
 # --- errors -----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Problem:
-    path: Path_
-    line: int | None
-    message: str
-
-    def render(self, file: str) -> str:
-        where = f"{file}:{self.line}" if self.line else file
-        dotted = _dotted(self.path)
-        return f"{where}: {dotted}: {self.message}" if dotted else f"{where}: {self.message}"
-
-
-class ConfigError(Exception):
+class ConfigError(LocatedError):
     """The configuration cannot be used; `str()` lists every problem with file, line and field."""
-
-    def __init__(self, file: str, problems: list[Problem]) -> None:
-        self.file = file
-        self.problems = problems
-        super().__init__("\n".join(p.render(file) for p in problems))
-
-
-def _dotted(path: Path_) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += ("." if text else "") + ("global" if part == "global_" else str(part))
-    return text
 
 
 _SECRET_FIELDS = {"odbc"}
@@ -365,13 +346,7 @@ def parse_config(text: str, file: str, env: Mapping[str, str] | None = None,
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a configuration file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(str(path), [Problem((), None, f"cannot read the file: {exc.strerror}")]) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(str(path), [Problem((), None, f"not UTF-8 text (byte {exc.start})")]) from None
-    return parse_config(text, str(path), env, path.parent)
+    return parse_config(read_text(path, ConfigError), str(path), env, path.parent)
 
 
 def json_schema() -> dict[str, Any]:

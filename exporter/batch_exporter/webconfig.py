@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from .yamlsource import Located, Path_, YamlProblem, read_yaml
+from .yamlsource import Located, LocatedError, Path_, Problem, YamlProblem, read_text, read_yaml
 
 ClientAuthType = Literal["NoClientCert", "VerifyClientCertIfGiven", "RequireAndVerifyClientCert"]
 TLSVersionName = Literal["TLS12", "TLS13"]
@@ -59,25 +59,8 @@ _BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53
 # --- errors ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class WebConfigProblem:
-    path: Path_
-    line: int | None
-    message: str
-
-    def render(self, file: str) -> str:
-        where = f"{file}:{self.line}" if self.line else file
-        dotted = ".".join(str(part) for part in self.path)
-        return f"{where}: {dotted}: {self.message}" if dotted else f"{where}: {self.message}"
-
-
-class WebConfigError(ValueError):
+class WebConfigError(LocatedError):
     """The web config cannot be used; `str()` lists every problem as `file:line: dotted.field: message`."""
-
-    def __init__(self, file: str, problems: list[WebConfigProblem]) -> None:
-        self.file = file
-        self.problems = problems
-        super().__init__("\n".join(problem.render(file) for problem in problems))
 
 
 class _FieldProblem(Exception):
@@ -106,7 +89,7 @@ class TLSConfig:
         try:
             return _build_context(self)
         except _FieldProblem as exc:
-            raise WebConfigError("web config", [WebConfigProblem(exc.path, None, exc.message)]) from None
+            raise WebConfigError("web config", [Problem(exc.path, None, exc.message)]) from None
 
 
 @dataclass(frozen=True)
@@ -248,7 +231,7 @@ def _readable(path: Path, where: Path_) -> None:
 # --- loading --------------------------------------------------------------------------------------
 
 
-def _pydantic_problems(exc: ValidationError, located: Located) -> list[WebConfigProblem]:
+def _pydantic_problems(exc: ValidationError, located: Located) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
         path = tuple(err["loc"])
@@ -260,7 +243,7 @@ def _pydantic_problems(exc: ValidationError, located: Located) -> list[WebConfig
         elif (kind != "value_error" and "basic_auth_users" not in path
               and isinstance(err.get("input"), (str, int, float, bool))):
             message += f" (got {err['input']!r})"
-        problems.append(WebConfigProblem(path, located.line_of(path), message))
+        problems.append(Problem(path, located.line_of(path), message))
     return problems
 
 
@@ -272,26 +255,21 @@ def _resolve(base_dir: Path, name: str) -> Path:
 def load_web_config(path: Path) -> WebConfig:
     """Read and check a web config file, including the certificate and key files it names."""
     file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise WebConfigError(file, [WebConfigProblem((), None, f"cannot read the file: {exc.strerror}")]) from None
-    except UnicodeDecodeError as exc:
-        raise WebConfigError(file, [WebConfigProblem((), None, f"not UTF-8 text (byte {exc.start})")]) from None
+    text = read_text(path, WebConfigError)
     try:
         located = read_yaml(text)
     except YamlProblem as exc:
-        raise WebConfigError(file, [WebConfigProblem(exc.path, exc.line, exc.message)]) from None
+        raise WebConfigError(file, [Problem(exc.path, exc.line, exc.message)]) from None
     data = located.data if located.data is not None else {}
     if not isinstance(data, dict):
-        raise WebConfigError(file, [WebConfigProblem((), 1, "expected a mapping of settings at the top level")])
+        raise WebConfigError(file, [Problem((), 1, "expected a mapping of settings at the top level")])
     try:
         model = _WebConfigModel.model_validate(data)
     except ValidationError as exc:
         raise WebConfigError(file, _pydantic_problems(exc, located)) from None
 
-    def problem(found: _FieldProblem) -> WebConfigProblem:
-        return WebConfigProblem(found.path, located.line_of(found.path), found.message)
+    def problem(found: _FieldProblem) -> Problem:
+        return Problem(found.path, located.line_of(found.path), found.message)
 
     users = dict(model.basic_auth_users or {})
     user_problems = _check_users(users)

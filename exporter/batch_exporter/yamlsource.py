@@ -27,6 +27,50 @@ class Located:
         return None
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One mistake in a file: where (dotted path and line) and what was expected."""
+
+    path: Path_
+    line: int | None
+    message: str
+
+    def render(self, file: str) -> str:
+        where = f"{file}:{self.line}" if self.line else file
+        dotted = dotted_path(self.path)
+        return f"{where}: {dotted}: {self.message}" if dotted else f"{where}: {self.message}"
+
+
+class LocatedError(ValueError):
+    """A file that cannot be used; `str()` lists every problem as `file:line: dotted.path: message`."""
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = problems
+        super().__init__("\n".join(p.render(file) for p in problems))
+
+
+def dotted_path(path: Path_) -> str:
+    """`batches.card-auth.logs[0]`-style text for a path of keys and indexes."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + ("global" if part == "global_" else str(part))
+    return text
+
+
+def read_text(path: Path, error: type[LocatedError]) -> str:
+    """The file's text; `error` (naming the file) when it cannot be read or is not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise error(str(path), [Problem((), None, f"cannot read the file: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise error(str(path), [Problem((), None, f"not UTF-8 text (byte {exc.start})")]) from None
+
+
 class YamlProblem(ValueError):
     """A YAML or expansion mistake, with its path and line."""
 
