@@ -16,6 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from batch_exporter import database
 from batch_exporter.database import (
@@ -323,12 +325,33 @@ def test_malformed_connection_string_is_refused_without_echoing_it(bad: str) -> 
         ),
         ("Duplicate entry 'x' for key", "SELECT x FROM t", "Duplicate entry 'x' for key"),
         ("Duplicate entry 'x' for key", "SELECT xy FROM t", "Duplicate entry '...' for key"),
-        ("Key (id)=(4111111111111111) already exists", "", "Key (id)=(...) already exists"),
+        ("Key (id)=(4111111111111111) already exists", "", "Key (id)=(************1111) already exists"),
+        ("Key (account)=(12345678) already exists", "", "Key (account)=(...) already exists"),
+        ("bad card 4111 1111 1111 1111 in row", "", "bad card **** **** **** 1111 in row"),
+        ("bad card 4111-1111-1111-1111.", "", "bad card ****-****-****-1111."),
+        ("amex 3782\u2013822463\u201310005 refused", "", "amex ****\u2013******\u2013*0005 refused"),
+        ("split 4\u200b1\u200b11 1111 1111 1111", "", "split **** **** **** 1111"),
         ("  spread\n  over lines  ", "", "spread over lines"),
+        ("ERROR: failed\nDETAIL: see log\x1b[31m", "", "ERROR: failed DETAIL: see log[31m"),
+        ("at 2026-11-27 02:00:01.123 from 10.1.2.3:5432", "", "at 2026-11-27 02:00:01.123 from 10.1.2.3:5432"),
     ],
 )
 def test_driver_text_is_redacted(text: str, sql: str, expected: str) -> None:
     assert redact(text, sql) == expected
+
+
+_JOINERS = st.lists(st.sampled_from(" -./_+\n\u00a0\u2013\u2014\u2212\u3000\uff0d\u200b"), min_size=1,
+                    max_size=3).map("".join)
+
+
+@given(st.lists(st.text("0123456789", min_size=3, max_size=6), min_size=2, max_size=5), _JOINERS,
+       st.sampled_from(["value {} is out of range", "Key (pan)=({}) exists", "bad '{}'", 'x "{}"', "{}"]))
+def test_no_card_number_survives_in_driver_text(groups: list[str], joiner: str, message: str) -> None:
+    digits, written = "".join(groups), joiner.join(groups)
+    assume(12 <= len(digits) <= 19)
+    assume(not re.fullmatch(r"(?:25[0-5]|2[0-4]\d|1\d\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d)){3}", written))  # an address
+    shown = redact(message.format(written))
+    assert re.sub(r"\D", "", shown) in ("", digits[-4:])
 
 
 # ------------------------------------------------------------------------------------------------ ODBC

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from batch_exporter.masking import clean_line, mask_digits, strip_invisible
@@ -20,6 +21,18 @@ from batch_exporter.masking import clean_line, mask_digits, strip_invisible
     ("ts 1732662000123", "ts *********0123"),  # any run of 12+ digits, not only card numbers
     ("12 4111111111111111 2026", "12 **************** 2026"),  # a trailing group hides the whole card
     ("exactly 12 digits 123456789012", "exactly 12 digits ********9012"),
+    ("dots 4111.1111.1111.1111", "dots ****.****.****.1111"),
+    ("4111/1111/1111/1111; 4111_1111_1111_1111", "****/****/****/1111; ****_****_****_1111"),
+    ("form pan=4111+1111+1111+1111&x=1", "form pan=****+****+****+1111&x=1"),
+    ("url pan=4111%201111%201111%201111", "url pan=****%20****%20****%201111"),
+    ("nbsp 4111\u00a01111\u00a01111\u00a01111", "nbsp ****\u00a0****\u00a0****\u00a01111"),
+    ("en dash 3782\u2013822463\u201310005", "en dash ****\u2013******\u2013*0005"),
+    ("minus 4111\u22121111\u22121111\u22121111", "minus ****\u2212****\u2212****\u22121111"),
+    ("thin 4111\u20091111\u202f1111\u30001111", "thin ****\u2009****\u202f****\u30001111"),
+    ("ime 4111\u30fc1111\u30fb1111\uff0e1111", "ime ****\u30fc****\u30fb****\uff0e1111"),
+    ("zero width 4111\u200b1111\u00ad1111\u20601111", "zero width ****\u200b****\u00ad****\u20601111"),
+    ("line break 4111\n1111\n1111\n1111", "line break ****\n****\n****\n1111"),
+    ("mixed 4111. 1111 /1111\u2014 1111", "mixed ****. **** /****\u2014 1111"),
 ])
 def test_masks_card_numbers_and_long_runs(text: str, masked: str) -> None:
     assert mask_digits(text) == masked
@@ -30,6 +43,9 @@ def test_masks_card_numbers_and_long_runs(text: str, masked: str) -> None:
     "11 digits 12345678901",
     "chunk 2/5 sent (13 requests); done 26/66 approved=24",
     "2026/11/27 02:22:32.011 [ERROR] rc=-110",
+    "2026-11-27 02:00:01.123 host 10.1.2.3 port 5432",
+    "from 192.168.100.200:5432 at 2026.11.27 02:00:01.123456+09:00",  # an address of 12 digits
+    "build 1.123.456.7890 file_2026_11_27.log 12.5%20 done",
 ])
 def test_leaves_short_numbers_readable(text: str) -> None:
     assert mask_digits(text) == text
@@ -55,21 +71,30 @@ def test_clean_line_cuts_width_after_masking() -> None:
     assert clean_line("short", width=200) == "short"
 
 
-def test_a_huge_line_never_shows_part_of_a_number_at_the_cut() -> None:
+@pytest.mark.parametrize("card", ["4111111111111111", "4111.1111.1111.1111", "4111%201111%201111%201111"])
+def test_a_huge_line_never_shows_part_of_a_number_at_the_cut(card: str) -> None:
     # almost all invisible: the first 4 KiB hold the start of a card number only
-    line = "\x00" * 4090 + "4111111111111111 tail"
+    line = "\x00" * 4088 + card + " tail"
     cleaned = clean_line(line)
-    assert "411111" not in cleaned and cleaned.startswith("******")
+    assert _shown_digits(cleaned) == "" and cleaned.startswith("****")
 
 
-_SEPARATORS = st.sampled_from([" ", "-", " - ", "  "])
+# Every kind of separator masking.py knows, a few of each family.
+_SEPARATOR_CHARS = (
+    " -./_+\t\n\u00a0\u2009\u202f\u3000\u2010\u2011\u2012\u2013\u2014\u2015\u2212\uff0d\u30fc"
+    "\u00b7\u30fb\uff0e\uff0f\uff3f\uff0b\u200b\u00ad\u2060\ufeff\x00"
+)
+_SEPARATOR = st.one_of(st.sampled_from(_SEPARATOR_CHARS), st.sampled_from(["%20", "%2D", "%2e", "%2F", "%5F"]))
+_JOINER = st.lists(_SEPARATOR, min_size=1, max_size=3).map("".join)
 _TEXT = st.text(alphabet=st.characters(blacklist_categories=["Nd"]), max_size=30)
+_ESCAPES = re.compile(r"%[0-9A-Fa-f]{2}")
+_ADDRESS = re.compile(r"(?:25[0-5]|2[0-4]\d|1\d\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d)){3}")
 
 
 @st.composite
 def written_card(draw: st.DrawFn) -> tuple[str, str]:
-    """(digits, as written): 13-19 digits, in groups of 3 or more when separated."""
-    digits = draw(st.text(alphabet="0123456789", min_size=13, max_size=19))
+    """(digits, as written): 12-19 digits, in groups of 3 or more joined by any mix of 1-3 separators."""
+    digits = draw(st.text(alphabet="0123456789", min_size=12, max_size=19))
     if not draw(st.booleans()):
         return digits, digits
     groups, rest = [], digits
@@ -77,15 +102,31 @@ def written_card(draw: st.DrawFn) -> tuple[str, str]:
         size = draw(st.integers(3, min(6, len(rest) - 3)))
         groups.append(rest[:size])
         rest = rest[size:]
-    groups.append(rest)
-    return digits, draw(_SEPARATORS).join(groups)
+    written = groups[0] if groups else rest
+    for group in [*groups[1:], rest] if groups else []:
+        written += draw(_JOINER) + group
+    return digits, written
+
+
+def _shown_digits(text: str) -> str:
+    return re.sub(r"\D", "", _ESCAPES.sub("", text))
 
 
 @given(written_card(), _TEXT, _TEXT)
 def test_no_more_than_the_last_four_digits_survive(card: tuple[str, str], before: str, after: str) -> None:
     digits, written = card
+    assume(not _ADDRESS.fullmatch(written))  # 12 digits written as an IPv4 address stay readable
     for shown in (mask_digits(before + written + after), clean_line(before + written + after, width=80)):
-        assert re.sub(r"\D", "", shown) in (digits[-4:], digits[-4:][: len(re.sub(r"\D", "", shown))])
+        visible = _shown_digits(shown)
+        assert visible in (digits[-4:], digits[-4:][: len(visible)])
+
+
+@given(st.datetimes(), st.ip_addresses(v=4), st.integers(0, 99999))
+def test_dates_times_and_addresses_stay_readable(moment: datetime, address: object, small: int) -> None:
+    for text in (f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d} host {address} rc={small}",
+                 f"[{moment:%Y/%m/%d %H:%M:%S.%f}] from {address}:{small} took {small / 7:.3f}s",
+                 f"{moment:%Y-%m-%dT%H:%M:%S.%f}+09:00 {address}"):
+        assert mask_digits(text) == text
 
 
 @given(st.text(max_size=60).filter(lambda t: sum(ch.isdigit() for ch in t) < 12))

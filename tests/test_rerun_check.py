@@ -14,12 +14,14 @@ import time as clock
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from batch_exporter.config import LogConfig, parse_config
 from batch_exporter.database import Database, QueryError
 from batch_exporter.demo import create_demo, demo_config_text
 from batch_exporter.demo_sim import AuthRun, DemoWriter, open_writer_connection, play
@@ -27,13 +29,20 @@ from batch_exporter.rerun import (
     Attempt,
     BoundedDatabase,
     Evidence,
+    LogLimits,
+    gather,
     judge,
     leading_timestamp,
     read_tail,
+    scan_log,
     select_attempts,
     window_start,
 )
 from batch_exporter.runsummary import RunRow
+from batch_exporter.sources.checks import ChecksSource, check_value
+from batch_exporter.sources.errors import SourceError
+from batch_exporter.sources.runs import RunsSource, window_param
+from batch_exporter.tailing.paths import expand
 from db_servers import odbc_connection_string, requires_odbc, scratch_table
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -387,6 +396,18 @@ def test_only_the_tail_of_a_big_log_is_read(tmp_path: Path) -> None:
     assert "4111111111111111" not in json.dumps(report)
 
 
+def test_log_files_are_the_ones_the_exporter_follows(tmp_path: Path) -> None:
+    folder = tmp_path / "logs[old]"  # brackets in a directory name are literal, as for the exporter
+    folder.mkdir()
+    for name in ("app-1.log", ".app-2.log", "app-3.txt"):
+        (folder / name).write_text(f"{local(ago(minutes=5))} ERROR x\n", encoding="utf-8")
+    log = LogConfig(path=f"{folder}/*app-*.log", patterns={"error": "ERROR"})
+    found = scan_log("app", log, ago(hours=1).timestamp(), LogLimits())
+    assert not found.problems and found.matching_lines == 2
+    assert sorted(f.path for f in found.files) == expand(log.path) == \
+        [str(folder / ".app-2.log"), str(folder / "app-1.log")]
+
+
 def test_read_tail_keeps_utf16_aligned(tmp_path: Path) -> None:
     path = tmp_path / "wide.log"
     text = "".join(f"行 {i} ERROR\r\n" for i in range(100))
@@ -563,6 +584,65 @@ def test_window_reaches_back_for_an_old_date() -> None:
     start = window_start(NOW, 86400, TOKYO, "2020-01-10")
     assert start == datetime(2020, 1, 9, tzinfo=TOKYO)
     assert window_start(NOW, 86400, TOKYO, "not-a-date") == NOW - timedelta(days=1)
+
+
+class _DriverDatabase(Database):
+    """Answers the way ODBC drivers do: native dates and datetimes, Decimal counts, blank-padded CHAR
+    codes, bytes; records every parameter it is given."""
+
+    name = "payments"
+
+    def __init__(self, runs: list[tuple[object, ...]], records: list[tuple[object, ...]],
+                 check: list[tuple[object, ...]]) -> None:
+        self.answers = {"batch_run": runs, "GROUP BY": records, "COUNT(*)": check}
+        self.params: list[Sequence[object]] = []
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        self.params.append(params)
+        return next(rows for key, rows in self.answers.items() if key in sql)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_exporter_and_rerun_check_read_the_same_rows_alike() -> None:
+    start = ago(hours=3).astimezone(TOKYO).replace(tzinfo=None)
+    runs = [(7, date(2026, 11, 26), "NG  ", start, start + timedelta(minutes=30)),
+            (8, datetime(2026, 11, 26, 0, 0), b"RUN", start + timedelta(hours=1), None)]
+    records = [("AUTHORIZING ", Decimal(2)), (None, None), ("AUTHORIZING", 1.0), ("APPROVED", 5)]
+    config = parse_config(config_text("    odbc: 'DSN=payments'", Scenario(runs=[], checks=STUCK_CHECK)), "c.yml")
+    batch = config.batches["card-auth"]
+    db = _DriverDatabase(runs, records, check=[(None,)])
+
+    ev = gather(config, "card-auth", now=NOW, open_db=lambda name, cfg: db)
+    exporter_window = len(db.params)
+    snapshot = RunsSource("card-auth", batch, db, clock=NOW.timestamp).poll()
+    assert db.params[exporter_window] == db.params[0]  # the same window boundary
+    labels = [dict(s.labels) for s in snapshot.samples]
+    samples = {(s.name, label.get("state", label.get("status"))): s.value
+               for s, label in zip(snapshot.samples, labels, strict=True)}
+
+    assert ev.business_date == "2026-11-26" and [a.run_id for a in ev.attempts] == ["7", "8"]
+    assert ev.latest is not None and ev.latest.row.status == "running" and ev.latest.raw_status == "RUN"
+    assert samples[("batch_run_last_status", "running")] == 1 and samples[("batch_run_attempts", None)] == 2
+    assert ev.latest.records == {"AUTHORIZING": 3, "": 0, "APPROVED": 5}
+    assert {state: samples[("batch_run_records", state)] for state in ev.latest.records} == ev.latest.records
+
+    with pytest.raises(SourceError) as caught:
+        ChecksSource("card-auth", batch.checks, db).poll()
+    assert caught.value.reason == "data" and str(caught.value) == f"check stuck: {ev.checks[0].error}"
+    assert ev.checks[0].error is not None and ev.checks[0].error.startswith("the query returned NULL")
+
+
+def test_shared_helpers_raise_value_errors_the_callers_word() -> None:
+    with pytest.raises(ValueError, match="no row"):
+        check_value([])
+    with pytest.raises(ValueError, match="got a value of type bytes"):
+        check_value([(b"1",)])
+    assert check_value([(Decimal("2.5"), "ignored")]) == 2.5
+    moment = datetime(2026, 11, 26, 17, 0, 5, tzinfo=UTC)
+    assert window_param(moment, TOKYO, text=True) == "2026-11-27 02:00:05"
+    assert window_param(moment, TOKYO, text=False) == datetime(2026, 11, 27, 2, 0, 5)
 
 
 class _SilentDatabase(Database):

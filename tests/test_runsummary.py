@@ -1,10 +1,14 @@
 """Run-table rows to contract numbers: latest run, attempts, durations, status counts."""
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from batch_exporter.runsummary import RunRow, map_status, summarize
+import pytest
+
+from batch_exporter.runsummary import RunRow, map_status, parse_run_row, records_by_state, start_order, summarize
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
@@ -60,3 +64,56 @@ def test_status_mapping() -> None:
     assert map_status("NG", mapping) == "failed"
     assert map_status("??", mapping) == "unknown"
     assert map_status(None, mapping) == "unknown"
+
+
+# --- rows as drivers return them: shared by the exporter's runs source and rerun-check ---------------
+
+MAPPING = {"success": ["OK", "0"], "failed": ["NG"], "running": ["RUN"]}
+
+
+def test_a_run_row_is_read_from_driver_values() -> None:
+    raw = (Decimal(7), datetime(2026, 11, 26, 23, 0), b"NG  ", "2026-11-27 02:00:01.5", 1764176400)
+    row, code = parse_run_row(raw, MAPPING, TOKYO)
+    assert row == RunRow("7", "2026-11-26", "failed", datetime(2026, 11, 26, 17, 0, 1, 500000, tzinfo=UTC),
+                         datetime(2025, 11, 26, 17, 0, tzinfo=UTC))
+    assert code == "NG"  # the code as the table holds it, blank padding dropped
+    row, code = parse_run_row((1, None, 0, None, None, "extra column"), MAPPING, TOKYO)
+    assert (row.business_date, row.status, code, row.started_at) == (None, "success", "0", None)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ((1, None, "OK", "4111111111111111x", None), "column started_at: text of length 17 is not an ISO-8601"),
+    ((1, None, object(), None, None), "column status: expected a code, got a value of type object"),
+    ((1, b"\xff", "OK", None, None), "column business_date: bytes of length 1 is not UTF-8"),
+    ((1, None, "OK"), "expected 5 columns, got 3"),
+])
+def test_a_run_row_that_cannot_be_read_names_the_column_never_the_value(raw: tuple[object, ...],
+                                                                        message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        parse_run_row(raw, MAPPING, TOKYO)
+    assert "4111" not in str(caught.value)
+
+
+def test_records_are_summed_by_state() -> None:
+    rows = [("AUTHORIZING ", Decimal(2)), (None, None), ("AUTHORIZING", 1.5), (b"APPROVED", True), ("x", 0, "more")]
+    assert records_by_state(rows) == {"AUTHORIZING": 3.5, "": 0.0, "APPROVED": 1.0, "x": 0.0}
+    # states shown another way (masked) and then equal are one state
+    assert records_by_state([("card 1", 1), ("card 2", 2)], state_text=lambda s: s[:4]) == {"card": 3.0}
+    assert records_by_state([]) == {}
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ([("A", 1), ("B",)], "expected two columns, state and count (row 2 has 1)"),
+    ([("A", "4111111111111111x")], "row 1: text of length 17 is not a number"),
+    ([("A", 1), (float("nan"), 1)], "row 2: expected a code, got a non-finite float"),
+])
+def test_records_that_cannot_be_read_name_the_row(rows: list[tuple[object, ...]], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as caught:
+        records_by_state(rows)
+    assert "4111" not in str(caught.value)
+
+
+def test_runs_are_ordered_by_start_unknown_first() -> None:
+    rows = [run("b", "success", 1, 1), RunRow("z", None, "unknown", None, None), run("a", "success", 1, 1),
+            run("c", "failed", 5, 1)]
+    assert [r.run_id for r in sorted(rows, key=start_order)] == ["z", "c", "a", "b"]

@@ -36,6 +36,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, Self
 
+from .masking import mask_digits, strip_invisible
 from .sqlcheck import StatementError, check_read_only
 
 Reason = Literal["connect", "timeout", "query", "driver_missing"]
@@ -468,10 +469,12 @@ _LONG_NUMBER = re.compile(r"\d{5,}")
 
 
 def redact(text: str, sql: str = "", limit: int = 300) -> str:
-    """Driver text made safe to log: quoted parts not taken from ``sql`` and long digit runs are hidden.
+    """Driver text made safe to log: quoted parts not taken from ``sql`` and numbers are hidden.
 
     Drivers quote the offending value in their messages (``value "4111111111111111" is out of range``);
-    quoted names that the statement itself contains stay readable.
+    quoted names that the statement itself contains stay readable. Outside quotes, card numbers however
+    written are masked as everywhere (masking.mask_digits), then any other run of 5 or more digits (a
+    row value such as an account number) becomes ``...``.
     """
 
     def quoted(match: re.Match[str]) -> str:
@@ -480,14 +483,17 @@ def redact(text: str, sql: str = "", limit: int = 300) -> str:
             return match.group()
         return match.group()[0] + "..." + match.group()[-1]
 
-    text = text[:2000]
+    def unquoted(piece: str) -> str:
+        return _LONG_NUMBER.sub("...", mask_digits(piece))
+
+    text = strip_invisible(text[:2000])
     pieces = []
     last = 0
     for match in _QUOTED.finditer(text):
-        pieces.append(_LONG_NUMBER.sub("...", text[last : match.start()]))
+        pieces.append(unquoted(text[last : match.start()]))
         pieces.append(quoted(match))
         last = match.end()
-    pieces.append(_LONG_NUMBER.sub("...", text[last:]))
+    pieces.append(unquoted(text[last:]))
     cleaned = " ".join("".join(pieces).split())
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
+
+from .values import as_float, as_text, as_utc_datetime
 
 STATUSES = ("success", "failed", "running", "unknown")
 
@@ -43,6 +46,59 @@ def map_status(raw: str | None, mapping: dict[str, Sequence[str]]) -> str:
     return "unknown"
 
 
+def parse_run_row(raw: Sequence[object], mapping: dict[str, Sequence[str]], tz: ZoneInfo
+                  ) -> tuple[RunRow, str | None]:
+    """One row of the window query (run_id, business_date, status, started_at, ended_at): the run, and
+    its status code as the table holds it. Naive timestamps are read in `tz`.
+
+    Raises ValueError naming the column, never the value (it may be anything, a card number too).
+    """
+    if len(raw) < 5:
+        raise ValueError(f"expected 5 columns, got {len(raw)}")
+    run_id, business, status, started, ended = raw[:5]
+    values: dict[str, Any] = {}
+    for column, value, convert in (
+        ("run_id", run_id, as_text), ("status", status, as_text),
+        ("started_at", started, lambda v: as_utc_datetime(v, tz)),
+        ("ended_at", ended, lambda v: as_utc_datetime(v, tz)),
+        ("business_date", business, _business_text),
+    ):
+        try:
+            values[column] = convert(value)
+        except ValueError as exc:
+            raise ValueError(f"column {column}: {exc}") from None
+    row = RunRow(run_id=values["run_id"] or "", business_date=values["business_date"],
+                 status=map_status(values["status"], mapping), started_at=values["started_at"],
+                 ended_at=values["ended_at"])
+    return row, values["status"]
+
+
+def _business_text(value: object) -> str | None:
+    if isinstance(value, date):  # a datetime too: its date part
+        return value.isoformat()[:10]
+    return as_text(value)
+
+
+def records_by_state(rows: Iterable[Sequence[object]], state_text: Callable[[str], str] = str
+                     ) -> dict[str, float]:
+    """Rows of a records query (state, count) summed by state, the state as `state_text` shows it.
+
+    A NULL state is '' and a NULL count 0. Raises ValueError for a row without two columns or with a
+    state or count of the wrong type, naming the row, never the value.
+    """
+    counts: dict[str, float] = {}
+    for number, row in enumerate(rows, 1):
+        if len(row) < 2:
+            raise ValueError(f"expected two columns, state and count (row {number} has {len(row)})")
+        try:
+            state = state_text(as_text(row[0]) or "")
+            count = as_float(row[1]) or 0.0
+        except ValueError as exc:
+            raise ValueError(f"row {number}: {exc}") from None
+        counts[state] = counts.get(state, 0.0) + count
+    return counts
+
+
 def business_date_of(row: RunRow, tz: ZoneInfo) -> str | None:
     """The row's business date, or the local date of its start when the table has none."""
     if row.business_date is not None:
@@ -52,13 +108,14 @@ def business_date_of(row: RunRow, tz: ZoneInfo) -> str | None:
     return None
 
 
-def _start_key(row: RunRow) -> tuple[float, str]:
+def start_order(row: RunRow) -> tuple[float, str]:
+    """Sort key putting runs in the order they started (unknown starts first, ties by run id)."""
     return (row.started_at.timestamp() if row.started_at else float("-inf"), row.run_id)
 
 
 def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo) -> RunSummary:
     """Summarise the lookback window. The latest run is the one that started last."""
-    ordered = sorted(rows, key=_start_key)
+    ordered = sorted(rows, key=start_order)
     latest = ordered[-1] if ordered else None
     finished = [r for r in ordered if r.status != "running" and r.ended_at is not None]
     last_finished = finished[-1] if finished else None

@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from apscheduler.triggers.cron import CronTrigger
 
-
 MAX_LOOKBACK = timedelta(days=16 * 366)
 """How far back `previous_fire` looks before answering None. A schedule on fixed dates fires at least
 every 8 years (29 February across 2100); only contrived ones such as "29 February when it is a Sunday"

@@ -4,14 +4,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..config import CheckConfig
 from ..database import Row
-from ..runsummary import RunRow, business_date_of, map_status
+from ..runsummary import RunRow, business_date_of, parse_run_row, start_order
 from ..sources.checks import within_bounds
-from ..values import as_text, as_utc_datetime
 from .logs import LogEvidence
 
 MAX_ATTEMPTS_READ = 20  # records queries for at most the latest 20 attempts of the date
@@ -109,37 +107,8 @@ def parse_run(raw: Row, mapping: dict[str, Sequence[str]], tz: ZoneInfo) -> Atte
 
     Raises ValueError naming the column; never the value (it may be anything).
     """
-    if len(raw) < 5:
-        raise ValueError(f"expected 5 columns, got {len(raw)}")
-    run_id, business, status, started, ended = raw[:5]
-    values: dict[str, Any] = {}
-    for column, value, convert in (
-        ("run_id", run_id, as_text), ("status", status, as_text),
-        ("started_at", started, lambda v: as_utc_datetime(v, tz)),
-        ("ended_at", ended, lambda v: as_utc_datetime(v, tz)),
-        ("business_date", business, _business_text),
-    ):
-        try:
-            values[column] = convert(value)
-        except ValueError as exc:
-            raise ValueError(f"column {column}: {exc}") from None
-    row = RunRow(run_id=values["run_id"] or "", business_date=values["business_date"],
-                 status=map_status(values["status"], mapping), started_at=values["started_at"],
-                 ended_at=values["ended_at"])
-    return Attempt(row=row, raw_status=values["status"], key=run_id)
-
-
-def _business_text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (date, datetime)):
-        return value.isoformat()[:10]
-    return as_text(value)
-
-
-def _start_key(attempt: Attempt) -> tuple[float, str]:
-    start = attempt.row.started_at
-    return (start.timestamp() if start else float("-inf"), attempt.run_id)
+    row, raw_status = parse_run_row(raw, mapping, tz)
+    return Attempt(row=row, raw_status=raw_status, key=raw[0])
 
 
 def select_attempts(runs: Sequence[Attempt], wanted: str | None, tz: ZoneInfo
@@ -148,7 +117,7 @@ def select_attempts(runs: Sequence[Attempt], wanted: str | None, tz: ZoneInfo
 
     Without `wanted`, the date is the one of the run that started last.
     """
-    ordered = sorted(runs, key=_start_key)
+    ordered = sorted(runs, key=lambda a: start_order(a.row))
     keys = [date_key(business_date_of(a.row, tz)) for a in ordered]
     counts: dict[str, int] = {}
     for key in reversed(keys):

@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo
 from ..config import BatchConfig, Config, DatabaseConfig, RunsConfig
 from ..database import Database, QueryError, open_database
 from ..masking import mask_digits
-from ..sources.runs import build_window_query
-from ..values import as_float, as_text
+from ..runsummary import records_by_state
+from ..sources.checks import check_value
+from ..sources.runs import build_window_query, window_param
 from .bounded import BoundedDatabase
 from .evidence import (
     MAX_ATTEMPTS_READ,
@@ -95,9 +96,7 @@ def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Databas
                  db_config: DatabaseConfig) -> Evidence:
     tz = ZoneInfo(runs.timezone)
     start = window_start(ev.now, runs.lookback, tz, ev.requested_date)
-    boundary = start.astimezone(tz).replace(tzinfo=None)
-    # SQLite keeps timestamps as text: compare against text of the same shape (as the runs source does)
-    param: object = boundary.strftime("%Y-%m-%d %H:%M:%S") if db_config.sqlite is not None else boundary
+    param = window_param(start, tz, text=db_config.sqlite is not None)  # as the exporter's runs source
     ev = replace(ev, window_start=start)
     assert batch.database is not None
     try:
@@ -130,17 +129,10 @@ def _read_records(a: Attempt, sql: str, db: Database, name: str, db_config: Data
         rows = db.query(sql, (a.key,))
     except QueryError as exc:
         return replace(a, records_error=_unavailable(exc, name, db_config))
-    counts: dict[str, float] = {}
-    for row in rows:
-        if len(row) < 2:
-            return replace(a, records_error="the records query must return two columns: state and count")
-        try:
-            state = mask_digits(as_text(row[0]) or "")
-            count = as_float(row[1]) or 0.0
-        except ValueError as exc:
-            return replace(a, records_error=f"the records query returned a row it cannot read: {exc}")
-        counts[state] = counts.get(state, 0.0) + count
-    return replace(a, records=counts)
+    try:
+        return replace(a, records=records_by_state(rows, state_text=mask_digits))
+    except ValueError as exc:
+        return replace(a, records_error=f"the records query returned a row it cannot read: {exc}")
 
 
 def _gather_checks(batch: BatchConfig, db: Database | None) -> list[CheckResult]:
@@ -156,14 +148,9 @@ def _gather_checks(batch: BatchConfig, db: Database | None) -> list[CheckResult]
             results.append(replace(result, error=mask_digits(str(exc))))
             continue
         try:
-            value = as_float(rows[0][0]) if rows and rows[0] else None
+            results.append(replace(result, value=check_value(rows)))
         except ValueError as exc:
             results.append(replace(result, error=str(exc)))
-            continue
-        if value is None:
-            results.append(replace(result, error="the query returned no row or NULL; expected one number"))
-            continue
-        results.append(replace(result, value=value))
     return results
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import codecs
-import glob
 import os
 import re
 from collections import deque
@@ -13,6 +12,7 @@ from pathlib import Path
 from ..config import LogConfig
 from ..masking import clean_line
 from ..tailing.encoding import resolve
+from ..tailing.paths import expand
 
 DEFAULT_LOG_BYTES = 8 * 1024**2
 DEFAULT_LOG_LINES = 20
@@ -72,8 +72,12 @@ def scan_log(name: str, log: LogConfig, since: float, limits: LogLimits) -> LogE
     evidence = LogEvidence(name=name, path=log.path)
     if not log.patterns:
         return replace(evidence, problems=["no patterns are configured for this log: nothing to look for"])
+    try:
+        paths = expand(log.path)  # the files the exporter follows for this log, no more, no fewer
+    except OSError as exc:
+        return replace(evidence, problems=[f"cannot list the files of this path: {exc.strerror or exc}"])
     candidates = []
-    for path in glob.glob(os.path.expanduser(log.path)):
+    for path in paths:
         try:
             stat = os.stat(path)
         except OSError:

@@ -24,9 +24,17 @@ def ago(moment: datetime | None, now: datetime) -> str:
     return f"{format_duration(seconds)} ago" if seconds >= 0 else f"in {format_duration(-seconds)}"
 
 
-def status_code(raw: str | None) -> str:
-    """A raw status code as quoted text, digits masked; 'NULL' for none."""
-    return "NULL" if raw is None else repr(mask_digits(raw))
+def masked_code(raw: str | None) -> str | None:
+    """A raw status code with its digits masked (a code column may hold anything); None stays None."""
+    return None if raw is None else mask_digits(raw)
+
+
+def status_code(raw: str | None, *, quoted: bool = True) -> str:
+    """A raw status code as text, quoted unless `quoted` is false, digits masked; 'NULL' for none."""
+    code = masked_code(raw)
+    if code is None:
+        return "NULL"
+    return repr(code) if quoted else code
 
 
 def count(value: float) -> str:

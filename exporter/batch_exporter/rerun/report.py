@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..masking import mask_digits
 from ..runsummary import business_date_of
 from ..units import format_duration
 from .evidence import Attempt, Evidence
-from .phrases import bounds, count, local_time, many, number
+from .phrases import bounds, count, local_time, many, masked_code, number, status_code
 from .verdict import Judgement
 
 _HEADLINES = {
@@ -84,7 +83,7 @@ def _attempt_cells(a: Attempt, ev: Evidence) -> list[str]:
         pending = count(sum(n for s, n in a.records.items() if s in pending_set))
     else:
         rows = pending = "?" if a.records_error else "-"
-    status = f"{a.row.status} ({mask_digits(a.raw_status) if a.raw_status is not None else 'NULL'})"
+    status = f"{a.row.status} ({status_code(a.raw_status, quoted=False)})"
     started, ended = local_time(a.row.started_at, ev.timezone), local_time(a.row.ended_at, ev.timezone)
     return [a.run_id, status, started, ended, "-" if duration is None else format_duration(round(duration)),
             rows, pending]
@@ -204,7 +203,7 @@ def _attempt_json(a: Attempt, ev: Evidence) -> dict[str, Any]:
         "run_id": a.run_id,
         "business_date": business_date_of(a.row, ZoneInfo(ev.timezone)),
         "status": a.row.status,
-        "status_code": None if a.raw_status is None else mask_digits(a.raw_status),
+        "status_code": masked_code(a.raw_status),
         "started_at": _iso(a.row.started_at),
         "ended_at": _iso(a.row.ended_at),
         "duration_seconds": a.duration(ev.now),

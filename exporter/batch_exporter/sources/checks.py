@@ -1,11 +1,26 @@
 """Named consistency queries, each returning one number, compared with bounds."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..config import CheckConfig
 from ..database import Database, QueryError
 from ..snapshot import SampleBuilder, Snapshot
 from ..values import as_float
 from .errors import SourceError
+
+
+def check_value(rows: Sequence[Sequence[object]]) -> float:
+    """The one number a check query returned: the first column of its first row.
+
+    Raises ValueError when there is no row, or the value is NULL or not a number (naming its type only).
+    """
+    if not rows or not rows[0]:
+        raise ValueError("the query returned no row; expected one number")
+    value = as_float(rows[0][0])
+    if value is None:
+        raise ValueError("the query returned NULL; expected a number (use COALESCE(..., 0) if none means zero)")
+    return value
 
 
 def within_bounds(value: float, check: CheckConfig) -> bool:
@@ -38,13 +53,7 @@ class ChecksSource:
             rows = self._db.query(check.query)
         except QueryError as exc:
             raise SourceError(exc.reason, f"check {name}: {exc}") from None
-        if not rows or not rows[0]:
-            raise SourceError("data", f"check {name}: the query returned no row; expected one number")
         try:
-            value = as_float(rows[0][0])
+            return check_value(rows)
         except ValueError as exc:
             raise SourceError("data", f"check {name}: {exc}") from None
-        if value is None:
-            raise SourceError("data", f"check {name}: the query returned NULL; expected a number "
-                                      "(use COALESCE(..., 0) if none means zero)")
-        return value

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 from ..config import BatchConfig, RecordsConfig, RunsConfig
 from ..database import Database, QueryError
-from ..runsummary import STATUSES, RunRow, RunSummary, map_status, summarize
+from ..runsummary import STATUSES, RunRow, RunSummary, parse_run_row, records_by_state, summarize
 from ..snapshot import SampleBuilder, Snapshot
-from ..values import as_float, as_text, as_utc_datetime
+from ..values import as_utc_datetime
 from .errors import SourceError
 
 OTHER_STATE = "_other"
@@ -26,6 +26,14 @@ def build_window_query(runs: RunsConfig) -> str:
         return f"SELECT {columns} FROM ({inner}) runs_q WHERE {c.started_at} >= ?"
     where = f" AND ({runs.where})" if runs.where else ""
     return f"SELECT {columns} FROM {runs.table} WHERE {c.started_at} >= ?{where}"
+
+
+def window_param(start: datetime, tz: ZoneInfo, *, text: bool) -> object:
+    """The `?` of the window query for runs started at or after `start`: the wall time in `tz`, naive as
+    run tables keep it; as 'YYYY-MM-DD HH:MM:SS' text when `text` (SQLite keeps timestamps as text, and
+    text compares with text of the same shape)."""
+    boundary = start.astimezone(tz).replace(tzinfo=None)
+    return boundary.strftime("%Y-%m-%d %H:%M:%S") if text else boundary
 
 
 def build_last_success_query(runs: RunsConfig) -> str:
@@ -51,8 +59,7 @@ class RunsSource:
         self._db = db
         self._clock = clock
         self._tz = ZoneInfo(config.runs.timezone)
-        # SQLite keeps timestamps as text: compare against text of the same shape
-        self._text_timestamps = text_timestamps
+        self._text_timestamps = text_timestamps  # see window_param
         self._window_sql = build_window_query(config.runs)
         self._success_sql = build_last_success_query(config.runs)
         self._mapping = config.runs.status.model_dump()
@@ -64,8 +71,7 @@ class RunsSource:
     def poll(self) -> Snapshot:
         """Read the lookback window once and summarise it; raises SourceError on failure."""
         now = datetime.fromtimestamp(self._clock(), tz=UTC)
-        boundary = (now - timedelta(seconds=self._runs.lookback)).astimezone(self._tz).replace(tzinfo=None)
-        param: object = boundary.strftime("%Y-%m-%d %H:%M:%S") if self._text_timestamps else boundary
+        param = window_param(now - timedelta(seconds=self._runs.lookback), self._tz, text=self._text_timestamps)
         rows = [self._row(raw) for raw in self._query(self._window_sql, (param,))]
         summary = summarize(rows, now, self._tz)
         last_success = summary.last_success
@@ -94,33 +100,19 @@ class RunsSource:
             raise SourceError("data", f"runs column {column}: {exc}") from None
 
     def _row(self, raw: tuple[object, ...]) -> RunRow:
-        run_id, business_date, status, started, ended = raw[:5]
         try:
-            business = business_date if business_date is None else _date_text(business_date)
-            return RunRow(
-                run_id=as_text(run_id) or "",
-                business_date=business,
-                status=map_status(as_text(status), self._mapping),
-                started_at=self._timestamp(started, "started_at"),
-                ended_at=self._timestamp(ended, "ended_at"),
-            )
+            return parse_run_row(raw, self._mapping, self._tz)[0]
         except ValueError as exc:
             raise SourceError("data", f"runs row: {exc}") from None
 
     def _records_of(self, latest: RunRow | None) -> dict[str, float] | None:
         if self._records is None or latest is None:
             return None
-        counts: dict[str, float] = {}
-        for row in self._query(self._records.query, (latest.run_id,)):
-            if len(row) < 2:
-                raise SourceError("data", "records query must return two columns: state and count")
-            try:
-                state = as_text(row[0]) or ""
-                count = as_float(row[1]) or 0.0
-            except ValueError as exc:
-                raise SourceError("data", f"records query: {exc}") from None
-            counts[state] = counts.get(state, 0.0) + count
-        return counts
+        rows = self._query(self._records.query, (latest.run_id,))
+        try:
+            return records_by_state(rows)
+        except ValueError as exc:
+            raise SourceError("data", f"records query: {exc}") from None
 
     def _snapshot(self, s: RunSummary, last_success: datetime | None,
                   records: dict[str, float] | None) -> Snapshot:
@@ -148,12 +140,6 @@ class RunsSource:
             pending = sum(records.get(state, 0.0) for state in self._records.pending_states)
             out.add("batch_run_pending_records", pending, batch=b)
         return out.build(self.name)
-
-
-def _date_text(value: object) -> str:
-    if hasattr(value, "isoformat"):
-        return value.isoformat()[:10]
-    return as_text(value) or ""
 
 
 def _cap_states(counts: dict[str, float], limit: int) -> dict[str, float]:
