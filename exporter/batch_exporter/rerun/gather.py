@@ -22,7 +22,7 @@ from ..database import Database, QueryError, open_database
 from ..masking import mask_digits
 from ..runsummary import records_by_state
 from ..sources.checks import check_value
-from ..sources.runs import build_window_query, window_param
+from ..sources.runs import build_sample_query, build_window_query, window_param
 from .bounded import BoundedDatabase
 from .evidence import (
     MAX_ATTEMPTS_READ,
@@ -96,10 +96,13 @@ def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Databas
                  db_config: DatabaseConfig) -> Evidence:
     tz = ZoneInfo(runs.timezone)
     start = window_start(ev.now, runs.lookback, tz, ev.requested_date)
-    param = window_param(start, tz, text=db_config.sqlite is not None)  # as the exporter's runs source
     ev = replace(ev, window_start=start)
     assert batch.database is not None
+    sqlite = db_config.sqlite is not None
     try:
+        # shaped as the exporter's runs source shapes it: SQLite's stored form decides
+        sample = db.query(build_sample_query(runs)) if sqlite else []
+        param = window_param(start, tz, text=sqlite, sample=sample[0][0] if sample else None)
         rows = db.query(build_window_query(runs), (param,))
     except QueryError as exc:
         return replace(ev, run_table_error=f"the run table could not be read: "

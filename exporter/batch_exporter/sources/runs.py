@@ -16,33 +16,50 @@ from .errors import SourceError
 OTHER_STATE = "_other"
 
 
+def _runs_from(runs: RunsConfig) -> tuple[str, str]:
+    """(FROM part, extra AND condition) of the run table or the user's query."""
+    if runs.query is not None:
+        # on lines of their own: a trailing `-- comment` in the user's query must not swallow ours
+        return f"(\n{runs.query.strip().rstrip(';')}\n) runs_q", ""
+    return str(runs.table), f" AND ({runs.where})" if runs.where else ""
+
+
 def build_window_query(runs: RunsConfig) -> str:
     """SELECT of the five mapped columns for runs started since a `?` boundary."""
     c = runs.columns
     business_date = c.business_date or "NULL"
     columns = f"{c.run_id}, {business_date}, {c.status}, {c.started_at}, {c.ended_at}"
-    if runs.query is not None:
-        inner = runs.query.strip().rstrip(";")
-        return f"SELECT {columns} FROM ({inner}) runs_q WHERE {c.started_at} >= ?"
-    where = f" AND ({runs.where})" if runs.where else ""
-    return f"SELECT {columns} FROM {runs.table} WHERE {c.started_at} >= ?{where}"
-
-
-def window_param(start: datetime, tz: ZoneInfo, *, text: bool) -> object:
-    """The `?` of the window query for runs started at or after `start`: the wall time in `tz`, naive as
-    run tables keep it; as 'YYYY-MM-DD HH:MM:SS' text when `text` (SQLite keeps timestamps as text, and
-    text compares with text of the same shape)."""
-    boundary = start.astimezone(tz).replace(tzinfo=None)
-    return boundary.strftime("%Y-%m-%d %H:%M:%S") if text else boundary
+    source, where = _runs_from(runs)
+    return f"SELECT {columns} FROM {source} WHERE {c.started_at} >= ?{where}"
 
 
 def build_last_success_query(runs: RunsConfig) -> str:
     """End of the latest successful run, for when the window holds none."""
     c = runs.columns
     marks = ", ".join("?" for _ in runs.status.success)
-    source = f"({runs.query.strip().rstrip(';')}) runs_q" if runs.query is not None else runs.table
-    where = f" AND ({runs.where})" if runs.where else ""
+    source, where = _runs_from(runs)
     return f"SELECT MAX({c.ended_at}) FROM {source} WHERE {c.status} IN ({marks}){where}"
+
+
+def build_sample_query(runs: RunsConfig) -> str:
+    """One stored start time (SQLite only: how the table keeps its timestamps)."""
+    c = runs.columns
+    source, where = _runs_from(runs)
+    return f"SELECT {c.started_at} FROM {source} WHERE {c.started_at} IS NOT NULL{where} LIMIT 1"
+
+
+def window_param(start: datetime, tz: ZoneInfo, *, text: bool, sample: object = None) -> object:
+    """The `?` of the window query for runs started at or after `start`: the wall time in `tz`, naive as
+    run tables keep it. With `text` (SQLite, which compares a number below any text and text by its
+    characters) it takes the shape of a stored `sample`: epoch seconds for a number, ISO text with a 'T'
+    or, by default, 'YYYY-MM-DD HH:MM:SS'."""
+    if text and isinstance(sample, int | float) and not isinstance(sample, bool):
+        return start.timestamp()
+    boundary = start.astimezone(tz).replace(tzinfo=None)
+    if not text:
+        return boundary
+    separator = "T" if isinstance(sample, str) and len(sample) > 10 and sample[10] == "T" else " "
+    return boundary.strftime(f"%Y-%m-%d{separator}%H:%M:%S")
 
 
 class RunsSource:
@@ -62,30 +79,36 @@ class RunsSource:
         self._text_timestamps = text_timestamps  # see window_param
         self._window_sql = build_window_query(config.runs)
         self._success_sql = build_last_success_query(config.runs)
+        self._sample_sql = build_sample_query(config.runs)
+        self._sample: object = None
+        self._sampled = not text_timestamps
         self._mapping = config.runs.status.model_dump()
-        # a success older than the window can only be superseded by one inside the window,
-        # so the fallback query (which scans the batch's whole history) runs once, not every poll
-        self._success_before_window: datetime | None = None
-        self._success_before_window_known = False
+        # a success is never undone: the latest one seen stays, even once it leaves the window, and
+        # the fallback query beyond the window (a scan of the batch's whole history) runs only once
+        self._latest_success: datetime | None = None
+        self._searched_before_window = False
 
     def poll(self) -> Snapshot:
         """Read the lookback window once and summarise it; raises SourceError on failure."""
         now = datetime.fromtimestamp(self._clock(), tz=UTC)
-        param = window_param(now - timedelta(seconds=self._runs.lookback), self._tz, text=self._text_timestamps)
+        if not self._sampled:
+            found = self._query(self._sample_sql, ())
+            self._sample, self._sampled = (found[0][0] if found else None), bool(found)
+        start = now - timedelta(seconds=self._runs.lookback)
+        param = window_param(start, self._tz, text=self._text_timestamps, sample=self._sample)
         rows = [self._row(raw) for raw in self._query(self._window_sql, (param,))]
         summary = summarize(rows, now, self._tz)
-        last_success = summary.last_success
-        if last_success is None:
-            last_success = self._last_success_before_window()
+        self._remember_success(summary.last_success)
         records = self._records_of(summary.latest)
-        return self._snapshot(summary, last_success, records)
+        return self._snapshot(summary, self._latest_success, records)
 
-    def _last_success_before_window(self) -> datetime | None:
-        if not self._success_before_window_known:
+    def _remember_success(self, in_window: datetime | None) -> None:
+        if in_window is None and not self._searched_before_window:
             found = self._query(self._success_sql, tuple(self._runs.status.success))
-            self._success_before_window = self._timestamp(found[0][0], "ended_at") if found else None
-            self._success_before_window_known = True
-        return self._success_before_window
+            in_window = self._timestamp(found[0][0], "ended_at") if found else None
+            self._searched_before_window = True
+        if in_window is not None and (self._latest_success is None or in_window > self._latest_success):
+            self._latest_success = in_window
 
     def _query(self, sql: str, params: Sequence[object]) -> list[tuple[object, ...]]:
         try:
