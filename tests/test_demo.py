@@ -1,8 +1,12 @@
 """The embedded demo: its database and logs, the simulator, and the shipped demo.yml against both."""
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -14,8 +18,10 @@ import pytest
 import yaml
 from apscheduler.triggers.cron import CronTrigger
 
+from batch_exporter import demo as demo_module
+from batch_exporter.app import Exporter
 from batch_exporter.config import load_config
-from batch_exporter.demo import CONFIG_INTERVAL_SECONDS, create_demo, prepare_demo
+from batch_exporter.demo import CONFIG_INTERVAL_SECONDS, NotADemoError, create_demo, prepare_demo
 from batch_exporter.demo_sim import (
     AUTH_SHARE,
     SETTLEMENT_AT,
@@ -443,3 +449,111 @@ def test_prepare_demo_writes_a_loadable_config_and_starts_afresh(tmp_path: Path)
     prepare_demo(folder, now=NOW)
     assert snapshot(folder) == fresh
     assert not (folder / "state").exists() and (folder / "notes.txt").read_text() == "mine"
+
+
+# --- starting afresh in a folder: only ever the demo's own files -------------------------------------
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def unchanged(folder: Path, before: dict[str, str]) -> bool:
+    """Every file that was there still is, with the same bytes (a reader of a WAL database may add its
+    -wal and -shm files)."""
+    after = digests(folder)
+    return {name: after.get(name) for name in before} == before
+
+
+def other_database(folder: Path) -> Path:
+    """A folder holding someone's own payments.db (with its WAL files), state/ and logs/."""
+    folder.mkdir()
+    database = folder / "payments.db"
+    conn = sqlite3.connect(database)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript("CREATE TABLE ledger (entry_id INTEGER PRIMARY KEY, amount_yen INTEGER);"
+                       "INSERT INTO ledger (amount_yen) VALUES (1200), (-300);")
+    (folder / "state").mkdir()
+    (folder / "state" / "positions.json").write_text("{}")
+    (folder / "logs").mkdir()
+    (folder / "logs" / "settlement-report.log").write_text("theirs\n")
+    conn.close()
+    return database
+
+
+def test_prepare_demo_refuses_a_folder_whose_database_is_not_the_demos(tmp_path: Path) -> None:
+    folder = tmp_path / "payments"
+    other_database(folder)
+    before = digests(folder)
+
+    with pytest.raises(NotADemoError) as refused:
+        prepare_demo(folder, now=NOW)
+
+    assert str(folder) in str(refused.value)
+    assert "not the demo's database" in str(refused.value) and "ledger" in str(refused.value)
+    assert unchanged(folder, before)
+
+
+def test_prepare_demo_refuses_the_demos_file_names_without_its_database(tmp_path: Path) -> None:
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "demo.yml").write_text("mine: true\n")
+
+    with pytest.raises(NotADemoError, match=r"demo\.yml but no demo database"):
+        prepare_demo(folder, now=NOW)
+
+    assert (folder / "demo.yml").read_text() == "mine: true\n"
+    assert sorted(p.name for p in folder.iterdir()) == ["demo.yml"]
+
+
+def test_prepare_demo_deletes_the_exporters_state_for_its_logs_and_keeps_other_files(tmp_path: Path) -> None:
+    folder = tmp_path / "demo"
+    config_path, _ = prepare_demo(folder, now=NOW)
+    exporter = Exporter(load_config(config_path))
+    try:
+        exporter.poller.poll_all_once()  # saves the read positions of the demo's logs under state/
+    finally:
+        exporter.stop()
+    positions = sorted(p.name for p in (folder / "state").iterdir())
+    assert len(positions) == 3, positions
+    (folder / "state" / "mine.json").write_text("{}")
+    (folder / "logs" / "notes.log").write_text("mine\n")
+
+    prepare_demo(folder, now=NOW)
+
+    assert sorted(p.name for p in (folder / "state").iterdir()) == ["mine.json"]
+    assert (folder / "logs" / "notes.log").read_text() == "mine\n"
+
+
+def test_an_interrupted_creation_leaves_an_empty_database_that_the_next_start_replaces(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = tmp_path / "demo"
+
+    def interrupted(writer: object, steps: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C while the history is written
+
+    monkeypatch.setattr(demo_module, "play", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare_demo(folder, now=NOW)
+    assert rows(folder / "payments.db", "SELECT name FROM sqlite_master") == []  # no half-made schema
+    monkeypatch.undo()
+
+    prepare_demo(folder, now=NOW)
+
+    assert len(auth_runs(folder / "payments.db")) == 32
+
+
+def test_demo_command_refuses_a_folder_whose_database_is_not_the_demos(tmp_path: Path) -> None:
+    folder = tmp_path / "payments"
+    other_database(folder)
+    before = digests(folder)
+
+    done = subprocess.run([sys.executable, "-m", "batch_exporter.cli", "demo", "--dir", str(folder),
+                           "--web.listen-address", "127.0.0.1:0"],
+                          capture_output=True, text=True, timeout=60, env=os.environ.copy(), check=False)
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith(f"demo: {folder} holds payments.db, which is not the demo's database")
+    assert "Traceback" not in done.stderr
+    assert unchanged(folder, before)

@@ -12,10 +12,12 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -30,7 +32,7 @@ from batch_exporter.demo import prepare_demo
 from batch_exporter.drill.live import LiveDrill
 from batch_exporter.drill.report import Progress, timeline
 from batch_exporter.drill.scenarios import BY_NAME
-from batch_exporter.drill.target import open_target
+from batch_exporter.drill.target import DemoTarget, TargetError, open_target
 from batch_exporter.drill.world import DrillWorld
 from batch_exporter.stack import PromStack, ShippedFiles, WebhookRecorder, wait_until
 from promstack import REPO_ROOT
@@ -225,6 +227,104 @@ def test_without_any_prometheus_binary_it_says_how_to_install(tmp_path: Path) ->
     assert "apt-get install prometheus prometheus-alertmanager" in done.stderr
 
 
+# --- interruptions and failures -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("step", ["snapshot_logs", "snapshot_db"])
+def test_a_drill_interrupted_before_its_snapshots_leaves_the_demo_as_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    folder, scratch = tmp_path / "demo", tmp_path / "scratch"
+    prepare_demo(folder)
+    scratch.mkdir()
+    before_db, before_logs = db_state(folder / "payments.db"), logs_state(folder)
+    target = open_target(folder, scratch)
+    world = DrillWorld(target, scratch)
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt  # Ctrl-C before the demo was snapshotted
+
+    monkeypatch.setattr(target, step, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            world.prepare()
+        finally:
+            world.close()  # what the drill command does on every exit
+
+    assert db_state(folder / "payments.db") == before_db
+    assert logs_state(folder) == before_logs
+    assert list(scratch.glob("snapshot-*")) == []
+
+
+def test_restoring_a_snapshot_never_taken_is_refused(tmp_path: Path) -> None:
+    folder, scratch = tmp_path / "demo", tmp_path / "scratch"
+    prepare_demo(folder)
+    scratch.mkdir()
+    before = db_state(folder / "payments.db")
+    target: DemoTarget = open_target(folder, scratch)
+    try:
+        with pytest.raises(TargetError, match="no snapshot 'found'"):
+            target.restore_db("found")
+    finally:
+        target.close()
+    assert db_state(folder / "payments.db") == before
+    assert list(scratch.iterdir()) == []
+
+
+@pytest.fixture()
+def other_file_system(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another file system than `tmp_path` (where the drill's scratch folder goes)."""
+    for root in (Path("/dev/shm"), Path("/run/user") / str(os.getuid())):
+        if root.is_dir() and os.access(root, os.W_OK) and root.stat().st_dev != tmp_path.stat().st_dev:
+            folder = Path(tempfile.mkdtemp(prefix="drill-test-", dir=root))
+            try:
+                yield folder
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+            return
+    pytest.skip("no writable folder on another file system than the temporary folder")
+
+
+def test_log_limit_drill_on_a_demo_on_another_file_system(tmp_path: Path, other_file_system: Path) -> None:
+    folder = other_file_system / "demo"
+    prepare_demo(folder)
+    before_db, before_logs = db_state(folder / "payments.db"), logs_state(folder)
+
+    done = drill_cli(tmp_path, "log-limit", "--dir", str(folder), "--promtool-only")
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "result: OK" in done.stdout
+    assert db_state(folder / "payments.db") == before_db
+    assert logs_state(folder) == before_logs
+
+
+def _under_a_file(tmp_path: Path) -> tuple[Path, str]:
+    (tmp_path / "notes.txt").write_text("not a folder")
+    return tmp_path / "notes.txt" / "demo", "Not a directory"
+
+
+def _malformed_demo(tmp_path: Path) -> tuple[Path, str]:
+    folder = tmp_path / "demo"
+    prepare_demo(folder)
+    database = folder / "payments.db"
+    page, size = 4096, database.stat().st_size
+    with database.open("r+b") as f:  # the schema (page 1) reads fine; the tables' rows do not
+        f.seek(12 * page)
+        f.write(b"\xff" * (size - 14 * page))
+    return folder, "database disk image is malformed"
+
+
+@pytest.mark.parametrize("make", [_under_a_file, _malformed_demo], ids=["file-error", "database-error"])
+def test_a_file_or_database_failure_is_one_line_and_exit_3(tmp_path: Path, make: Any) -> None:
+    folder, what = make(tmp_path)
+
+    done = drill_cli(tmp_path, "failed-run", "--dir", str(folder), "--promtool-only")
+
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("drill: ") and done.stderr.count("\n") == 1, done.stderr
+    assert what in done.stderr
+
+
 # --- demo --stack ------------------------------------------------------------------------------------
 
 
@@ -265,3 +365,79 @@ def test_demo_stack_serves_all_three_and_stops_them_on_ctrl_c(tmp_path: Path) ->
             proc.kill()
             proc.wait()
 
+
+
+def children_of(pid: int) -> set[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["during-startup", "after-startup"])
+def test_demo_stack_stops_its_servers_and_removes_their_folder_on_sigterm(tmp_path: Path, when: str) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batch_exporter.cli", "demo", "--stack", "--dir", str(tmp_path / "demo"),
+         "--web.listen-address", "127.0.0.1:0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "TMPDIR": str(scratch)})
+    servers: set[int] = set()
+    survivors: list[int] = []
+    try:
+        assert proc.stdout is not None
+        if when == "during-startup":  # a server started, the stack not ready yet
+            servers = wait_until(lambda: children_of(proc.pid), timeout=60, interval=0.02,
+                                 what="demo --stack to start Alertmanager")
+        else:  # both ready and the exporter serving
+            banner = ""
+            while "Alertmanager  http" not in banner:
+                line = proc.stdout.readline()
+                assert line, banner
+                banner += line
+            exporter = re.search(r"exporter\s+(http://\S+)", banner)
+            assert exporter is not None, banner
+            metrics = exporter[1]
+            wait_until(lambda: answers(metrics), timeout=30, what="the demo exporter to serve")
+            servers = children_of(proc.pid)
+            assert len(servers) == 2, banner
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0]
+        survivors = [pid for pid in servers if alive(pid)]
+    finally:
+        if proc.poll() is None:  # the test failed before the signal: take its servers down too
+            servers |= children_of(proc.pid)
+            proc.kill()
+            proc.wait()
+        for pid in servers:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    assert survivors == [], output
+    assert list(scratch.glob("batch-exporter-stack-*")) == [], output
+    assert "Traceback" not in output, output
+    # 0 when the exporter had taken the signal over, 130 (interrupted) while it was still starting
+    assert proc.returncode in (0, 130), output

@@ -6,7 +6,6 @@ import json
 import logging
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -176,27 +175,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import prepare_demo
-
     if args.stack:
         from .demo_stack import run_demo_stack
 
         return run_demo_stack(args)
+    from .demo import serve_demo
+
     ok, web_config = _load_web(args.web_config)
     if not ok:
         return 1
-    folder = args.dir or Path(tempfile.mkdtemp(prefix="batch-exporter-demo-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    config_path, simulator = prepare_demo(folder, **({"interval": args.interval} if args.interval else {}))
-    config = _load(config_path)
-    if config is None:
-        return 1
-    print(f"demo data in {folder}; config {config_path}", flush=True)
-    simulator.start()
-    try:
-        return serve(config, config_path, args.listen, web_config)
-    finally:
-        simulator.stop()
+    return serve_demo(args.dir, interval=args.interval, listen=args.listen, web_config=web_config)
 
 
 def cmd_drill(args: argparse.Namespace) -> int:

@@ -3,15 +3,25 @@
 The schema is deliberately not the exporter's vocabulary (its own table and column names, one-letter
 status codes, naive Asia/Tokyo timestamps as text), so the shipped demo.yml shows the mapping a real
 installation needs.
+
+`why_not_demo` is the one test of "this database is the demo's": `prepare_demo` makes it before it
+deletes anything in a folder, and `batch-exporter drill` before it writes anything.
 """
 from __future__ import annotations
 
 import logging
 import random
-import shutil
+import sqlite3
+import sys
+import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
 
 from .demo_sim import (
     TOKYO,
@@ -24,8 +34,13 @@ from .demo_sim import (
     open_writer_connection,
     play,
 )
+from .tailing.state import state_file_name
 
-__all__ = ["DemoPaths", "DemoSimulator", "create_demo", "prepare_demo", "demo_config_text", "SCHEMA"]
+if TYPE_CHECKING:
+    from .webconfig import WebConfig
+
+__all__ = ["DemoPaths", "DemoSimulator", "NotADemoError", "create_demo", "prepare_demo", "demo_config_text",
+           "serve_demo", "why_not_demo", "schema_difference", "read_schema", "open_read_only", "SCHEMA"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +90,66 @@ CREATE TABLE settlement (
 """
 
 
+SchemaRow = tuple[str, str, str, str]
+
+
+class NotADemoError(Exception):
+    """A folder or database is not the demo's: the demo (and the drill) will not write to it or delete it."""
+
+
+def open_read_only(database: Path) -> sqlite3.Connection:
+    """A connection that can neither write nor create `database` (a missing file is an error)."""
+    return sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
+
+
+def read_schema(conn: sqlite3.Connection) -> frozenset[SchemaRow]:
+    """Every (type, name, table, sql) row of sqlite_master."""
+    rows = conn.execute("SELECT type, name, tbl_name, COALESCE(sql, '') FROM sqlite_master").fetchall()
+    return frozenset((str(a), str(b), str(c), str(d)) for a, b, c, d in rows)
+
+
+def demo_schema() -> frozenset[SchemaRow]:
+    """sqlite_master of a freshly created demo database."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(SCHEMA)
+        return read_schema(conn)
+    finally:
+        conn.close()
+
+
+def schema_difference(found: frozenset[SchemaRow]) -> str | None:
+    """None when `found` is exactly the demo's schema (tables, columns, constraints, indexes); else what differs."""
+    expected = demo_schema()
+    if found == expected:
+        return None
+    extra = sorted(name for _, name, _, _ in found - expected)
+    missing = sorted(name for _, name, _, _ in expected - found)
+    parts = [f"not in the demo: {', '.join(extra)}"] if extra else []
+    parts += [f"missing or different: {', '.join(missing)}"] if missing else []
+    return "its schema is not the demo's (" + "; ".join(parts) + ")"
+
+
+def why_not_demo(database: Path, *, empty_ok: bool = False) -> str | None:
+    """None when `database` is the demo's; otherwise what differs (read-only look, never a write).
+
+    With `empty_ok`, a database without any table also passes: it holds nothing to lose.
+    """
+    if not database.is_file():
+        return f"{database} {'is not a file' if database.exists() else 'does not exist'}"
+    try:
+        conn = open_read_only(database)
+        try:
+            found = read_schema(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return f"{database} is not a readable SQLite database ({exc})"
+    if empty_ok and not found:
+        return None
+    return schema_difference(found)
+
+
 def _tokyo(day: date, hour: int, minute: int) -> float:
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=TOKYO).timestamp()
 
@@ -122,40 +197,73 @@ def create_demo(folder: Path, *, now: datetime, seed: int = 7) -> DemoPaths:
     paths.logs.mkdir(exist_ok=True)
     conn = open_writer_connection(paths.database)
     try:
-        conn.executescript(SCHEMA)
-        writer = DemoWriter(paths, conn)
-        conn.execute("BEGIN")
-        play(writer, history_steps(now, seed))
+        # schema and history in one transaction: an interrupted creation leaves an empty database,
+        # which the next prepare_demo may replace, never a half-made schema that it would refuse
+        conn.executescript("BEGIN;\n" + SCHEMA)
+        play(DemoWriter(paths, conn), history_steps(now, seed))
         conn.commit()
     finally:
         conn.close()
     return paths
 
 
+def _template() -> str:
+    return resources.files("batch_exporter").joinpath("demo_data", "demo.yml").read_text(encoding="utf-8")
+
+
 def demo_config_text(folder: Path) -> str:
     """The shipped demo.yml with `${DEMO_DIR}` replaced by `folder` (all its uses are single-quoted)."""
-    template = resources.files("batch_exporter").joinpath("demo_data", "demo.yml").read_text(encoding="utf-8")
     # `$` starts a reference in the config loader and `'` ends a single-quoted YAML scalar
     literal = str(folder.resolve()).replace("$", "$$").replace("'", "''")
-    return template.replace("${DEMO_DIR}", literal)
+    return _template().replace("${DEMO_DIR}", literal)
+
+
+def _owned_files(paths: DemoPaths) -> list[Path]:
+    """The files a demo creates in its folder: its database, config and logs, and the exporter's log
+    positions under state/ (for the logs demo.yml names)."""
+    database = paths.database
+    batches = yaml.safe_load(_template())["batches"]
+    positions = [state_file_name(batch, log) for batch, spec in batches.items() for log in spec.get("logs", {})]
+    return [database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm"),
+            paths.config, paths.sdk_log, paths.settlement_log, *sorted(paths.logs.glob("auth-batch-*.log")),
+            *(paths.state / name for name in positions),
+            *(temp for name in positions for temp in sorted(paths.state.glob(f".{name}.*.tmp")))]
+
+
+def _check_replaceable(paths: DemoPaths) -> None:
+    """Raise NotADemoError unless every file prepare_demo would delete or overwrite is an earlier demo's."""
+    database = paths.database
+    advice = ("The demo starts afresh by deleting its own files, and deletes or overwrites nothing else: give "
+              "a new or empty folder, or one made by `batch-exporter demo --dir`.")
+    if database.exists():
+        # an empty database is what an interrupted creation leaves behind
+        if (reason := why_not_demo(database, empty_ok=True)) is not None:
+            raise NotADemoError(f"{paths.folder} holds {database.name}, which is not the demo's database: "
+                                f"{reason}.\n{advice}")
+        return
+    present = [path for path in _owned_files(paths) if path.exists()]
+    if present:
+        names = ", ".join(str(path.relative_to(paths.folder)) for path in present)
+        raise NotADemoError(f"{paths.folder} holds {names} but no demo database ({database.name}): "
+                            f"not known to be the demo's.\n{advice}")
 
 
 def _remove_previous(paths: DemoPaths) -> None:
-    """Delete what an earlier demo in this folder created, and nothing else."""
-    database = paths.database
-    owned = [database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm"),
-             paths.sdk_log, paths.settlement_log, paths.config, *paths.logs.glob("auth-batch-*.log")]
-    for path in owned:
+    """Delete what an earlier demo in this folder created, and nothing else (NotADemoError if not a demo's)."""
+    _check_replaceable(paths)
+    for path in _owned_files(paths):
         path.unlink(missing_ok=True)
-    if paths.state.is_dir():
-        shutil.rmtree(paths.state)
+    if paths.state.is_dir() and not any(paths.state.iterdir()):
+        paths.state.rmdir()
 
 
 def prepare_demo(folder: Path, *, interval: float = CONFIG_INTERVAL_SECONDS, seed: int = 7,
                  now: datetime | None = None) -> tuple[Path, DemoSimulator]:
     """Fresh demo data in `folder` and its config file; returns (config path, simulator not yet started).
 
-    A demo left in the folder by an earlier start is replaced (its history is relative to now).
+    A demo left in the folder by an earlier start is replaced (its history is relative to now). A
+    folder holding a `payments.db` that is not the demo's, or the demo's other file names without its
+    database, raises NotADemoError before anything is deleted or written.
     """
     paths = DemoPaths(folder)
     _remove_previous(paths)
@@ -165,3 +273,36 @@ def prepare_demo(folder: Path, *, interval: float = CONFIG_INTERVAL_SECONDS, see
         log.warning("demo nights every %gs are longer than the 3-minute schedule in %s: the demo will "
                     "report missed runs", interval, paths.config)
     return paths.config, DemoSimulator(paths, interval)
+
+
+def serve_demo(folder: Path | None, *, interval: float | None, listen: str, web_config: WebConfig | None,
+               around: Callable[[Path, Path], AbstractContextManager[object]] | None = None) -> int:
+    """`batch-exporter demo`: fresh demo data, the simulator, and the exporter serving its demo.yml until
+    SIGINT/SIGTERM; returns the exit code (1 when the folder is not a demo's or the config does not load).
+
+    `folder` defaults to a new temporary folder. `around(folder, config path)` is entered once the config
+    has loaded and left after the simulator has stopped (`demo --stack` runs Prometheus and Alertmanager
+    there); without it, one line says where the data is.
+    """
+    from .cli import _load, serve
+
+    folder = folder or Path(tempfile.mkdtemp(prefix="batch-exporter-demo-"))
+    try:
+        config_path, simulator = prepare_demo(folder, **({"interval": interval} if interval else {}))
+    except NotADemoError as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"demo: cannot make the demo data in {folder}: {exc}", file=sys.stderr)
+        return 1
+    config = _load(config_path)
+    if config is None:
+        return 1
+    if around is None:
+        print(f"demo data in {folder}; config {config_path}", flush=True)
+    with around(folder, config_path) if around is not None else nullcontext():
+        simulator.start()
+        try:
+            return serve(config, config_path, listen, web_config)
+        finally:
+            simulator.stop()

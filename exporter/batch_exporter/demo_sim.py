@@ -80,6 +80,9 @@ def local_text(at: float) -> str:
     return datetime.fromtimestamp(at, TOKYO).strftime("%Y-%m-%d %H:%M:%S")
 
 
+# The simulated batch stores card numbers the way payment systems do (first six and last four, the
+# most PCI DSS allows to be displayed). This is the user's data, not the exporter's display
+# masking (masking.mask_digits, which shows only the last four), so it does not use that module.
 def mask_pan(pan: str) -> str:
     return pan[:6] + "*" * (len(pan) - 10) + pan[-4:]
 

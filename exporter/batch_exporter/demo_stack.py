@@ -2,8 +2,8 @@
 
 Prometheus gets the shipped rules and Alertmanager the shipped routing (copies, in a temporary folder
 removed on exit). Their receivers are pointed at a small webhook receiver in this process, which prints
-every notification, so a page shows up in the terminal. Ctrl-C stops the exporter, the simulator and
-both servers, in that order.
+every notification, so a page shows up in the terminal. Ctrl-C or SIGTERM stops the exporter, the
+simulator and both servers, in that order; during startup it stops whatever has started.
 
 Its flags are defined in `practice_flags` (shared with `batch-exporter drill`).
 """
@@ -14,6 +14,8 @@ import logging
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .stack import (
@@ -22,10 +24,11 @@ from .stack import (
     Overlay,
     PromStack,
     ShippedFiles,
+    StackBinaries,
     StackError,
     WebhookRecorder,
-    find_binary,
     free_port,
+    sigterm_interrupts,
 )
 
 log = logging.getLogger(__name__)
@@ -38,11 +41,16 @@ DEMO_OVERLAY = Overlay(scrape_interval="5s", scrape_timeout="5s", evaluation_int
 SHIPPED_TIMINGS = Overlay(scrape_interval="30s", scrape_timeout="10s", evaluation_interval="1m",
                           alert_for=None, keep_firing_for=None, resend_delay="1m", group_wait="30s",
                           group_interval="5m", repeat_interval="12h")
+EXIT_INTERRUPTED = 130
 
 
 def shipped_from_args(args: argparse.Namespace) -> ShippedFiles:
     return ShippedFiles.locate(rules_dir=args.rules_dir, prometheus_config=args.prometheus_config,
                                alertmanager_config=args.alertmanager_config)
+
+
+def binaries_from_args(args: argparse.Namespace) -> StackBinaries:
+    return StackBinaries.find(args.prometheus_bin, args.alertmanager_bin)
 
 
 def _print_notification(notification: Notification) -> None:
@@ -69,16 +77,14 @@ def _scrape_target(listen: str) -> tuple[str, str]:
 
 def run_demo_stack(args: argparse.Namespace) -> int:
     """The demo with Prometheus and Alertmanager; blocks until Ctrl-C (SIGINT) or SIGTERM."""
-    from .cli import _load, serve
-    from .demo import prepare_demo
+    from .demo import serve_demo
 
     if args.web_config is not None:
         print("--stack scrapes the demo over plain HTTP on loopback: leave out --web.config.file",
               file=sys.stderr)
         return 1
     try:
-        find_binary(["prometheus"], args.prometheus_bin)
-        find_binary(["prometheus-alertmanager", "alertmanager"], args.alertmanager_bin)
+        binaries = binaries_from_args(args)
         shipped = shipped_from_args(args)
         listen, target = _scrape_target(args.listen)
     except MissingBinaryError as exc:
@@ -90,39 +96,53 @@ def run_demo_stack(args: argparse.Namespace) -> int:
         print(f"demo --stack: {exc}", file=sys.stderr)
         return 1
 
-    folder = args.dir or Path(tempfile.mkdtemp(prefix="batch-exporter-demo-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    config_path, simulator = prepare_demo(folder, **({"interval": args.interval} if args.interval else {}))
-    config = _load(config_path)
-    if config is None:
-        return 1
-    overlay = DEMO_OVERLAY if args.stack_timings == "demo" else SHIPPED_TIMINGS
+    @contextmanager
+    def stack_running(folder: Path, config_path: Path) -> Iterator[None]:
+        with _stack(binaries, shipped, target, args.stack_timings) as stack:
+            _announce(folder, config_path, target, stack, args.stack_timings)
+            yield
+
+    # SIGTERM while the servers start (before the exporter takes the signal over) unwinds like Ctrl-C
+    with sigterm_interrupts():
+        try:
+            return serve_demo(args.dir, interval=args.interval, listen=listen, web_config=None,
+                              around=stack_running)
+        except StackError as exc:
+            print(f"demo --stack: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print("demo --stack interrupted; what had started was stopped", file=sys.stderr)
+            return EXIT_INTERRUPTED
+
+
+@contextmanager
+def _stack(binaries: StackBinaries, shipped: ShippedFiles, target: str, timings: str) -> Iterator[PromStack]:
+    """Prometheus and Alertmanager watching `target` in a temporary folder; both stopped, the folder removed."""
     workdir = Path(tempfile.mkdtemp(prefix="batch-exporter-stack-"))
     try:
         with WebhookRecorder(_print_notification) as hook:
-            stack = PromStack(workdir, exporter_targets=[target], webhook_base=hook.url, overlay=overlay,
-                              shipped=shipped, prometheus_bin=args.prometheus_bin,
-                              alertmanager_bin=args.alertmanager_bin)
+            stack = PromStack(workdir, exporter_targets=[target], webhook_base=hook.url,
+                              overlay=DEMO_OVERLAY if timings == "demo" else SHIPPED_TIMINGS,
+                              shipped=shipped, binaries=binaries)
             with stack:
-                print(f"demo data in {folder}; config {config_path}\n"
-                      f"  exporter      http://{target}/metrics\n"
-                      f"  Prometheus    {stack.prometheus_url}/alerts   "
-                      f"(rules from {shipped.rules[0].parent})\n"
-                      f"  Alertmanager  {stack.alertmanager_url}/#/alerts "
-                      f"(routing from {shipped.alertmanager_config})\n"
-                      + (f"  timings: alert `for` {overlay.alert_for}, scrape and evaluation every "
-                         f"{overlay.scrape_interval} (--stack.timings=shipped for the shipped ones)\n"
-                         if args.stack_timings == "demo" else "  timings: as shipped\n")
-                      + "  notifications to the pager and ticket receivers are printed below; Ctrl-C stops "
-                        "everything", flush=True)
-                simulator.start()
                 try:
-                    return serve(config, config_path, listen, None)
+                    yield stack
                 finally:
-                    simulator.stop()
                     print("stopping Prometheus and Alertmanager", flush=True)
-    except StackError as exc:
-        print(f"demo --stack: {exc}", file=sys.stderr)
-        return 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _announce(folder: Path, config_path: Path, target: str, stack: PromStack, timings: str) -> None:
+    overlay = stack.overlay
+    print(f"demo data in {folder}; config {config_path}\n"
+          f"  exporter      http://{target}/metrics\n"
+          f"  Prometheus    {stack.prometheus_url}/alerts   "
+          f"(rules from {stack.shipped.rules[0].parent})\n"
+          f"  Alertmanager  {stack.alertmanager_url}/#/alerts "
+          f"(routing from {stack.shipped.alertmanager_config})\n"
+          + (f"  timings: alert `for` {overlay.alert_for}, scrape and evaluation every "
+             f"{overlay.scrape_interval} (--stack.timings=shipped for the shipped ones)\n"
+             if timings == "demo" else "  timings: as shipped\n")
+          + "  notifications to the pager and ticket receivers are printed below; Ctrl-C stops "
+            "everything", flush=True)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -29,6 +30,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,7 +40,6 @@ import yaml
 
 # The checkout this package was loaded from, when it was (exporter/batch_exporter/stack.py).
 PACKAGE_CHECKOUT = Path(__file__).resolve().parents[2]
-REPO_ROOT = PACKAGE_CHECKOUT
 PROMETHEUS_CONFIG = Path("deploy/prometheus/prometheus.yml")
 ALERTMANAGER_CONFIG = Path("alerts/alertmanager.yml")
 RULES_GLOB = "alerts/*.rules.yml"
@@ -168,6 +169,70 @@ def find_binary(names: Sequence[str], explicit: str | None = None) -> str:
     raise MissingBinaryError(f"{wanted} not found on PATH; install it with: {INSTALL_HINT}")
 
 
+@dataclass(frozen=True)
+class StackBinaries:
+    """The Prometheus and Alertmanager binaries a PromStack runs."""
+
+    prometheus: str
+    alertmanager: str
+
+    @classmethod
+    def find(cls, prometheus: str | None = None, alertmanager: str | None = None) -> StackBinaries:
+        """Each as named (a name or a path), else under its usual names on PATH; MissingBinaryError if absent."""
+        return cls(find_binary(["prometheus"], prometheus),
+                   find_binary(["prometheus-alertmanager", "alertmanager"], alertmanager))
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so `finally` blocks stop the servers and restore.
+
+    Only in the main thread (elsewhere the block runs unchanged). The previous handler comes back after.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block has ended, then go to their handlers.
+
+    Around starting a server (a child started but not yet recorded could not be stopped) and stopping
+    them (an interrupt in the middle would leave the rest running).
+    """
+    previous = {signum: signal.getsignal(signum) for signum in _STOP_SIGNALS}
+    if threading.current_thread() is not threading.main_thread() or None in previous.values():
+        yield  # handlers can only be changed in the main thread, and one set outside Python cannot be put back
+        return
+    held: list[int] = []
+
+    def hold(signum: int, _frame: object) -> None:
+        held.append(signum)
+
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
+
+
 def _rewrite_rules(rules: dict[str, Any], overlay: Overlay) -> dict[str, Any]:
     for group in rules.get("groups", []):
         group.pop("interval", None)  # the overlay's evaluation_interval applies to every group
@@ -275,7 +340,7 @@ class _Process:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        with self._log_path.open("wb") as log:
+        with self._log_path.open("wb") as log, _signals_held():
             self._proc = subprocess.Popen(
                 self._argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C in a terminal reaches us only; we stop the servers in order
@@ -319,7 +384,9 @@ class PromStack:
 
     `workdir` (an empty temporary folder) receives the config copies, both data folders and the
     process logs (`prometheus.log`, `alertmanager.log`). Binaries are looked up when the object is
-    made, so a missing one raises MissingBinaryError before anything starts.
+    made (unless given as `binaries`), so a missing one raises MissingBinaryError before anything starts.
+    Every exit path stops both servers: `start` stops what it started when it fails or is interrupted,
+    and an interrupt during `stop` waits until both have stopped.
     """
 
     def __init__(
@@ -331,14 +398,12 @@ class PromStack:
         overlay: Overlay = Overlay(),
         repo_root: Path | None = None,
         scrape_extra: Mapping[str, Any] | None = None,
-        prometheus_bin: str | None = None,
-        alertmanager_bin: str | None = None,
+        binaries: StackBinaries | None = None,
         shipped: ShippedFiles | None = None,
     ) -> None:
         self.workdir = Path(workdir)
         self.overlay = overlay
-        self._prometheus_bin = find_binary(["prometheus"], prometheus_bin)
-        self._alertmanager_bin = find_binary(["prometheus-alertmanager", "alertmanager"], alertmanager_bin)
+        self.binaries = binaries or StackBinaries.find()
         self.shipped = _shipped(repo_root, shipped)
         self.prometheus_port = free_port()
         self.alertmanager_port = free_port()
@@ -373,7 +438,7 @@ class PromStack:
             _Process(
                 "alertmanager",
                 [
-                    self._alertmanager_bin,
+                    self.binaries.alertmanager,
                     f"--config.file={am_config}",
                     f"--storage.path={self.workdir / 'alertmanager-data'}",
                     f"--web.listen-address=127.0.0.1:{self.alertmanager_port}",
@@ -385,7 +450,7 @@ class PromStack:
             _Process(
                 "prometheus",
                 [
-                    self._prometheus_bin,
+                    self.binaries.prometheus,
                     f"--config.file={prom_config}",
                     f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
                     f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
@@ -408,8 +473,9 @@ class PromStack:
 
     def stop(self) -> None:
         """Stop both servers (SIGTERM, then SIGKILL after 10 s); safe to call twice."""
-        for process in reversed(self._processes):
-            process.stop()
+        with _signals_held():
+            for process in reversed(self._processes):
+                process.stop()
 
     def __enter__(self) -> Self:
         return self.start()

@@ -1,62 +1,50 @@
 """`batch-exporter drill SCENARIO|all`: practise the incident on the demo batch, and time the alerts.
 
 Exit codes: 0 every expected alert arrived; 1 one did not; 2 refused (not the demo); 3 cannot run
-(binaries, shipped files or the demo folder missing).
+(binaries, shipped files or the demo folder missing, a file or the database failing: printed as
+`drill: <what failed>`, never a traceback); 130 interrupted (Ctrl-C, SIGTERM), the demo restored.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import shutil
-import signal
+import sqlite3
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from ..demo import NotADemoError
 from ..demo_sim import TOKYO
-from ..demo_stack import shipped_from_args
+from ..demo_stack import binaries_from_args, shipped_from_args
 from ..stack import (
     INSTALL_HINT,
     MissingBinaryError,
     Overlay,
     PromStack,
     ShippedFiles,
+    StackBinaries,
     StackError,
     WebhookRecorder,
     find_binary,
+    sigterm_interrupts,
 )
 from .live import LiveDrill
 from .promtool import PromtoolDrill, promtool_report
 from .report import Progress, ScenarioResult, summary, timeline
 from .scenarios import BY_NAME, SCENARIOS, Scenario
-from .target import NotADemoError, TargetError, open_target
+from .target import TargetError, open_target
 from .world import BATCH, GRACE, MAX_DURATION, POLL_INTERVAL, DrillWorld
 
 DRILL_OVERLAY = Overlay()  # for 2s, keep_firing_for 2s, 1s scrapes, evaluations and Alertmanager groups
 
 EXIT_OK, EXIT_MISSED, EXIT_REFUSED, EXIT_CANNOT_RUN = 0, 1, 2, 3
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM ends a drill like Ctrl-C does: through the `finally` that restores the demo."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+# what makes a drill unable to run or finish: reported in one line, exit 3
+CANNOT_RUN = (StackError, TargetError, OSError, sqlite3.Error)
 
 
 @contextmanager
@@ -89,12 +77,17 @@ def run_drill(args: argparse.Namespace, out: TextIO | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="batch-exporter-drill-"))
     code = EXIT_CANNOT_RUN
     try:
-        with _sigterm_interrupts(), _exporter_log(scratch / "exporter.log"):
+        # SIGTERM ends a drill like Ctrl-C does: through the `finally` that restores the demo
+        with sigterm_interrupts(), _exporter_log(scratch / "exporter.log"):
             code = _run(args, scenarios, scratch, out)
         return code
     except KeyboardInterrupt:
         print("\ndrill interrupted; the demo was restored", file=out, flush=True)
         code = 130
+        return code
+    except CANNOT_RUN as exc:
+        print(f"drill: {_what_failed(exc)}", file=sys.stderr)
+        code = EXIT_CANNOT_RUN
         return code
     finally:
         if args.keep or code in (EXIT_MISSED, EXIT_CANNOT_RUN):
@@ -103,13 +96,19 @@ def run_drill(args: argparse.Namespace, out: TextIO | None = None) -> int:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _tools(args: argparse.Namespace, out: TextIO) -> tuple[bool, str | None, int]:
-    """(live?, promtool path, exit code if neither mode can run)."""
+def _what_failed(exc: Exception) -> str:
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        return f"{exc}: is `batch-exporter demo` running on this folder? Stop it, then drill again"
+    if isinstance(exc, sqlite3.Error):
+        return f"the demo database: {exc}"
+    return str(exc)
+
+
+def _tools(args: argparse.Namespace, out: TextIO) -> tuple[StackBinaries | None, str | None, int]:
+    """(Prometheus and Alertmanager for a live drill, else promtool's path; exit code if neither can run)."""
     if not args.promtool_only:
         try:
-            find_binary(["prometheus"], args.prometheus_bin)
-            find_binary(["prometheus-alertmanager", "alertmanager"], args.alertmanager_bin)
-            return True, None, EXIT_OK
+            return binaries_from_args(args), None, EXIT_OK
         except MissingBinaryError as exc:
             print(f"Prometheus/Alertmanager not available: {exc}", file=out)
     try:
@@ -120,43 +119,34 @@ def _tools(args: argparse.Namespace, out: TextIO) -> tuple[bool, str | None, int
               "package; elsewhere download Prometheus from https://prometheus.io/download/ and put "
               "prometheus and promtool on PATH, or name them with --prometheus-bin / --promtool-bin)",
               file=sys.stderr)
-        return False, None, EXIT_CANNOT_RUN
+        return None, None, EXIT_CANNOT_RUN
     print("Evaluating the shipped rules with promtool on series recorded from the faulted demo instead: "
           "the rules are checked with their real `for`, but alert routing and delivery are not.", file=out)
-    return False, promtool, EXIT_OK
+    return None, promtool, EXIT_OK
 
 
 def _run(args: argparse.Namespace, scenarios: list[Scenario], scratch: Path, out: TextIO) -> int:
-    live, promtool, code = _tools(args, out)
+    """The drill; CANNOT_RUN errors propagate to `run_drill` (after the demo is restored)."""
+    binaries, promtool, code = _tools(args, out)
     if code:
         return code
-    try:
-        shipped = shipped_from_args(args)
-    except StackError as exc:
-        print(f"drill: {exc}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+    shipped = shipped_from_args(args)
     try:
         target = open_target(args.dir, scratch, allow_copy=args.not_demo)
     except NotADemoError as exc:
         print(f"drill refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
-    except TargetError as exc:
-        print(f"drill: {exc}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
     where = f"a copy of {target.origin} (the original is only read)" if target.copied else str(target.origin)
     print(f"drilling the demo batch in {where}", file=out, flush=True)
     world = DrillWorld(target, scratch)
     results: list[ScenarioResult] = []
     try:
         world.prepare()
-        if live:
-            _live(args, world, shipped, scenarios, scratch, out, results)
+        if binaries is not None:
+            _live(args, world, shipped, binaries, scenarios, scratch, out, results)
         else:
             assert promtool is not None
             _promtool(world, shipped, promtool, scenarios, scratch, out, results)
-    except (StackError, TargetError) as exc:
-        print(f"drill: {exc}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
     finally:
         world.close()
         if target.copied:
@@ -181,14 +171,13 @@ def _timings(world: DrillWorld) -> str:
             "Rule expressions and their windows are as shipped. Each scenario takes seconds to a minute.")
 
 
-def _live(args: argparse.Namespace, world: DrillWorld, shipped: ShippedFiles, scenarios: list[Scenario],
-          scratch: Path, out: TextIO, results: list[ScenarioResult]) -> None:
+def _live(args: argparse.Namespace, world: DrillWorld, shipped: ShippedFiles, binaries: StackBinaries,
+          scenarios: list[Scenario], scratch: Path, out: TextIO, results: list[ScenarioResult]) -> None:
     with WebhookRecorder() as hook:
         address = world.start_exporter(serve=True)
         assert address is not None
         stack = PromStack(scratch / "stack", exporter_targets=[address], webhook_base=hook.url,
-                          overlay=DRILL_OVERLAY, shipped=shipped, prometheus_bin=args.prometheus_bin,
-                          alertmanager_bin=args.alertmanager_bin)
+                          overlay=DRILL_OVERLAY, shipped=shipped, binaries=binaries)
         print("starting Prometheus (shipped rules) and Alertmanager (shipped routing) on loopback",
               file=out, flush=True)
         with stack:

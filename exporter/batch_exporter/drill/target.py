@@ -1,11 +1,14 @@
 """The demo folder a drill writes into: recognised before anything is written, snapshotted, restored.
 
 `open_target` is the only way to get a `DemoTarget`, and a `DemoTarget` is the only writer a drill has.
-A database is the demo's when its schema is exactly the one the demo creates (`demo.SCHEMA`: the
-same tables, columns, constraints and indexes, nothing more), checked once read-only and again on the
-writer's own connection before its first write. Anything else is refused; with `allow_copy` (the
-`--i-know-this-is-not-the-demo` flag) the drill works on a copy in its scratch folder and the original
-is only read.
+A database is the demo's when its schema is exactly the one the demo creates (`demo.why_not_demo`, the
+check `batch-exporter demo --dir` makes too: the same tables, columns, constraints and indexes, nothing
+more), checked once read-only and again on the writer's own connection before its first write.
+Anything else is refused; with `allow_copy` (the `--i-know-this-is-not-the-demo` flag) the drill works
+on a copy in its scratch folder and the original is only read.
+
+Snapshots are only ever read back read-only and only when taken in full, so an interrupted drill never
+copies an empty file over the demo.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..demo import SCHEMA, prepare_demo
+from ..demo import NotADemoError, open_read_only, prepare_demo, read_schema, schema_difference, why_not_demo
 from ..demo_sim import SDK_LOG_CAP_BYTES, DemoPaths, DemoWriter
 
 log = logging.getLogger(__name__)
@@ -30,60 +33,11 @@ _DEMO_TABLES = {
     "auth_request": {"request_id", "exec_id", "merchant_ref", "auth_state", "amount_yen", "updated_ts"},
 }
 
-SchemaRow = tuple[str, str, str, str]
-
-
-class NotADemoError(Exception):
-    """The folder given to the drill does not hold the demo's database (the drill will not write to it)."""
+__all__ = ["COPY_MARKER", "DemoTarget", "FileState", "LogSnapshot", "NotADemoError", "TargetError", "open_target"]
 
 
 class TargetError(Exception):
     """The demo folder cannot be used: missing, unreadable, or a copy without the demo's tables."""
-
-
-def _schema(conn: sqlite3.Connection) -> frozenset[SchemaRow]:
-    rows = conn.execute("SELECT type, name, tbl_name, COALESCE(sql, '') FROM sqlite_master").fetchall()
-    return frozenset((str(a), str(b), str(c), str(d)) for a, b, c, d in rows)
-
-
-def demo_schema() -> frozenset[SchemaRow]:
-    """sqlite_master of a freshly created demo database."""
-    conn = sqlite3.connect(":memory:")
-    try:
-        conn.executescript(SCHEMA)
-        return _schema(conn)
-    finally:
-        conn.close()
-
-
-def _read_only(database: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True, timeout=10)
-
-
-def why_not_demo(database: Path) -> str | None:
-    """None when `database` is the demo's; otherwise what differs (read-only look, never a write)."""
-    if not database.is_file():
-        return f"{database} does not exist"
-    try:
-        conn = _read_only(database)
-        try:
-            found = _schema(conn)
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        return f"{database} is not a readable SQLite database ({exc})"
-    return _difference(found)
-
-
-def _difference(found: frozenset[SchemaRow]) -> str | None:
-    expected = demo_schema()
-    if found == expected:
-        return None
-    extra = sorted(name for _, name, _, _ in found - expected)
-    missing = sorted(name for _, name, _, _ in expected - found)
-    parts = [f"not in the demo: {', '.join(extra)}"] if extra else []
-    parts += [f"missing or different: {', '.join(missing)}"] if missing else []
-    return "its schema is not the demo's (" + "; ".join(parts) + ")"
 
 
 @dataclass(frozen=True)
@@ -115,7 +69,7 @@ class DemoTarget:
         conn = sqlite3.connect(f"{paths.database.resolve().as_uri()}?mode=rw", uri=True, timeout=10,
                                isolation_level=None, check_same_thread=False)
         try:
-            if not copied and (reason := _difference(_schema(conn))) is not None:
+            if not copied and (reason := schema_difference(read_schema(conn))) is not None:
                 raise NotADemoError(f"{paths.database}: {reason}")  # changed since the read-only look
             conn.execute("PRAGMA synchronous=NORMAL")
         except BaseException:
@@ -123,6 +77,7 @@ class DemoTarget:
             raise
         self.writer = DemoWriter(paths, conn, SDK_LOG_CAP_BYTES)
         self._rotations = 0
+        self._snapshots: set[str] = set()
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -142,20 +97,34 @@ class DemoTarget:
     def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         return self.conn.execute(sql, params).fetchall()
 
+    def _snapshot_path(self, name: str) -> Path:
+        return self._scratch / f"snapshot-{name}.db"
+
     def snapshot_db(self, name: str) -> Path:
         """Copy the database (SQLite backup API) to the scratch folder under `name`."""
-        path = self._scratch / f"snapshot-{name}.db"
+        self._snapshots.discard(name)
+        path = self._snapshot_path(name)
         path.unlink(missing_ok=True)
         copy = sqlite3.connect(path)
         try:
             self.conn.backup(copy)
         finally:
             copy.close()
+        self._snapshots.add(name)  # only a finished copy can be restored
         return path
 
+    def has_snapshot(self, name: str) -> bool:
+        return name in self._snapshots
+
     def restore_db(self, name: str) -> None:
-        """Put back the database as at `snapshot_db(name)` (one transaction: readers see old or new)."""
-        source = sqlite3.connect(self._scratch / f"snapshot-{name}.db")
+        """Put back the database as at `snapshot_db(name)` (one transaction: readers see old or new).
+
+        A snapshot never taken (or not finished) raises TargetError and the database is left alone.
+        """
+        if name not in self._snapshots:
+            raise TargetError(f"no snapshot {name!r} of {self.paths.database} was taken: nothing to restore")
+        # read-only: a missing snapshot file is an error, never an empty database copied over the demo
+        source = open_read_only(self._snapshot_path(name))
         try:
             source.backup(self.conn)
         finally:
@@ -216,11 +185,15 @@ class DemoTarget:
             self.paths.sdk_log.write_bytes(b"")
 
     def rotate_sdk_log(self) -> None:
-        """What the runbook asks for: move the full SDK log aside and let it start a new, empty file."""
+        """What the runbook asks for: move the full SDK log aside and let it start a new, empty file.
+
+        The old file stays in its own folder (a rename, on the same file system as the log wherever the
+        demo lives), as logrotate would leave it; restoring the logs removes it.
+        """
         self._rotations += 1
         sdk = self.paths.sdk_log
         if sdk.exists():
-            os.replace(sdk, self._scratch / f"auth-sdk.rotated-{self._rotations}.log")
+            os.replace(sdk, sdk.with_name(f"{sdk.name}.drill-rotated-{self._rotations}"))
         sdk.parent.mkdir(parents=True, exist_ok=True)
         sdk.touch()
 
@@ -262,7 +235,7 @@ def _copy_target(original: DemoPaths, scratch: Path, reason: str) -> DemoTarget:
     folder = scratch / "copy"
     folder.mkdir()
     (folder / COPY_MARKER).write_text(f"copy of {original.folder}\n", encoding="utf-8")
-    source = _read_only(original.database)
+    source = open_read_only(original.database)
     copy = sqlite3.connect(folder / original.database.name)
     try:
         source.backup(copy)

@@ -130,8 +130,13 @@ class DrillWorld:
         self.target.restore_db("baseline")
 
     def restore_found(self) -> None:
-        """The database and logs exactly as found (the exporter must be stopped: logs shrink)."""
-        self.target.restore_db("found")
+        """The database and logs exactly as found (the exporter must be stopped: logs shrink).
+
+        Only what was snapshotted is put back: `prepare` changes nothing before both snapshots are taken,
+        so an interruption before them leaves nothing to restore.
+        """
+        if self.target.has_snapshot("found"):
+            self.target.restore_db("found")
         if self._logs_before is not None:
             self.target.restore_logs(self._logs_before)
 
