@@ -119,3 +119,38 @@ def test_broken_change_is_refused_and_the_old_config_keeps_serving(
         config.write_text(_config(db, {"all_runs": "SELECT COUNT(*) FROM batch_run"}))
         _hup(exporter)
         exporter.wait_for(lambda s: _check(s, "all_runs") == 2, what="the repaired configuration")
+
+
+def test_web_config_is_reloaded_on_sighup_and_a_broken_one_refused(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    import bcrypt
+
+    def status(password: str) -> int:
+        request = urllib.request.Request(exporter.url + "/metrics")
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"prom:{password}".encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    def users(password: str) -> str:
+        return f"basic_auth_users:\n  prom: {bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
+
+    _, config = setup
+    web = tmp_path / "web.yml"
+    web.write_text(users("first"))
+    with running_exporter(config, tmp_path, "--web.config.file", str(web)) as exporter:
+        assert status("first") == 200 and status("second") == 401
+        web.write_text(users("second"))
+        _hup(exporter)
+        _wait_for_log(exporter, "web configuration reloaded")
+        assert status("second") == 200 and status("first") == 401
+        web.write_text("basic_auth_users:\n  prom: not-a-bcrypt-hash\n")
+        _hup(exporter)
+        log = _wait_for_log(exporter, "web config reload refused")
+        assert f"{web}:2: basic_auth_users.prom" in log
+        assert status("second") == 200  # the running web config keeps serving

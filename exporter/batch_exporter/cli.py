@@ -115,8 +115,9 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def serve(config: Config, config_path: Path | None, listen: str, web_config: WebConfig | None,
-          stop: threading.Event | None = None) -> int:
-    """Serve until SIGINT/SIGTERM (or `stop`); SIGHUP re-reads the configuration file."""
+          stop: threading.Event | None = None, web_config_path: Path | None = None) -> int:
+    """Serve until SIGINT/SIGTERM (or `stop`); SIGHUP re-reads the configuration file and the web
+    config file (TLS, users); a file that no longer validates is reported and the running one kept."""
     runtime = Runtime(Exporter(config))
     try:
         server = MetricsServer(listen, runtime, web_config, version=__version__)
@@ -146,6 +147,7 @@ def serve(config: Config, config_path: Path | None, listen: str, web_config: Web
             if reload_requested.is_set():
                 reload_requested.clear()
                 _reload(runtime, config_path)
+                _reload_web(server, web_config_path)
     finally:
         server.shutdown()
         runtime.exporter.stop()
@@ -166,12 +168,23 @@ def _reload(runtime: Runtime, config_path: Path | None) -> None:
         log.exception("reload failed, keeping the running configuration")
 
 
+def _reload_web(server: MetricsServer, path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        server.reload_web_config(load_web_config(path))
+    except WebConfigError as exc:
+        log.error("web config reload refused, keeping the running one:\n%s", exc)
+        return
+    log.info("web configuration reloaded from %s", path)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     ok, web_config = _load_web(args.web_config)
     if config is None or not ok:
         return 1
-    return serve(config, args.config, args.listen, web_config)
+    return serve(config, args.config, args.listen, web_config, web_config_path=args.web_config)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
