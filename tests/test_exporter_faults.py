@@ -22,6 +22,26 @@ def errors(series: dict, source: str, reason: str) -> float:  # type: ignore[typ
     return value(series, "batch_exporter_source_errors_total", source=source, reason=reason) or 0.0
 
 
+def probe_through(proxy: TcpProxy, tmp_path: Path, timeout: str) -> Path:
+    """A config with one `SELECT 1` check on PostgreSQL reached through `proxy`."""
+    from db_servers import odbc_connection_string
+
+    conn_str = odbc_connection_string("postgresql").replace("PORT=5432", f"PORT={proxy.port}")
+    assert f"PORT={proxy.port}" in conn_str
+    config = tmp_path / "pg.yml"
+    config.write_text(f"""
+global: {{poll_interval: 1s}}
+databases:
+  pg: {{odbc: "{conn_str}", query_timeout: {timeout}, connect_timeout: {timeout}}}
+batches:
+  probe:
+    database: pg
+    checks:
+      one: {{query: "SELECT 1", min: 1, max: 1}}
+""")
+    return config
+
+
 def test_slow_and_failing_queries_only_take_down_their_own_source(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     sqlite_history(str(db), make_history())
@@ -88,23 +108,9 @@ batches:
 
 def test_database_unreachable_at_start_then_lost_and_restored(tmp_path: Path) -> None:
     pytest.importorskip("pyodbc")
-    from db_servers import odbc_connection_string
-
     proxy = TcpProxy("127.0.0.1", 5432, enabled=False)
     try:
-        conn_str = odbc_connection_string("postgresql").replace("PORT=5432", f"PORT={proxy.port}")
-        assert f"PORT={proxy.port}" in conn_str
-        config = tmp_path / "pg.yml"
-        config.write_text(f"""
-global: {{poll_interval: 1s}}
-databases:
-  pg: {{odbc: "{conn_str}", query_timeout: 2s, connect_timeout: 2s}}
-batches:
-  probe:
-    database: pg
-    checks:
-      one: {{query: "SELECT 1", min: 1, max: 1}}
-""")
+        config = probe_through(proxy, tmp_path, timeout="2s")
         with running_exporter(config, tmp_path) as exporter:
             series = exporter.wait_for(lambda s: errors(s, "checks:probe", "connect") >= 1, what="connect error")
             assert up(series, "checks:probe") == 0
@@ -159,22 +165,9 @@ def test_listen_address_taken_or_malformed_is_a_clear_error(tmp_path: Path) -> N
 
 def test_a_silent_database_neither_blocks_scrapes_nor_shutdown(tmp_path: Path) -> None:
     pytest.importorskip("pyodbc")
-    from db_servers import odbc_connection_string
-
     proxy = TcpProxy("127.0.0.1", 5432)
     try:
-        conn_str = odbc_connection_string("postgresql").replace("PORT=5432", f"PORT={proxy.port}")
-        config = tmp_path / "silent.yml"
-        config.write_text(f"""
-global: {{poll_interval: 1s}}
-databases:
-  pg: {{odbc: "{conn_str}", query_timeout: 1s, connect_timeout: 1s}}
-batches:
-  probe:
-    database: pg
-    checks:
-      one: {{query: "SELECT 1", min: 1, max: 1}}
-""")
+        config = probe_through(proxy, tmp_path, timeout="1s")
         with running_exporter(config, tmp_path) as exporter:
             exporter.wait_for(lambda s: up(s, "checks:probe") == 1, what="first good poll")
             proxy.freeze()  # PostgreSQL's driver blocks forever on a peer that stops answering
