@@ -87,3 +87,12 @@ def test_a_partial_snapshot_of_another_source_is_refused() -> None:
     store = Store(["runs:a", "runs:b"])
     with pytest.raises(ValueError, match="runs:b"):
         store.record_failure("runs:a", "io", 0.1, snapshot("runs:b", "b", 1))
+
+
+def test_the_metrics_reference_document_matches_the_contract() -> None:
+    from pathlib import Path
+
+    from batch_exporter.metrics import reference_markdown
+
+    document = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
+    assert document.read_text(encoding="utf-8") == reference_markdown(), "regenerate docs/metrics.md"

@@ -92,3 +92,27 @@ def exposed_names() -> set[str]:
     """Every series name that can appear in the exposition (counters carry their `_total`; the
     exporter never exposes `_created` series)."""
     return {spec.name for spec in CONTRACT}
+
+
+def reference_markdown() -> str:
+    """docs/metrics.md: the contract as a table for users (tests keep the file equal to this)."""
+    lines = [
+        "# Metrics",
+        "",
+        "Every series batch-exporter can expose. Generated from `exporter/batch_exporter/metrics.py`:",
+        "`python -c 'from batch_exporter.metrics import reference_markdown as r; print(r(), end=\"\")'"
+        " > docs/metrics.md`.",
+        "",
+        "Label `batch` is the batch's name in the configuration (never `job` or `instance`: Prometheus owns",
+        "those); `log`, `check` and `pattern` are configured names; `path` is a log file's path, capped per log",
+        "(`max_path_series`); `state` is the run's own database state value, capped per batch",
+        "(`records.max_states`, the rest summed as `_other`); `source` is `KIND:BATCH` or `KIND:BATCH/LOG`.",
+        "No log text, SQL error text or record content ever becomes a label value.",
+        "",
+        "| metric | type | labels | meaning |",
+        "| --- | --- | --- | --- |",
+    ]
+    for spec in CONTRACT:
+        labels = ", ".join(f"`{label}`" for label in spec.labels)
+        lines.append(f"| `{spec.name}` | {spec.kind} | {labels} | {spec.help} |")
+    return "\n".join(lines) + "\n"
