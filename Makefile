@@ -9,7 +9,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
+# the exporter alone (what the demo needs) ...
 $(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# ... and with what the tests need (pyodbc, hypothesis, the schema validators)
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
@@ -21,8 +27,8 @@ demo: venv
 system-deps:
 	bash scripts/install-system-deps.sh
 
-test: system-deps venv
+test: system-deps $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
-bench: system-deps venv
+bench: system-deps $(VENV)/.installed-test
 	bash bench/run_all.sh

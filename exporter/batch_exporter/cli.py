@@ -221,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=LOG_LEVELS[args.log_level], stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the scheduler logs every job it runs at info: keep that for --log.level debug
+    level = LOG_LEVELS[args.log_level]
+    logging.getLogger("apscheduler").setLevel(level if level == logging.DEBUG else max(level, logging.WARNING))
     return COMMANDS[args.command](args)
 
 
