@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Protocol
 
 from ..snapshot import SampleBuilder, Snapshot
@@ -30,14 +29,11 @@ class LogFileSource:
     A file that cannot be stat'ed is left out (of the count too) and reported, as the log scan
     source does, while the others are still exported."""
 
-    def __init__(
-        self, batch: str, log_name: str, log: LogConfigLike, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, batch: str, log_name: str, log: LogConfigLike) -> None:
         self.name = f"logfiles:{batch}/{log_name}"
         self._batch = batch
         self._log_name = log_name
         self._log = log
-        self._clock = clock  # uniform with the other sources; a stat needs no clock
 
     def poll(self) -> Snapshot:
         """Stat every matching file. Raises SourceError('io') when the files cannot be listed, or
