@@ -42,6 +42,7 @@ batches:
     return config
 
 
+@pytest.mark.clock
 def test_slow_and_failing_queries_only_take_down_their_own_source(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     sqlite_history(str(db), make_history())
@@ -57,8 +58,10 @@ batches:
     database: main
     runs:
       table: batch_run
+      where: "job = 'card-auth'"
       status: {{success: [OK], failed: [ABEND], running: [RUN]}}
-      columns: {{started_at: start_time, ended_at: end_time}}
+      columns: {{business_date: biz_date, started_at: start_time, ended_at: end_time}}
+      timezone: Asia/Tokyo
   slow:
     database: main
     checks:

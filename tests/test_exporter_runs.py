@@ -91,6 +91,7 @@ def sqlite_setup(tmp_path: Path) -> tuple[Path, History]:
     return config, history
 
 
+@pytest.mark.clock
 def test_sqlite_history_served_over_http(sqlite_setup: tuple[Path, History], tmp_path: Path) -> None:
     config, history = sqlite_setup
     with running_exporter(config, tmp_path) as exporter:
@@ -110,6 +111,7 @@ def test_sqlite_history_served_over_http(sqlite_setup: tuple[Path, History], tmp
         assert landing_status == 200 and 'href="metrics"' in landing
 
 
+@pytest.mark.clock
 def test_once_prints_the_same_as_the_server(sqlite_setup: tuple[Path, History]) -> None:
     config, history = sqlite_setup
     code, out, err = run_once(config)

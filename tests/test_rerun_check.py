@@ -186,6 +186,7 @@ def test_safe_idempotent_even_with_leftovers(tmp_path: Path) -> None:
     assert machine.report["attempts"][0]["records"] == {"AUTHORIZING": 3, "APPROVED": 5}
 
 
+@pytest.mark.clock
 def test_safe_after_clean_failure_of_non_idempotent_batch(tmp_path: Path) -> None:
     s = Scenario(runs=[(1, biz(2), "OK", ago(days=1, hours=3), ago(days=1, hours=2)),
                        (2, biz(1), "NG", ago(hours=3), ago(hours=2, minutes=50))],
@@ -202,6 +203,7 @@ def test_safe_after_clean_failure_of_non_idempotent_batch(tmp_path: Path) -> Non
     assert not machine.rules("unsafe") and not machine.rules("unknown")
 
 
+@pytest.mark.clock
 def test_unsafe_pending_rows_and_changed_data_after_a_crash(tmp_path: Path) -> None:
     s = Scenario(runs=[(1, biz(1), "ABEND", ago(hours=3), ago(hours=2))],
                  records=[(1, "AUTHORIZING", 4), (1, "RECEIVED", 2), (1, "APPROVED", 7)], checks=STUCK_CHECK)
@@ -230,6 +232,7 @@ def test_unsafe_when_an_earlier_attempt_changed_data(tmp_path: Path) -> None:
     assert [a["run_id"] for a in machine.report["attempts"]] == ["1", "2"]
 
 
+@pytest.mark.clock
 def test_unsafe_while_a_run_is_in_progress_even_if_idempotent(tmp_path: Path) -> None:
     s = Scenario(runs=[(1, biz(1), "NG", ago(hours=3), ago(hours=2)),
                        (2, biz(1), "RUN", ago(minutes=30), None)], idempotent=True)
@@ -251,6 +254,7 @@ def test_unsafe_while_a_run_is_in_progress_even_if_idempotent(tmp_path: Path) ->
     assert "nothing_running" in machine.rules("unsafe")
 
 
+@pytest.mark.clock
 def test_unsafe_when_the_date_already_succeeded(tmp_path: Path) -> None:
     s = Scenario(runs=[(1, biz(1), "OK", ago(hours=3), ago(hours=2))], records=[(1, "APPROVED", 3)])
     human, machine = both(sqlite_setup(tmp_path, s))
@@ -469,6 +473,7 @@ def test_demo_healthy_idempotent_neighbour_is_safe(demo_config: Path) -> None:
     assert outcome.code == 0 and outcome.stdout.startswith("SAFE to re-run: settlement-report")
 
 
+@pytest.mark.clock
 def test_demo_fresh_crash_tonight(tmp_path: Path) -> None:
     paths = create_demo(tmp_path, now=NOW)
     paths.config.write_text(demo_config_text(tmp_path), encoding="utf-8")
@@ -605,6 +610,7 @@ class _DriverDatabase(Database):
         pass
 
 
+@pytest.mark.clock
 def test_the_exporter_and_rerun_check_read_the_same_rows_alike() -> None:
     start = ago(hours=3).astimezone(TOKYO).replace(tzinfo=None)
     runs = [(7, date(2026, 11, 26), "NG  ", start, start + timedelta(minutes=30)),

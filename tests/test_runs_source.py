@@ -12,6 +12,8 @@ from batch_exporter.database import open_database
 from batch_exporter.snapshot import Snapshot
 from batch_exporter.sources.runs import RunsSource
 
+pytestmark = pytest.mark.clock
+
 NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from batch_exporter.runsummary import RunRow, map_status, parse_run_row, records_by_state, start_order, summarize
 
+pytestmark = pytest.mark.clock
+
 TOKYO = ZoneInfo("Asia/Tokyo")
 NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 
