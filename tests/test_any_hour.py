@@ -5,6 +5,9 @@ starts) is moved to a fixed instant by Debian's libfaketime, with the machine zo
 instants cover the hours of a UTC day, the hours that once broke the suite (11:00-20:00 UTC, when
 Tokyo's date is a day ahead), both DST changes in Europe/Berlin and America/New_York, a year end
 and a leap day.
+
+libfaketime moves what a process reads of the clock, not the modification times the kernel stamps on
+files: tests that compare file times with the clock are not marked `clock`.
 """
 from __future__ import annotations
 

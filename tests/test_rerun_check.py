@@ -473,7 +473,6 @@ def test_demo_healthy_idempotent_neighbour_is_safe(demo_config: Path) -> None:
     assert outcome.code == 0 and outcome.stdout.startswith("SAFE to re-run: settlement-report")
 
 
-@pytest.mark.clock
 def test_demo_fresh_crash_tonight(tmp_path: Path) -> None:
     paths = create_demo(tmp_path, now=NOW)
     paths.config.write_text(demo_config_text(tmp_path), encoding="utf-8")

@@ -1,9 +1,18 @@
 """Cron schedule maths: when a batch last should have started, and when it is next due.
 
-A schedule fires whenever the local wall clock matches the expression. Around DST changes: a wall
-time that happens twice fires twice (`30 1 * * *` in America/New_York on the fall-back day), and one
-the jump skips fires as long after the jump as it was after the jump's start (`30 2 * * *` fires at
-03:30 EDT on the spring-forward day, as with APScheduler 3).
+A schedule fires whenever the local wall clock matches the expression, and around DST changes it
+does what Vixie cron and cronie do (as if crond ran in the schedule's time zone). They tell two kinds
+of job apart by the first character of the minute and hour fields:
+
+- fixed-time jobs, neither field starting with `*` (`0 2 * * *`, `30 1 * * 1-5`): a wall time that
+  happens twice fires once, at its first occurrence (`30 1 * * *` in America/New_York on the
+  fall-back day: 01:30 EDT only). Wall times a spring-forward jump skips all fire once, at the jump
+  (`30 2 * * *` there on the spring-forward day: 03:00 EDT; `0,30 2,3 * * *`: 03:00 EDT, 03:30 EDT).
+- wildcard jobs, either field starting with `*` (`*/15 * * * *`, `* 2 * * *`, `@hourly`): real time
+  rules, so a repeated wall time fires in both passes and a skipped one does not fire at all.
+
+cronie takes a jump of more than 3 hours for a clock reset and runs no skipped job; such changes
+(a zone crossing the date line, as Pacific/Apia did on 2011-12-30) are treated here like any other.
 
 APScheduler's CronTrigger is used for wall-clock matching only, in UTC: stepping through a DST
 change in the zone itself, APScheduler 3.11 skips runs (`0 0 * * *` in America/New_York, walked
@@ -89,7 +98,7 @@ class CronSchedule:
     def __post_init__(self) -> None:
         if not isinstance(self.timezone, ZoneInfo):
             raise ScheduleError(f"time zone must be a ZoneInfo, got {type(self.timezone).__name__}")
-        object.__setattr__(self, "_wall", _WallClock(_build_triggers(self.expression)))
+        object.__setattr__(self, "_wall", _wall_clock(self.expression))
         object.__setattr__(self, "_memo", [None])
 
     @classmethod
@@ -131,20 +140,17 @@ def _next_fire(wall: _WallClock, zone: ZoneInfo, cursor: datetime) -> datetime |
     start = _period_start(zone, cursor, cursor - _MAX_JUMP)
     before = None if start is None else _offset(zone, start - _TICK)
     while True:
-        candidates = []
-        if start is not None and before is not None and before < offset:
-            # Wall times the jump at `start` skipped: each fires as long after it as it was after `start`.
-            skipped = wall.next_at_or_after(cursor + before)
-            if skipped is not None and skipped < start + offset:
-                candidates.append(skipped - before)
-        match = wall.next_at_or_after(cursor + offset)
+        wall_from = cursor + offset
+        if start is not None and before is not None:
+            if start == cursor and _skips_a_match(wall, start, before, offset):
+                return start
+            wall_from = max(wall_from, _first_new_wall(wall, start, before, offset))
+        match = wall.next_at_or_after(wall_from)
         change = None
         if match is not None:
             change = _period_end(zone, cursor, match - offset)
             if change is None:
-                candidates.append(match - offset)
-        if candidates:
-            return min(candidates)
+                return match - offset
         if change is None:
             return None
         before, offset, start, cursor = offset, _offset(zone, change), change, change
@@ -163,23 +169,35 @@ def _previous_fire(wall: _WallClock, zone: ZoneInfo, now: datetime) -> datetime 
             match = wall.last_at_or_before(bound, floor + offset)
             searched = (bound, match)
         fire = None if match is None else match - offset
-        # The period's start matters if it is after `fire`, or close enough before it that wall times
-        # its jump skipped may fire later than `fire`.
+        # The period's start matters if it is after `fire`, or close enough before it that `fire` may
+        # repeat a wall time the period before already had.
         start = _period_start(zone, cursor, (floor if fire is None else fire) - _MAX_JUMP)
         if start is None:
             return fire
-        candidates = [] if fire is None or start > fire else [fire]
         before = _offset(zone, start - _TICK)
-        skipped_until = min(cursor + before, start + offset - _TICK)  # wall times the jump skipped
-        first_skipped = wall.next_at_or_after(start + before) if before < offset else None
-        if first_skipped is not None and first_skipped <= skipped_until:
-            skipped = wall.last_at_or_before(skipped_until, first_skipped)
-            assert skipped is not None  # first_skipped is one
-            candidates.append(skipped - before)
-        if candidates:
-            return max(candidates)
+        if match is not None and match >= _first_new_wall(wall, start, before, offset):
+            return fire
+        if start >= floor and _skips_a_match(wall, start, before, offset):
+            return start
         cursor, offset = start - _TICK, before
     return None
+
+
+def _first_new_wall(wall: _WallClock, start: datetime, before: timedelta, offset: timedelta) -> datetime:
+    """Earliest wall time that may fire in the period from `start` (UTC offset `before`, then `offset`).
+
+    After a fall back a fixed-time job's repeated wall times fired in the period before."""
+    if wall.fixed_time:
+        return start + max(before, offset)
+    return start + offset
+
+
+def _skips_a_match(wall: _WallClock, start: datetime, before: timedelta, offset: timedelta) -> bool:
+    """Whether the jump at `start` skips a wall time that fires at `start` (fixed-time jobs only)."""
+    if not wall.fixed_time or before >= offset:
+        return False
+    skipped = wall.next_at_or_after(start + before)
+    return skipped is not None and skipped < start + offset
 
 
 def _offset(zone: ZoneInfo, instant: datetime) -> timedelta:
@@ -228,8 +246,9 @@ def _change_between(zone: ZoneInfo, low: datetime, high: datetime) -> datetime:
 class _WallClock:
     """Local wall times matching the expression, written as UTC datetimes."""
 
-    def __init__(self, triggers: tuple[CronTrigger, ...]) -> None:
+    def __init__(self, triggers: tuple[CronTrigger, ...], fixed_time: bool) -> None:
         self._triggers = triggers
+        self.fixed_time = fixed_time  # cron's "fixed-time" job, as opposed to a "wildcard" one
 
     def next_at_or_after(self, wall: datetime) -> datetime | None:
         fires = [fire for trigger in self._triggers if (fire := trigger.get_next_fire_time(None, wall))]
@@ -283,8 +302,10 @@ def _zone(name: str) -> ZoneInfo:
         ) from None
 
 
-def _build_triggers(expression: str) -> tuple[CronTrigger, ...]:
-    """One wall-clock trigger, or two when day-of-month and day-of-week both restrict (cron ORs them)."""
+def _wall_clock(expression: str) -> _WallClock:
+    """One wall-clock trigger, or two when day-of-month and day-of-week both restrict (cron ORs them).
+
+    Like Vixie cron, a minute or hour field starting with `*` makes a wildcard job (`@hourly` too)."""
     if not isinstance(expression, str):
         raise ScheduleError(f"cron expression must be a string, got {type(expression).__name__}")
     fields = _MACROS.get(expression.strip().lower(), expression).split()
@@ -313,7 +334,7 @@ def _build_triggers(expression: str) -> tuple[CronTrigger, ...]:
             f"cron expression {expression!r} never fires: "
             f"day-of-month {day!r} does not occur in month {month!r}"
         )
-    return firing
+    return _WallClock(firing, fixed_time=not (minute.startswith("*") or hour.startswith("*")))
 
 
 def _weekdays(expression: str, text: str) -> str:
