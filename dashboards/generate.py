@@ -381,7 +381,7 @@ def overview() -> dict[str, Any]:
         ("C", "Last duration", f"batch_run_last_duration_seconds{{{sel}}}", "s"),
         ("D", "Max duration", f"batch_run_max_duration_seconds{{{sel}}}", "s"),
         ("E", "Attempts", f"batch_run_attempts{{{sel}}}", "none"),
-        ("F", "Pending records", f"batch_run_pending_records{{{sel}}}", "none"),
+        ("F", "Left pending", f"batch_run_left_pending_records{{{sel}}}", "none"),
         ("G", "Failed checks", f"sum without (check) (1 - batch_check_ok{{{sel}}})", "none"),
     ]
     table_overrides = [override("batch", ("links", [{"title": "Batch detail", "url": detail_link}]))]
@@ -505,10 +505,11 @@ def overview() -> dict[str, Any]:
         panel(
             layout,
             "stat",
-            "Pending records",
-            "Rows of each batch's latest run still in a pending state; after the run ended they were "
-            "not rolled back.",
-            [target(f"batch_run_pending_records{{{sel}}}", "{{batch}}")],
+            "Left pending",
+            "Rows still in a pending state that belong to an attempt of the latest business date that is "
+            "no longer in progress (ended, or marked running past max_duration: presumed dead): left "
+            "without being finished or rolled back.",
+            [target(f"batch_run_left_pending_records{{{sel}}}", "{{batch}}")],
             unit="none",
             steps=thresholds((1, "red")),
             options=stat_options(),
@@ -620,8 +621,10 @@ def detail() -> dict[str, Any]:
             layout,
             "timeseries",
             "Pending records",
-            "Rows of the latest run still in a pending state.",
-            [target(f"batch_run_pending_records{{{sel}}}", "pending")],
+            "Rows in a pending state over every attempt of the latest business date; 'left behind' counts "
+            "those of attempts no longer in progress (ended, or presumed dead past max_duration).",
+            [target(f"batch_run_pending_records{{{sel}}}", "pending"),
+             target(f"batch_run_left_pending_records{{{sel}}}", "left behind", ref="B")],
             unit="none",
             width=6,
             steps=thresholds((1, "red")),

@@ -598,11 +598,16 @@ class _DriverDatabase(Database):
 
     def __init__(self, runs: list[tuple[object, ...]], records: list[tuple[object, ...]],
                  check: list[tuple[object, ...]]) -> None:
-        self.answers = {"batch_run": runs, "GROUP BY": records, "COUNT(*)": check}
+        latest_start = max(run[3] for run in runs)
+        self.answers = {"1 = 0": [], "MAX(": [(latest_start,)], "batch_run": runs, "GROUP BY": records,
+                        "COUNT(*)": check}
         self.params: list[Sequence[object]] = []
+        self.windows: list[Sequence[object]] = []  # the parameters of each window query
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         self.params.append(params)
+        if ">= ?" in sql:
+            self.windows.append(params)
         return next(rows for key, rows in self.answers.items() if key in sql)
 
     def close(self) -> None:
@@ -620,9 +625,8 @@ def test_the_exporter_and_rerun_check_read_the_same_rows_alike() -> None:
     db = _DriverDatabase(runs, records, check=[(None,)])
 
     ev = gather(config, "card-auth", now=NOW, open_db=lambda name, cfg: db)
-    exporter_window = len(db.params)
     snapshot = RunsSource("card-auth", batch, db, clock=NOW.timestamp).poll()
-    assert db.params[exporter_window] == db.params[0]  # the same window boundary
+    assert len(db.windows) == 2 and db.windows[0] == db.windows[1] != ()  # after the same sample, the same boundary
     labels = [dict(s.labels) for s in snapshot.samples]
     samples = {(s.name, label.get("state", label.get("status"))): s.value
                for s, label in zip(snapshot.samples, labels, strict=True)}
@@ -677,3 +681,170 @@ def test_a_silent_database_cannot_hang_the_command() -> None:
             bounded.query("SELECT 1")
     finally:
         silent.release.set()
+
+
+# --- the columns the run table really returns (issue 9 item 2) -----------------------------------
+
+
+def runs_query_setup(tmp_path: Path, runs: Sequence[tuple[int, str | None, str, datetime, datetime | None]],
+                     query: str, columns: str = "") -> Path:
+    """A SQLite `job_runs` table (run_id, job, business_date, status, started_at, ended_at) read through
+    runs.query, the columns mapped only as `columns` says (by default not at all)."""
+    conn = sqlite3.connect(tmp_path / "runs.db")
+    conn.execute("CREATE TABLE job_runs (run_id INTEGER PRIMARY KEY, job TEXT, business_date TEXT, status TEXT, "
+                 "started_at TEXT, ended_at TEXT)")
+    conn.executemany("INSERT INTO job_runs VALUES (?, 'card-auth', ?, ?, ?, ?)",
+                     [(run_id, day, status, local(start), local(end)) for run_id, day, status, start, end in runs])
+    conn.commit()
+    conn.close()
+    config = tmp_path / "config.yml"
+    config.write_text(f"""databases:
+  payments:
+    sqlite: '{tmp_path / 'runs.db'}'
+batches:
+  card-auth:
+    database: payments
+    runs:
+      query: "{query}"{columns}
+      status: {{success: [OK], failed: [NG, ABEND], running: [RUN]}}
+      timezone: Asia/Tokyo
+""", encoding="utf-8")
+    return config
+
+
+def around_midnight(day: str) -> tuple[datetime, datetime]:
+    """23:30 on `day` and 00:20 the next calendar day, Tokyo time."""
+    d = date.fromisoformat(day)
+    late = datetime(d.year, d.month, d.day, 23, 30, tzinfo=TOKYO)
+    return late, late + timedelta(minutes=50)
+
+
+@pytest.mark.clock
+def test_an_unmapped_business_date_column_of_the_runs_query_is_used(tmp_path: Path) -> None:
+    day = biz(2)  # its next calendar day's 00:20 is over a day ago at any hour
+    failed, rerun = around_midnight(day)
+    config = runs_query_setup(
+        tmp_path, [(1, day, "NG", failed, failed + timedelta(minutes=20)),
+                   (2, day, "NG", rerun, rerun + timedelta(minutes=10))],
+        "SELECT run_id, business_date, status, started_at, ended_at FROM job_runs WHERE job = 'card-auth'")
+    human, machine = both(config)
+    report = machine.report
+    assert report["business_date"] == day and [a["run_id"] for a in report["attempts"]] == ["1", "2"]
+    assert [a["business_date"] for a in report["attempts"]] == [day, day]
+    assert report["business_date_note"] is None and report["run_table_error"] is None
+    assert f"Attempts for business date {day} " in human.stdout and "no business date column" not in human.stdout
+
+
+@pytest.mark.clock
+def test_a_run_table_without_a_business_date_says_so(tmp_path: Path) -> None:
+    failed, rerun = around_midnight(biz(2))
+    config = runs_query_setup(
+        tmp_path, [(1, None, "NG", failed, failed + timedelta(minutes=20)),
+                   (2, None, "NG", rerun, rerun + timedelta(minutes=10))],
+        "SELECT run_id, status, started_at, ended_at FROM job_runs WHERE job = 'card-auth'")
+    human, machine = both(config)
+    report = machine.report
+    # counted by the local start date: the re-run after midnight is on a date of its own
+    assert report["business_date"] == biz(1) and [a["run_id"] for a in report["attempts"]] == ["2"]
+    note = report["business_date_note"]
+    assert note is not None and note.startswith("the runs query has no business date column")
+    assert "runs.timezone (Asia/Tokyo)" in note and f"note: {note}" in human.stdout
+
+
+def test_a_mapped_column_the_run_table_lacks_is_named(tmp_path: Path) -> None:
+    config = runs_query_setup(
+        tmp_path, [(1, "2026-11-26", "NG", ago(hours=3), ago(hours=2))],
+        "SELECT run_id, business_date, status, started_at, ended_at FROM job_runs",
+        columns="\n      columns: {status: state, ended_at: finished_at}")
+    human, machine = both(config)
+    assert human.code == 2 and machine.rules("unknown") == ["run_table"]
+    error = machine.report["run_table_error"]
+    assert error == ("batches.card-auth.runs.columns: the runs query returns no column for columns.status "
+                     "('state'), columns.ended_at ('finished_at')")
+    assert error in human.stdout
+
+
+# --- a run in progress, a run presumed dead, one spelling of dates (issue 9 item 8) ---------------
+
+
+def reports(ev: Evidence) -> tuple[str, str]:
+    """(the text report, the --json report) of gathered evidence."""
+    from batch_exporter.rerun import render_text, to_json
+
+    j = judge(ev)
+    return render_text(ev, j), json.dumps(to_json(ev, j), ensure_ascii=False)
+
+
+def test_pending_rows_of_a_run_in_progress_are_not_left_behind() -> None:
+    clean = replace_records(attempt("1", "failed", "2026-11-26", ago(hours=2)), {})
+    running = attempt("2", "running", "2026-11-26", ago(minutes=30), AUTHORIZING=3)
+    for limit in ({}, {"max_duration": 7200.0}):  # without a max_duration, or within it
+        ev = evidence([clean, running], **limit)
+        j = judge(ev)
+        assert j.verdict == "unsafe" and [r.rule for r in j.rules if r.result == "unsafe"] == ["nothing_running"]
+        assert [r.result for r in j.rules if r.rule == "no_pending_rows"] == ["info"]
+        for text in reports(ev):
+            assert "without rolling back" not in text and not re.search(r"run 2 left \d+ rows", text), text
+            assert "presumed dead" not in text
+            assert "run 2 is still running: its 3 rows in pending states (AUTHORIZING 3) are in progress, " \
+                   "not left behind" in text
+        human, _ = reports(ev)
+        assert "the run is still in progress: its rows in pending states are in progress" in human
+
+
+def test_a_run_presumed_dead_left_its_rows_behind() -> None:
+    clean = replace_records(attempt("1", "failed", "2026-11-26", ago(hours=7)), {})
+    dead = attempt("2", "running", "2026-11-26", ago(hours=5), AUTHORIZING=3)
+    ev = evidence([clean, dead], max_duration=7200.0)
+    j = judge(ev)
+    assert j.verdict == "unsafe"
+    assert {r.rule for r in j.rules if r.result == "unsafe"} == {"nothing_running", "no_pending_rows"}
+    human, machine = reports(ev)
+    for text in (human, machine):
+        assert "is still running" not in text and "in progress, not left behind" not in text
+        assert "run 2 (business date 2026-11-26) is presumed dead: marked running for 5h, longer than " \
+               "max_duration 2h: its process most likely died" in text
+        assert "run 2 is presumed dead (marked running for 5h, longer than max_duration 2h: its process most " \
+               "likely died): its 3 rows in pending states (AUTHORIZING 3) were left behind" in text
+    assert re.search(r"\n  2 +running \(R\), presumed dead ", human)
+    assert [a["presumed_dead"] for a in json.loads(machine)["attempts"]] == [False, True]
+    # within max_duration, or without one, the same run is in progress
+    for alive in (evidence([clean, dead], max_duration=6 * 3600.0), evidence([clean, dead])):
+        assert "presumed dead" not in reports(alive)[0]
+
+
+@pytest.mark.clock
+@pytest.mark.parametrize("column_type", ["TEXT", "DATE"])
+def test_business_dates_are_shown_in_one_spelling(tmp_path: Path, column_type: str) -> None:
+    # '20261202' stays text in a TEXT column; a DATE column (numeric affinity in SQLite) keeps 20261202
+    compact = {days: biz(days).replace("-", "") for days in (1, 2)}
+    runs = [(1, compact[2], "RUN", ago(hours=30), None),  # presumed dead, another business date
+            (2, compact[1], "NG", ago(hours=3), ago(hours=2)),
+            (3, compact[1], "RUN", ago(minutes=20), None)]
+    conn = sqlite3.connect(tmp_path / "runs.db")
+    conn.execute(f"CREATE TABLE batch_run (run_id INTEGER PRIMARY KEY, job TEXT, biz_date {column_type}, "
+                 "status TEXT, start_time TEXT, end_time TEXT)")
+    conn.executemany("INSERT INTO batch_run VALUES (?, 'card-auth', ?, ?, ?, ?)",
+                     [(run_id, day, status, local(start), local(end)) for run_id, day, status, start, end in runs])
+    conn.execute("CREATE TABLE auth_request (req_id INTEGER PRIMARY KEY, run_id INTEGER, state TEXT)")
+    conn.executemany("INSERT INTO auth_request (run_id, state) VALUES (?, ?)",
+                     [(2, "AUTHORIZING")] * 2 + [(3, "AUTHORIZING")])
+    stored = conn.execute("SELECT typeof(biz_date) FROM batch_run").fetchall()
+    conn.commit()
+    conn.close()
+    assert stored == [("text" if column_type == "TEXT" else "integer",)] * 3
+    config = tmp_path / "config.yml"
+    text = config_text(f"    sqlite: '{tmp_path / 'runs.db'}'", Scenario(runs=[]))
+    config.write_text(text.replace("    idempotent:", "    max_duration: 2h\n    idempotent:"), encoding="utf-8")
+    human, machine = both(config, "--business-date", compact[1])
+    for outcome in (human, machine):
+        assert not re.search(r"(?<!\d)\d{8}(?!\d)", outcome.stdout), outcome.stdout
+    report = machine.report
+    assert report["business_date"] == biz(1)
+    assert [(a["run_id"], a["business_date"]) for a in report["attempts"]] == [("2", biz(1)), ("3", biz(1))]
+    assert [(a["run_id"], a["business_date"], a["presumed_dead"]) for a in report["other_running"]] == \
+        [("1", biz(2), True)]
+    assert f"run 1 (business date {biz(2)}) is presumed dead" in human.stdout
+    assert f"run 3 (business date {biz(1)}) is still running" in human.stdout
+    assert "run 2 left 2 rows in pending states (AUTHORIZING 2): it stopped without rolling back" in human.stdout
+    assert "run 3 is still running: its 1 row in pending states (AUTHORIZING 1) are in progress" in human.stdout

@@ -77,7 +77,7 @@ def test_a_run_row_is_read_from_driver_values() -> None:
     raw = (Decimal(7), datetime(2026, 11, 26, 23, 0), b"NG  ", "2026-11-27 02:00:01.5", 1764176400)
     row, code = parse_run_row(raw, MAPPING, TOKYO)
     assert row == RunRow("7", "2026-11-26", "failed", datetime(2026, 11, 26, 17, 0, 1, 500000, tzinfo=UTC),
-                         datetime(2025, 11, 26, 17, 0, tzinfo=UTC))
+                         datetime(2025, 11, 26, 17, 0, tzinfo=UTC), code="NG")
     assert code == "NG"  # the code as the table holds it, blank padding dropped
     row, code = parse_run_row((1, None, 0, None, None, "extra column"), MAPPING, TOKYO)
     assert (row.business_date, row.status, code, row.started_at) == (None, "success", "0", None)

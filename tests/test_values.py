@@ -10,12 +10,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batch_exporter.values import as_float, as_text, as_utc_datetime
+from batch_exporter.values import (
+    as_float,
+    as_text,
+    as_utc_datetime,
+    check_stored_timestamps,
+    epoch_number,
+    read_epoch_columns,
+)
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NEW_YORK = ZoneInfo("America/New_York")
 # 2026-11-27 02:00:05 in Tokyo
 MOMENT = datetime(2026, 11, 26, 17, 0, 5, tzinfo=UTC)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -46,6 +54,81 @@ def test_timestamps_in_every_shape_become_aware_utc(value: object, expected: dat
     assert result == expected
     if result is not None:
         assert result.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ((MOMENT - EPOCH) // timedelta(milliseconds=1), MOMENT),
+        ((MOMENT - EPOCH) // timedelta(milliseconds=1) + 250, MOMENT + timedelta(milliseconds=250)),
+        (float((MOMENT - EPOCH) // timedelta(milliseconds=1)) + 0.5, MOMENT + timedelta(microseconds=500)),
+        (Decimal((MOMENT - EPOCH) // timedelta(milliseconds=1)) + Decimal("0.001"), MOMENT + timedelta(microseconds=1)),
+        (-1, EPOCH - timedelta(milliseconds=1)),
+        (0, EPOCH),
+    ],
+)
+def test_epoch_milliseconds_are_read_exactly(value: object, expected: datetime) -> None:
+    assert as_utc_datetime(value, TOKYO, epoch_unit="milliseconds") == expected
+    # text and datetimes do not change meaning with the unit
+    assert as_utc_datetime("2026-11-27 02:00:05", TOKYO, epoch_unit="milliseconds") == MOMENT
+
+
+@pytest.mark.parametrize("value", [10**20, float("inf"), Decimal("NaN"), Decimal("-Infinity")])
+def test_epoch_milliseconds_out_of_range_name_the_unit_and_type(value: object) -> None:
+    with pytest.raises(ValueError, match=f"epoch milliseconds of type {type(value).__name__} are not finite or out "
+                                         "of range"):
+        as_utc_datetime(value, TOKYO, epoch_unit="milliseconds")
+
+
+def test_epoch_numbers_round_down_in_their_unit() -> None:
+    moment = MOMENT + timedelta(microseconds=999_999)
+    seconds = (MOMENT - EPOCH) // timedelta(seconds=1)
+    assert epoch_number(moment, "seconds") == seconds
+    assert epoch_number(moment, "milliseconds") == seconds * 1000 + 999
+    assert epoch_number(EPOCH - timedelta(microseconds=1), "seconds") == -1
+    assert epoch_number(EPOCH - timedelta(microseconds=1), "milliseconds") == -1
+
+
+def test_epoch_columns_of_a_row_become_datetimes_and_errors_name_the_column() -> None:
+    millis = (MOMENT - EPOCH) // timedelta(milliseconds=1)
+    row = (7, None, "OK", millis, None, "extra")
+    assert read_epoch_columns(row, {3: "started_at", 4: "ended_at"}, "milliseconds") == (7, None, "OK", MOMENT,
+                                                                                        None, "extra")
+    assert read_epoch_columns(row[:2], {3: "started_at"}, "seconds") == row[:2]
+    with pytest.raises(ValueError, match="^column ended_at: epoch seconds of type int are not finite or out of range"):
+        read_epoch_columns((1, None, "OK", 0, 10**20), {3: "started_at", 4: "ended_at"}, "seconds")
+
+
+@pytest.mark.parametrize(
+    "storage, sample, fragment",
+    [
+        ("auto", 1_795_834_800_250, "column c holds 13-digit numbers, too large for epoch seconds (auto reads"),
+        ("epoch_seconds", Decimal("1795834800250.5"), "13-digit numbers, too large for epoch seconds (epoch_seconds)"),
+        ("epoch_milliseconds", 1_795_834_800, "10-digit numbers, epoch seconds rather than milliseconds"),
+        ("epoch_milliseconds", 1_795_834_800.5, "write `timestamps: epoch_seconds`"),
+        ("epoch_milliseconds", 1_795_834_800_250_000, "16-digit numbers, beyond epoch milliseconds (microseconds"),
+        ("auto", 1_795_834_800_250_000, "convert them to timestamps or epoch seconds in runs.query"),
+        ("epoch_seconds", datetime(2026, 11, 28), "but column c holds values of type datetime"),
+        ("epoch_milliseconds", "2026-11-28 01:30:04", "holds values of type str: leave timestamps out (auto)"),
+    ],
+)
+def test_stored_values_that_contradict_the_setting_are_refused(storage: str, sample: object, fragment: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        check_stored_timestamps(storage, sample, "column c")  # type: ignore[arg-type]
+    assert fragment in str(caught.value)
+    assert str(sample) not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "storage, sample",
+    [
+        ("auto", None), ("auto", 1_795_834_800), ("auto", 1_795_834_800.25), ("auto", "2026-11-28 01:30:04"),
+        ("auto", datetime(2026, 11, 28)), ("epoch_seconds", None), ("epoch_seconds", Decimal("1795834800.250")),
+        ("epoch_milliseconds", 1_795_834_800_250), ("epoch_milliseconds", float("nan")),
+    ],
+)
+def test_stored_values_that_fit_the_setting_pass(storage: str, sample: object) -> None:
+    check_stored_timestamps(storage, sample, "column c")  # type: ignore[arg-type]
 
 
 def test_naive_times_follow_the_zone_rules_of_that_day() -> None:

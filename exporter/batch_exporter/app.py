@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .config import Config, DatabaseConfig
@@ -11,13 +11,13 @@ from .database import Database, QueryError, odbc_dialect, open_database
 from .poller import Poller, ScheduledSource, WorkerPool
 from .sources.batchinfo import BatchInfoSource
 from .sources.checks import ChecksSource
-from .sources.runs import RunsSource
+from .sources.runs import MAX_ATTEMPTS_WITH_RECORDS, RunsSource
 from .store import Store
 
 log = logging.getLogger(__name__)
 
-# the runs source may send up to three statements in one poll (window, last success, records)
-_STATEMENTS_PER_POLL = 3
+# the runs source may send in one poll: the window, the last success, and the records of each attempt
+_STATEMENTS_PER_POLL = 2 + MAX_ATTEMPTS_WITH_RECORDS
 _DEADLINE_MARGIN = 2.0
 
 
@@ -57,20 +57,25 @@ def poll_deadline(db_config: DatabaseConfig, statements: int) -> float:
     return db_config.connect_timeout + statements * db_config.query_timeout + _DEADLINE_MARGIN
 
 
-def build_sources(config: Config, databases: dict[str, Database]) -> list[ScheduledSource]:
-    """Every source the configuration asks for, with its interval, deadline and database lane."""
+def build_sources(config: Config, databases: dict[str, Database],
+                  watching_since: Mapping[str, float] | None = None) -> list[ScheduledSource]:
+    """Every source the configuration asks for, with its interval, deadline and database lane;
+    `watching_since` keeps, across reloads, when each batch was first watched."""
+    watching_since = watching_since or {}
     lanes = {name: WorkerPool(name, db.max_connections) for name, db in config.databases.items()}
     scheduled: list[ScheduledSource] = []
     state_dir = Path(config.global_.state_dir) if config.global_.state_dir else None
     for name, batch in config.batches.items():
         interval = config.batch_poll_interval(batch)
-        scheduled.append(ScheduledSource(BatchInfoSource(name, batch), interval))
+        scheduled.append(ScheduledSource(BatchInfoSource(name, batch, watching_since=watching_since.get(name)),
+                                         interval))
         if batch.database is not None:
             db_config = config.databases[batch.database]
             db = databases[batch.database]
             lane = lanes[batch.database]
             if batch.runs is not None:
-                runs = RunsSource(name, batch, db, text_timestamps=db_config.sqlite is not None)
+                runs = RunsSource(name, batch, db, text_timestamps=db_config.sqlite is not None,
+                                  locate=config.locate)
                 deadline = poll_deadline(db_config, _STATEMENTS_PER_POLL)
                 scheduled.append(ScheduledSource(runs, interval, deadline, lane))
             if batch.checks:
@@ -98,10 +103,12 @@ def _log_sources(config: Config, batch_name: str, state_dir: Path | None) -> lis
 class Exporter:
     """One configuration's sources, store and poller."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, watching_since: Mapping[str, float] | None = None) -> None:
         self.config = config
         self._databases = open_databases(config)
-        self.sources = build_sources(config, self._databases)
+        self.sources = build_sources(config, self._databases, watching_since)
+        self.watching_since = {s.source.name.removeprefix("config:"): s.source.watching_since
+                               for s in self.sources if isinstance(s.source, BatchInfoSource)}
         self.store = Store(s.source.name for s in self.sources)
         self.poller = Poller(self.store, self.sources)
 
@@ -141,7 +148,7 @@ class Runtime:
         the exception propagates and the old one stays in place.
         """
         with self._lock:
-            new = Exporter(config)
+            new = Exporter(config, self._exporter.watching_since)
             try:
                 new.poller.poll_all_once()
             except BaseException:

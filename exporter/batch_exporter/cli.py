@@ -10,10 +10,13 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .app import Exporter, Runtime
+from .app import Exporter, Runtime, open_databases
 from .config import Config, ConfigError, json_schema, load_config
+from .database import QueryError
 from .practice_flags import add_demo_stack_arguments, add_drill_arguments
 from .rerun import command as rerun_command
+from .rerun.bounded import BoundedDatabase
+from .sources.run_columns import MissingColumns, no_business_date_note, resolve_columns
 from .web import DEFAULT_PORT, MetricsServer
 from .webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -91,8 +94,40 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
+    missing = _probe_run_tables(config)
+    if missing:
+        print("configuration error:\n" + "\n".join(missing), file=sys.stderr)
+        return 1
     print(f"{args.config}: OK ({len(config.batches)} batches, {len(config.databases)} databases)")
     return 0
+
+
+def _probe_run_tables(config: Config) -> list[str]:
+    """Which mapped columns each run table or query really returns (zero-row probes): located errors for
+    missing ones; a note, on stdout, for a table with no business date, and for a database that cannot be
+    reached now (its columns are then checked when the exporter starts)."""
+    errors: list[str] = []
+    databases = open_databases(config)
+    try:
+        for name, batch in config.batches.items():
+            if batch.runs is None or batch.database is None:
+                continue
+            db_config = config.databases[batch.database]
+            db = BoundedDatabase(databases[batch.database], db_config.connect_timeout, db_config.query_timeout)
+            try:
+                columns = resolve_columns(batch.runs, lambda sql, db=db: db.query(sql, ()))  # type: ignore[misc]
+            except MissingColumns as exc:
+                errors.append(f"{config.locate(('batches', name, 'runs', 'columns', exc.missing[0][0]))}: {exc}")
+                continue
+            except QueryError as exc:
+                print(f"{name}: the run table's columns could not be checked now: {exc}")
+                continue
+            if columns.business_date is None:
+                print(f"{name}: {no_business_date_note(batch.runs)}")
+    finally:
+        for db in databases.values():
+            db.close()
+    return errors
 
 
 def cmd_schema(_: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     WithJsonSchema,
     model_validator,
@@ -28,13 +29,14 @@ from .schedule import CronSchedule, ScheduleError
 from .sqlcheck import StatementError, check_read_only
 from .tailing.encoding import resolve as resolve_encoding
 from .units import DURATION_HINT, SIZE_HINT, parse_duration, parse_size
-from .values import as_text
+from .values import TimestampStorage, as_text
 from .yamlsource import (
     Located,
     LocatedError,
     Path_,
     Problem,
     YamlProblem,
+    dotted_path,
     expand_references,
     read_text,
     read_yaml,
@@ -167,6 +169,9 @@ class RunsConfig(_Model):
     status: StatusMap
     lookback: Duration = 14 * 86400.0
     timezone: TimeZoneName = Field("UTC", description="How naive timestamps in the DB are to be read.")
+    timestamps: TimestampStorage = Field(
+        "auto", description="How started_at/ended_at are stored: auto (TIMESTAMP, DATETIME, DATETIME2, ISO text; "
+                            "numbers as epoch seconds), epoch_seconds or epoch_milliseconds (integer columns).")
 
     @model_validator(mode="after")
     def _table_or_query(self) -> RunsConfig:
@@ -230,6 +235,15 @@ class Config(_Model):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     databases: dict[Name, DatabaseConfig] = Field(default_factory=dict)
     batches: dict[Name, BatchConfig] = Field(min_length=1)
+
+    _origin: tuple[str, Located] | None = PrivateAttr(None)  # the file and its lines, when parsed from one
+
+    def locate(self, path: Path_) -> str:
+        """`file:line: dotted.path` of a field, for errors found after loading (a column the database lacks)."""
+        if self._origin is None:
+            return dotted_path(path)
+        file, located = self._origin
+        return Problem(path, located.line_of(path), "").render(file).removesuffix(": ")
 
     def batch_poll_interval(self, batch: BatchConfig) -> float:
         return batch.poll_interval or self.global_.poll_interval
@@ -308,6 +322,10 @@ def _semantic_problems(config: Config, located: Located) -> list[Problem]:
             statement(base + ("records", "query"), batch.records.query)
             if batch.records.query.count("?") != 1:
                 add(base + ("records", "query"), "expected exactly one '?' placeholder for the latest run's id")
+        if batch.schedule is not None and batch.runs is not None and batch.max_duration is None:
+            add(base + ("schedule",), "'max_duration' is required with 'schedule' and 'runs': how long a run may "
+                                      "take (a run is due to succeed by its expected start + grace + max_duration, "
+                                      "and one still marked running after it is presumed dead)")
         if batch.schedule is not None:
             try:
                 CronSchedule.parse(batch.schedule.cron, batch.schedule.timezone)
@@ -341,6 +359,7 @@ def parse_config(text: str, file: str, env: Mapping[str, str] | None = None,
     problems = _semantic_problems(config, located)
     if problems:
         raise ConfigError(file, problems)
+    config._origin = (file, located)
     return config
 
 

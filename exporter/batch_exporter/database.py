@@ -17,7 +17,8 @@ TIMESTAMPTZ / TIMESTAMP-with-zone values arrive as naive UTC and NOW() is UTC.
 
 Each calling thread gets its own connection (pyodbc.threadsafety == 1). A timeout keeps the connection;
 a broken connection is dropped and the next call reconnects, with a backoff after connect failures.
-Error messages carry the database name and the SQLSTATE, never the connection string or row values.
+Error messages carry the database name and the SQLSTATE (for SQLite, the file's path and what is wrong
+with it), never the connection string or row values.
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from __future__ import annotations
 import importlib
 import logging
 import math
+import os
 import re
 import sqlite3
+import stat
 import threading
 import time
 import weakref
@@ -231,7 +234,8 @@ def _authorize_reads(action: int, *_: object) -> int:
 class _SqliteDatabase(_PerThreadDatabase):
     def __init__(self, name: str, path: str, query_timeout: float, clock: Clock) -> None:
         super().__init__(name, "sqlite", clock)
-        self._uri = Path(path).expanduser().absolute().as_uri() + "?mode=ro"
+        self.path = Path(path).expanduser().absolute()
+        self._uri = self.path.as_uri() + "?mode=ro"
         self._query_timeout = query_timeout
 
     def _connect(self) -> sqlite3.Connection:
@@ -245,8 +249,10 @@ class _SqliteDatabase(_PerThreadDatabase):
                 check_same_thread=False,
             )
         except sqlite3.Error as exc:
+            problem, detail = _sqlite_file_problem(self.path), _sqlite_text(exc)
             raise QueryError(
-                "connect", f"database {self.name!r}: cannot open read-only: {_sqlite_text(exc)}"
+                "connect", f"database {self.name!r}: cannot open SQLite file {self.path} read-only: "
+                + (f"{problem} ({detail})" if problem else detail)
             ) from None
         connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
         connection.set_authorizer(_authorize_reads)
@@ -254,7 +260,9 @@ class _SqliteDatabase(_PerThreadDatabase):
             connection.execute("SELECT count(*) FROM sqlite_master").fetchall()  # fails now if not a database
         except sqlite3.Error as exc:
             connection.close()
-            raise QueryError("connect", f"database {self.name!r}: cannot read: {_sqlite_text(exc)}") from None
+            raise QueryError(
+                "connect", f"database {self.name!r}: cannot read SQLite file {self.path}: {_sqlite_text(exc)}"
+            ) from None
         return connection
 
     def _execute(self, connection: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[Row]:
@@ -272,7 +280,7 @@ class _SqliteDatabase(_PerThreadDatabase):
             if code.startswith(_SQLITE_BROKEN_ERRORS):
                 self._drop(connection)
                 raise QueryError(
-                    "connect", f"database {self.name!r}: {code}: {_sqlite_text(exc, sql)}"
+                    "connect", f"database {self.name!r}: SQLite file {self.path}: {code}: {_sqlite_text(exc, sql)}"
                 ) from None
             raise QueryError(
                 "query", f"database {self.name!r}: query failed: {code}: {_sqlite_text(exc, sql)}"
@@ -283,6 +291,28 @@ class _SqliteDatabase(_PerThreadDatabase):
 
 def _sqlite_text(exc: sqlite3.Error, sql: str = "") -> str:
     return redact(str(exc), sql)
+
+
+def _sqlite_file_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be opened as a file, in the operator's terms; None when nothing is visibly wrong
+    (then SQLite's own text says it: a lock, a WAL file it cannot create, ...)."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        if path.parent.is_dir():
+            return "the file does not exist"
+        return f"the file does not exist, nor does its folder {path.parent}"
+    except PermissionError:
+        return "permission denied on a folder of its path (this user cannot reach it)"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    if not stat.S_ISREG(status.st_mode):
+        return "it is a folder, not a file" if stat.S_ISDIR(status.st_mode) else "it is not a regular file"
+    if not os.access(path, os.R_OK):
+        return "the file exists but this user may not read it"
+    if not os.access(path.parent, os.X_OK):
+        return f"this user may not enter its folder {path.parent}"
+    return None
 
 
 # ------------------------------------------------------------------------------------------------ ODBC

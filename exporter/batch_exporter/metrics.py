@@ -33,15 +33,25 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _spec("batch_run_last_success_timestamp_seconds", "gauge", _B, "End time of the latest successful run."),
     _spec("batch_run_last_duration_seconds", "gauge", _B, "Duration of the latest finished run."),
     _spec("batch_run_last_status", "gauge", ("batch", "status"),
-          "1 for the status of the latest run (success, failed, running, unknown), 0 for the others."),
-    _spec("batch_run_running", "gauge", _B, "Runs currently in progress."),
-    _spec("batch_run_running_seconds", "gauge", _B, "Age of the oldest run in progress (0 when none)."),
+          "1 for the status of the latest run (success, failed, running, unknown), 0 for the others. A status "
+          "the status map does not name is unknown while the run has no end time, failed once it has one."),
+    _spec("batch_run_last_status_code", "gauge", ("batch", "code"),
+          "Always 1; `code` is the latest run's status as the run table holds it ('' for NULL; card-like "
+          "digit runs masked; at most 64 characters)."),
+    _spec("batch_run_running", "gauge", _B, "Runs marked running in the run table, presumed dead ones included."),
+    _spec("batch_run_running_seconds", "gauge", _B, "Age of the oldest run marked running (0 when none)."),
+    _spec("batch_run_presumed_dead", "gauge", _B,
+          "Runs still marked running longer than max_duration: their process most likely died."),
     _spec("batch_run_attempts", "gauge", _B,
-          "Runs started for the latest business date; more than 1 means a re-run."),
+          "Runs started for the latest business date (the business_date column, or the local start date in "
+          "runs.timezone when the table has none); more than 1 means a re-run."),
     _spec("batch_run_records", "gauge", ("batch", "state"),
           "Rows touched by the latest run, by their database state value."),
     _spec("batch_run_pending_records", "gauge", _B,
-          "Rows of the latest run still in a configured pending state."),
+          "Rows still in a configured pending state, summed over every attempt of the latest business date."),
+    _spec("batch_run_left_pending_records", "gauge", _B,
+          "Of batch_run_pending_records, the rows of attempts no longer in progress (ended, or presumed dead): "
+          "left behind without being finished or rolled back."),
     _spec("batch_runs", "gauge", ("batch", "status"), "Runs in the lookback window by status."),
     _spec("batch_run_idempotent", "gauge", _B, "1 when the batch is configured as safe to re-run."),
     _spec("batch_run_max_duration_seconds", "gauge", _B, "Configured maximum run duration."),
@@ -53,6 +63,9 @@ CONTRACT: tuple[MetricSpec, ...] = (
           "Next time the cron schedule expects a run to start."),
     _spec("batch_schedule_grace_seconds", "gauge", _B,
           "Configured delay allowed between the expected and the actual start."),
+    _spec("batch_schedule_watched_since_timestamp_seconds", "gauge", _B,
+          "When this exporter process began watching the batch (kept across reloads): a batch with no run "
+          "in its lookback window pages once a start expected after this instant is missed."),
     # checks
     _spec("batch_check_value", "gauge", ("batch", "check"), "Result of a consistency query."),
     _spec("batch_check_ok", "gauge", ("batch", "check"), "1 when the consistency query is within its bounds."),

@@ -22,6 +22,16 @@ class RunRow:
     status: str
     started_at: datetime | None
     ended_at: datetime | None
+    code: str | None = None  # the status as the table holds it
+
+
+@dataclass(frozen=True)
+class RunsOfDate:
+    """The attempts of the latest business date, in start order, and which of them are in progress."""
+
+    business_date: str | None
+    attempts: tuple[RunRow, ...]
+    live: frozenset[str]  # run ids still running and not yet presumed dead
 
 
 @dataclass(frozen=True)
@@ -35,15 +45,18 @@ class RunSummary:
     running_seconds: float
     attempts: int
     by_status: dict[str, int]
+    presumed_dead: int = 0
+    latest_date: RunsOfDate | None = None
 
 
-def map_status(raw: str | None, mapping: dict[str, Sequence[str]]) -> str:
-    """Our status word for a raw DB status value; 'unknown' when unmapped."""
+def map_status(raw: str | None, mapping: dict[str, Sequence[str]], *, ended: bool = False) -> str:
+    """Our status word for a raw DB status value; 'unknown' when unmapped, and 'failed' when unmapped on a
+    run that has ended: a finished run that did not report a mapped success pages as a failure would."""
     if raw is not None:
         for status, values in mapping.items():
             if raw in values:
                 return status
-    return "unknown"
+    return "failed" if ended else "unknown"
 
 
 def parse_run_row(raw: Sequence[object], mapping: dict[str, Sequence[str]], tz: ZoneInfo
@@ -68,8 +81,8 @@ def parse_run_row(raw: Sequence[object], mapping: dict[str, Sequence[str]], tz: 
         except ValueError as exc:
             raise ValueError(f"column {column}: {exc}") from None
     row = RunRow(run_id=values["run_id"] or "", business_date=values["business_date"],
-                 status=map_status(values["status"], mapping), started_at=values["started_at"],
-                 ended_at=values["ended_at"])
+                 status=map_status(values["status"], mapping, ended=values["ended_at"] is not None),
+                 started_at=values["started_at"], ended_at=values["ended_at"], code=values["status"])
     return row, values["status"]
 
 
@@ -113,7 +126,14 @@ def start_order(row: RunRow) -> tuple[float, str]:
     return (row.started_at.timestamp() if row.started_at else float("-inf"), row.run_id)
 
 
-def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo) -> RunSummary:
+def presumed_dead(row: RunRow, now: datetime, max_duration: float | None) -> bool:
+    """A run still marked running past its max_duration: its process most likely died without a word."""
+    return (row.status == "running" and max_duration is not None and row.started_at is not None
+            and (now - row.started_at).total_seconds() > max_duration)
+
+
+def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration: float | None = None
+              ) -> RunSummary:
     """Summarise the lookback window. The latest run is the one that started last."""
     ordered = sorted(rows, key=start_order)
     latest = ordered[-1] if ordered else None
@@ -123,9 +143,13 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo) -> RunSummary
     running = [r for r in ordered if r.status == "running"]
     running_starts = [r.started_at for r in running if r.started_at is not None]
     attempts = 0
+    of_date = None
     if latest is not None:
         latest_date = business_date_of(latest, tz)
-        attempts = sum(1 for r in ordered if business_date_of(r, tz) == latest_date)
+        same = tuple(r for r in ordered if business_date_of(r, tz) == latest_date)
+        attempts = len(same)
+        live = frozenset(r.run_id for r in same if r.status == "running" and not presumed_dead(r, now, max_duration))
+        of_date = RunsOfDate(latest_date, same, live)
     duration = None
     if last_finished is not None and last_finished.started_at is not None and last_finished.ended_at is not None:
         duration = max(0.0, (last_finished.ended_at - last_finished.started_at).total_seconds())
@@ -140,4 +164,6 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo) -> RunSummary
         running_seconds=max(0.0, (now - min(running_starts)).total_seconds()) if running_starts else 0.0,
         attempts=attempts,
         by_status={status: counts.get(status, 0) for status in STATUSES},
+        presumed_dead=sum(1 for r in running if presumed_dead(r, now, max_duration)),
+        latest_date=of_date,
     )

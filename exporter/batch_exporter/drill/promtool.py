@@ -80,7 +80,8 @@ def _values(name: str, labels: Mapping[str, str], phases: Sequence[tuple[Mapping
         value = recorded.get(key)
         for step in range(minutes):
             if value is None:
-                out.append("_")
+                # a series that leaves the exposition gets a staleness marker, as a real scrape gives it
+                out.append("stale" if out and out[-1] not in ("_", "stale") else "_")
             else:
                 v = value
                 if name.endswith("_timestamp_seconds") and v != 0:

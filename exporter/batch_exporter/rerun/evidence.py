@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from ..config import CheckConfig
 from ..database import Row
-from ..runsummary import RunRow, business_date_of, parse_run_row, start_order
+from ..runsummary import RunRow, business_date_of, parse_run_row, presumed_dead, start_order
 from ..sources.checks import within_bounds
 from .logs import LogEvidence
 
@@ -28,6 +28,10 @@ class Attempt:
     @property
     def run_id(self) -> str:
         return self.row.run_id
+
+    def business_date(self, tz: ZoneInfo) -> str | None:
+        """Its business date in the one spelling reports use (see date_key), else its local start date."""
+        return date_key(business_date_of(self.row, tz))
 
     def duration(self, now: datetime) -> float | None:
         start, end = self.row.started_at, self.row.ended_at
@@ -61,6 +65,8 @@ class Evidence:
     idempotent: bool
     requested_date: str | None
     business_date: str | None = None
+    max_duration: float | None = None  # seconds; a run marked running longer is presumed dead
+    business_date_note: str | None = None  # set when the run table has no business date column
     run_table_error: str | None = None
     window_start: datetime | None = None
     attempts: list[Attempt] = field(default_factory=list)  # oldest first
@@ -76,6 +82,14 @@ class Evidence:
     @property
     def latest(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    def presumed_dead(self, a: Attempt) -> bool:
+        """Still marked running past max_duration: its process most likely died."""
+        return presumed_dead(a.row, self.now, self.max_duration)
+
+    def live(self, a: Attempt) -> bool:
+        """Still running and not presumed dead: its rows are in progress, not left behind."""
+        return a.row.status == "running" and not self.presumed_dead(a)
 
 
 def date_key(text: str | None) -> str | None:
@@ -118,7 +132,7 @@ def select_attempts(runs: Sequence[Attempt], wanted: str | None, tz: ZoneInfo
     Without `wanted`, the date is the one of the run that started last.
     """
     ordered = sorted(runs, key=lambda a: start_order(a.row))
-    keys = [date_key(business_date_of(a.row, tz)) for a in ordered]
+    keys = [a.business_date(tz) for a in ordered]
     counts: dict[str, int] = {}
     for key in reversed(keys):
         if key is not None:

@@ -2,6 +2,8 @@
 database, then the logs. Read-only: only the configured SELECTs run.
 
 Evidence, for one business date (default: the business date of the batch's latest run):
+- the run table's columns as the exporter finds them (a column named `business_date` is used without
+  configuration; a table without one counts attempts by their local start date, and the report says so);
 - every attempt (run) for that date, with its status, start, end, duration and rows by state;
 - runs of the batch still in progress, whatever their business date;
 - the rows of each attempt by state (the `records` query), pending ones singled out;
@@ -22,7 +24,9 @@ from ..database import Database, QueryError, open_database
 from ..masking import mask_digits
 from ..runsummary import records_by_state
 from ..sources.checks import check_value
+from ..sources.run_columns import MissingColumns, no_business_date_note, resolve_columns
 from ..sources.runs import build_sample_query, build_window_query, window_param
+from ..values import EpochUnit, read_epoch_columns
 from .bounded import BoundedDatabase
 from .evidence import (
     MAX_ATTEMPTS_READ,
@@ -61,6 +65,7 @@ def gather(config: Config, batch_name: str, *, business_date: str | None = None,
     tz_name = batch.runs.timezone if batch.runs is not None else "UTC"
     ev = Evidence(batch=batch_name, now=now, timezone=tz_name, idempotent=batch.idempotent,
                   requested_date=business_date, business_date=date_key(business_date),
+                  max_duration=batch.max_duration,
                   pending_states=list(batch.records.pending_states) if batch.records is not None else None)
     db: Database | None = None
     db_config = config.databases.get(batch.database) if batch.database is not None else None
@@ -100,18 +105,25 @@ def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Databas
     assert batch.database is not None
     sqlite = db_config.sqlite is not None
     try:
-        # shaped as the exporter's runs source shapes it: SQLite's stored form decides
-        sample = db.query(build_sample_query(runs)) if sqlite else []
-        param = window_param(start, tz, text=sqlite, sample=sample[0][0] if sample else None)
-        rows = db.query(build_window_query(runs), (param,))
+        # the columns, and the shape of the window boundary, as the exporter's runs source finds them
+        columns = resolve_columns(runs, db.query)
+        sample = db.query(build_sample_query(runs))
+        param = window_param(start, tz, text=sqlite, sample=sample[0][0] if sample else None,
+                             timestamps=runs.timestamps)
+        rows = db.query(build_window_query(runs, columns), (param,))
+    except MissingColumns as exc:
+        return replace(ev, run_table_error=f"batches.{ev.batch}.runs.columns: {exc}")
     except QueryError as exc:
         return replace(ev, run_table_error=f"the run table could not be read: "
                                            f"{_unavailable(exc, batch.database, db_config)}")
+    if columns.business_date is None:
+        ev = replace(ev, business_date_note=no_business_date_note(runs))
     mapping = runs.status.model_dump()
+    unit: EpochUnit = "milliseconds" if runs.timestamps == "epoch_milliseconds" else "seconds"
     parsed = []
     for number, raw in enumerate(rows, 1):
         try:
-            parsed.append(parse_run(raw, mapping, tz))
+            parsed.append(parse_run(read_epoch_columns(raw, {3: "started_at", 4: "ended_at"}, unit), mapping, tz))
         except ValueError as exc:
             return replace(ev, run_table_error=f"the run table returned a row it cannot read (row {number}): "
                                                f"{exc}")

@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 
 from ..masking import mask_digits
 from ..units import format_duration
-from .evidence import CheckResult
+from .evidence import Attempt, CheckResult, Evidence
 
 
 def local_time(moment: datetime | None, tz: str) -> str:
@@ -42,6 +42,11 @@ def count(value: float) -> str:
     return str(int(value)) if value == int(value) else f"{value:g}"
 
 
+def rows(value: float) -> str:
+    """'1 row', '3 rows'."""
+    return f"{count(value)} row{'' if value == 1 else 's'}"
+
+
 def number(value: float | None) -> str:
     """A count, or '-' when there is no value."""
     return "-" if value is None else count(value)
@@ -66,3 +71,11 @@ def bounds(check: CheckResult) -> str:
 def many(n: int, noun: str) -> str:
     """'1 file', '2 files'."""
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def presumed_dead(a: Attempt, ev: Evidence) -> str:
+    """'marked running for 5h, longer than max_duration 2h: its process most likely died'."""
+    started, limit = a.row.started_at, ev.max_duration
+    assert started is not None and limit is not None  # as Evidence.presumed_dead requires
+    return (f"marked running for {format_duration(round((ev.now - started).total_seconds()))}, longer than "
+            f"max_duration {format_duration(round(limit))}: its process most likely died")

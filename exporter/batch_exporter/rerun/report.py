@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ..runsummary import business_date_of
 from ..units import format_duration
 from .evidence import Attempt, Evidence
 from .phrases import bounds, count, local_time, many, masked_code, number, status_code
@@ -30,6 +29,8 @@ def render_text(ev: Evidence, j: Judgement) -> str:
     out += [f"  ! {r.message} (not blocking: idempotent)" for r in j.rules if r.result == "warning"]
     out.append("")
     out.append(f"Attempts for business date {ev.business_date or '?'} (times in {tz})")
+    if ev.business_date_note is not None:
+        out.append(f"  note: {ev.business_date_note}")
     if ev.run_table_error is not None:
         out.append("  not available (see above)")
     elif not ev.attempts:
@@ -84,6 +85,8 @@ def _attempt_cells(a: Attempt, ev: Evidence) -> list[str]:
     else:
         rows = pending = "?" if a.records_error else "-"
     status = f"{a.row.status} ({status_code(a.raw_status, quoted=False)})"
+    if ev.presumed_dead(a):
+        status += ", presumed dead"
     started, ended = local_time(a.row.started_at, ev.timezone), local_time(a.row.ended_at, ev.timezone)
     return [a.run_id, status, started, ended, "-" if duration is None else format_duration(round(duration)),
             rows, pending]
@@ -97,6 +100,10 @@ def _render_records(ev: Evidence) -> list[str]:
     if latest is None:
         return [f"Rows of the latest attempt (pending states: {states}): no attempt found"]
     out = [f"Rows of the latest attempt, run {latest.run_id} (pending states: {states})"]
+    if ev.live(latest):
+        out.append("  the run is still in progress: its rows in pending states are in progress, not left behind")
+    elif ev.presumed_dead(latest):
+        out.append("  the run is presumed dead: its rows in pending states were left behind")
     if latest.records_error is not None:
         out.append(f"  not available: {latest.records_error}")
     elif latest.records is None:
@@ -163,6 +170,7 @@ def to_json(ev: Evidence, j: Judgement) -> dict[str, Any]:
     return {
         "batch": ev.batch,
         "business_date": ev.business_date,
+        "business_date_note": ev.business_date_note,
         "verdict": j.verdict,
         "exit_code": j.exit_code,
         "reasons": j.reasons,
@@ -201,8 +209,9 @@ def _attempt_json(a: Attempt, ev: Evidence) -> dict[str, Any]:
     pending_set = set(ev.pending_states or ())
     return {
         "run_id": a.run_id,
-        "business_date": business_date_of(a.row, ZoneInfo(ev.timezone)),
+        "business_date": a.business_date(ZoneInfo(ev.timezone)),
         "status": a.row.status,
+        "presumed_dead": ev.presumed_dead(a),
         "status_code": masked_code(a.raw_status),
         "started_at": _iso(a.row.started_at),
         "ended_at": _iso(a.row.ended_at),

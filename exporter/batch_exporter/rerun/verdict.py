@@ -4,13 +4,15 @@ Rules, evaluated in this order; the verdict is UNSAFE (exit 1) when any rule say
 UNKNOWN (exit 2) when any says unknown, otherwise SAFE (exit 0):
 1. The run table must be configured and readable and hold a run for the date; else UNKNOWN.
 2. No run of the batch may be in progress: two copies of a batch at once are never safe (a run stuck in
-   the running state must be confirmed dead and corrected first). UNSAFE. A latest attempt whose status
-   code is not mapped in `runs.status` may be running: UNKNOWN.
+   the running state must be confirmed dead and corrected first; one marked running for longer than the
+   batch's `max_duration` is reported as presumed dead). UNSAFE. A latest attempt whose status code is
+   not mapped in `runs.status` may be running: UNKNOWN.
 3. An idempotent batch (`idempotent: true`: "a re-run can never do harm") is SAFE once 1 and 2 pass;
    the rules below are still shown for it, as warnings.
 4. Not idempotent: no attempt for the date may have succeeded already (a re-run repeats it). UNSAFE.
 5. Not idempotent: no attempt may have left rows in a pending state (it died without rolling back).
-   UNSAFE. Without a `records` query the rows cannot be seen: UNKNOWN.
+   UNSAFE. The pending rows of a run still in progress are in progress, not left behind (rule 2 already
+   says unsafe), unless it is presumed dead. Without a `records` query the rows cannot be seen: UNKNOWN.
 6. Not idempotent: no failed attempt may have left rows in any other state: the tool cannot know which
    of your states are harmless to redo (an APPROVED payment is not), so "changed data" means any row
    at all. Only an attempt that failed before writing, or rolled everything back, is a clean failure.
@@ -27,9 +29,8 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from ..runsummary import business_date_of
 from .evidence import MAX_ATTEMPTS_READ, Evidence
-from .phrases import ago, bounds, count, local_time, many, number, states, status_code
+from .phrases import ago, bounds, local_time, many, number, presumed_dead, rows, states, status_code
 
 Verdict = Literal["safe", "unsafe", "unknown"]
 Result = Literal["ok", "unsafe", "unknown", "warning", "info"]
@@ -82,11 +83,18 @@ def judge(ev: Evidence) -> Judgement:
         return rules.judgement()
 
     running = [a for a in ev.attempts + ev.other_running if a.row.status == "running"]
+    tz = ZoneInfo(ev.timezone)
     for a in running:
-        rules.add("nothing_running", "unsafe",
-                  f"run {a.run_id} (business date {business_date_of(a.row, ZoneInfo(ev.timezone))}) is still "
-                  f"running: started {rules.local(a.row.started_at)}, {ago(a.row.started_at, ev.now)}; wait "
-                  "for it, or confirm the process is gone and correct its status first")
+        started = f"started {rules.local(a.row.started_at)}, {ago(a.row.started_at, ev.now)}"
+        if ev.presumed_dead(a):
+            rules.add("nothing_running", "unsafe",
+                      f"run {a.run_id} (business date {a.business_date(tz)}) is presumed dead: "
+                      f"{presumed_dead(a, ev)} ({started}); confirm the process is gone and correct its "
+                      "status first")
+        else:
+            rules.add("nothing_running", "unsafe",
+                      f"run {a.run_id} (business date {a.business_date(tz)}) is still running: {started}; "
+                      "wait for it, or confirm the process is gone and correct its status first")
     if not running and latest.row.status == "unknown":
         rules.add("nothing_running", "unknown",
                   f"run {latest.run_id} has status code {status_code(latest.raw_status)}, which runs.status "
@@ -137,7 +145,7 @@ def _judge_rows(ev: Evidence, rules: _Rules) -> None:
                   "seen")
         return
     pending_set = set(ev.pending_states)
-    unread = pending_found = changed_found = False
+    unread = pending_found = in_progress_found = changed_found = False
     for a in ev.attempts:
         if a.records_error is not None:
             unread = True
@@ -146,22 +154,32 @@ def _judge_rows(ev: Evidence, rules: _Rules) -> None:
         if a.records is None:
             continue
         pending = {s: n for s, n in a.records.items() if s in pending_set and n}
-        if pending:
+        left = f"{rows(sum(pending.values()))} in pending states ({states(pending)})"
+        if pending and ev.live(a):
+            # rule 2 already makes a run in progress unsafe; its rows are not evidence of a crash
+            in_progress_found = True
+            rules.add("no_pending_rows", "info",
+                      f"run {a.run_id} is still running: its {left} are in progress, not left behind")
+        elif pending and ev.presumed_dead(a):
             pending_found = True
             rules.add("no_pending_rows", rules.soft,
-                      f"run {a.run_id} left {count(sum(pending.values()))} rows in pending states "
-                      f"({states(pending)}): it stopped without rolling back")
+                      f"run {a.run_id} is presumed dead ({presumed_dead(a, ev)}): its {left} were left "
+                      "behind, not rolled back")
+        elif pending:
+            pending_found = True
+            rules.add("no_pending_rows", rules.soft,
+                      f"run {a.run_id} left {left}: it stopped without rolling back")
         changed = {s: n for s, n in a.records.items() if s not in pending_set and n}
         # a successful attempt changed data by design: rule 4 already speaks about it
         if changed and a.row.status != "success" and not ev.idempotent:
             changed_found = True
             rules.add("no_data_changed", "unsafe",
-                      f"run {a.run_id} ({a.row.status}) changed data: {count(sum(changed.values()))} rows "
+                      f"run {a.run_id} ({a.row.status}) changed data: {rows(sum(changed.values()))} "
                       f"reached {states(changed)}; a re-run of a non-idempotent batch may repeat that work")
     if ev.attempts_not_read:
         rules.add("no_pending_rows", "info", f"rows of the {ev.attempts_not_read} oldest attempts were not "
                                              f"read (only the latest {MAX_ATTEMPTS_READ} are)")
-    if not (unread or pending_found):
+    if not (unread or pending_found or in_progress_found):
         rules.add("no_pending_rows", "ok", "no attempt left rows in pending states")
     if not (unread or changed_found or ev.idempotent):
         rules.add("no_data_changed", "ok", "no failed attempt changed data (none wrote a row, or all were "

@@ -13,11 +13,15 @@ from ..snapshot import SampleBuilder, Snapshot
 class BatchInfoSource:
     """Exports configured thresholds and the cron schedule's last and next expected start."""
 
-    def __init__(self, batch: str, config: BatchConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, batch: str, config: BatchConfig, clock: Callable[[], float] = time.time,
+                 watching_since: float | None = None) -> None:
         self.name = f"config:{batch}"
         self._batch = batch
         self._config = config
         self._clock = clock
+        # when this exporter began watching the batch: a schedule's first start after it tells a new
+        # batch that never ran (page) from one added after its start of the day (not yet due)
+        self.watching_since = clock() if watching_since is None else watching_since
         self._schedule = (
             CronSchedule.parse(config.schedule.cron, config.schedule.timezone) if config.schedule else None
         )
@@ -40,4 +44,5 @@ class BatchInfoSource:
             if following is not None:
                 out.add("batch_schedule_next_expected_timestamp_seconds", following.timestamp(), batch=batch)
             out.add("batch_schedule_grace_seconds", self._config.schedule.grace, batch=batch)
+            out.add("batch_schedule_watched_since_timestamp_seconds", self.watching_since, batch=batch)
         return out.build(self.name)

@@ -1,0 +1,75 @@
+"""Which mapped columns the run table or query really returns, found by zero-row probes at start.
+
+A column named `business_date` is used without configuration; a table with no business date at all
+counts attempts by the local start date in `runs.timezone`, and says so.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from ..config import RunColumns, RunsConfig
+from ..database import QueryError
+
+BUSINESS_DATE = "business_date"
+_REQUIRED = ("run_id", "status", "started_at", "ended_at")
+
+Probe = Callable[[str], object]  # runs one SELECT; raises QueryError
+
+
+class MissingColumns(ValueError):
+    """Mapped columns the run table or query does not return: (field, column) pairs."""
+
+    def __init__(self, source: str, missing: Sequence[tuple[str, str]]) -> None:
+        self.missing = list(missing)
+        names = ", ".join(f"columns.{field} ({column!r})" for field, column in self.missing)
+        super().__init__(f"{source} returns no column for {names}")
+
+
+def runs_from(runs: RunsConfig) -> tuple[str, str]:
+    """(FROM part, extra AND condition) of the run table or the user's query."""
+    if runs.query is not None:
+        # on lines of their own: a trailing `-- comment` in the user's query must not swallow ours
+        return f"(\n{runs.query.strip().rstrip(';')}\n) runs_q", ""
+    return str(runs.table), f" AND ({runs.where})" if runs.where else ""
+
+
+def describe_source(runs: RunsConfig) -> str:
+    return f"the run table {runs.table}" if runs.table is not None else "the runs query"
+
+
+def resolve_columns(runs: RunsConfig, probe: Probe) -> RunColumns:
+    """The configured columns, checked against what the source returns, with `business_date` filled in
+    when the source has a column of that name. Raises MissingColumns, or the QueryError of a source that
+    cannot be read at all (a connection lost, a query that does not run)."""
+    source, where = runs_from(runs)
+
+    def select(columns: str) -> str:
+        return f"SELECT {columns} FROM {source} WHERE 1 = 0{where}"
+
+    def returns(column: str) -> bool:
+        try:
+            probe(select(column))
+        except QueryError as exc:
+            if exc.reason != "query":
+                raise
+            return False
+        return True
+
+    c = runs.columns
+    mapped = {field: getattr(c, field) for field in _REQUIRED}
+    if c.business_date is not None:
+        mapped["business_date"] = c.business_date
+    if not returns(", ".join(mapped.values())):
+        probe(select("*"))  # the source itself fails: its own error says why
+        missing = [(field, column) for field, column in mapped.items() if not returns(column)]
+        if missing:
+            raise MissingColumns(describe_source(runs), missing)
+    if c.business_date is None and returns(BUSINESS_DATE):
+        return c.model_copy(update={"business_date": BUSINESS_DATE})
+    return c
+
+
+def no_business_date_note(runs: RunsConfig) -> str:
+    return (f"{describe_source(runs)} has no business date column: attempts are counted by the local start "
+            f"date in runs.timezone ({runs.timezone}); map columns.business_date, or return a column named "
+            f"{BUSINESS_DATE}, if the batch has one")

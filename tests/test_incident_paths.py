@@ -1,0 +1,201 @@
+"""The incident's own paths, on timelines built around a fixed instant: a business date read from the
+query, a crashed run and its blind re-run, an unmapped status, a missing max_duration, a batch that never
+ran. The exporter is driven through its sources with an injected clock, and as a process."""
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from batch_exporter.config import ConfigError, parse_config
+from batch_exporter.database import open_database
+from batch_exporter.snapshot import Snapshot
+from batch_exporter.sources.batchinfo import BatchInfoSource
+from batch_exporter.sources.errors import SourceError
+from batch_exporter.sources.runs import RunsSource
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+# 00:40 in Tokyo on 2026-12-03: the re-run of business date 2026-12-02 started after midnight
+NOW = datetime(2026, 12, 2, 15, 40, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
+
+
+def tokyo(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(TOKYO).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def write_runs(db: Path, runs: list[tuple[int, str, str, datetime, datetime | None]],
+               records: list[tuple[int, str, int]] = ()) -> None:  # type: ignore[assignment]
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE job_run (id INTEGER, biz TEXT, st TEXT, t0 TEXT, t1 TEXT)")
+    conn.execute("CREATE TABLE auth (run_id INTEGER, state TEXT)")
+    conn.executemany("INSERT INTO job_run VALUES (?, ?, ?, ?, ?)",
+                     [(i, biz, st, tokyo(t0), tokyo(t1)) for i, biz, st, t0, t1 in runs])
+    conn.executemany("INSERT INTO auth VALUES (?, ?)", [(r, s) for r, s, n in records for _ in range(n)])
+    conn.commit()
+    conn.close()
+
+
+ALIASED = ("SELECT id AS run_id, biz AS business_date, st AS status, t0 AS started_at, t1 AS ended_at "
+           "FROM job_run")
+
+
+def config_text(db: Path, runs_block: str, extra: str = "") -> str:
+    return f"""
+databases:
+  main: {{sqlite: {db}}}
+batches:
+  card-auth:
+    database: main
+    runs:
+{runs_block}
+      status: {{success: [OK], failed: [NG], running: [RUN]}}
+      timezone: Asia/Tokyo
+      lookback: 7d
+    max_duration: 90m
+    records:
+      query: "SELECT state, COUNT(*) FROM auth WHERE run_id = ? GROUP BY state"
+      pending_states: [AUTHORIZING]{extra}
+"""
+
+
+def runs_source(db: Path, runs_block: str, now: datetime, extra: str = "") -> RunsSource:
+    config = parse_config(config_text(db, runs_block, extra), str(db.parent / "c.yml"))
+    return RunsSource("card-auth", config.batches["card-auth"], open_database("main", sqlite=str(db)),
+                      text_timestamps=True, clock=lambda: now.timestamp(), locate=config.locate)
+
+
+def value(snapshot: Snapshot, name: str, **labels: str) -> float | None:
+    wanted = tuple(sorted({"batch": "card-auth", **labels}.items()))
+    return next((s.value for s in snapshot.samples if s.name == name and tuple(sorted(s.labels)) == wanted), None)
+
+
+QUERY_BLOCK = f'      query: "{ALIASED}"'
+
+
+# --- item 2: a business_date column returned by the query ----------------------------------------------
+
+
+def test_business_date_returned_by_the_query_counts_a_rerun_after_midnight(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    # business date 2026-12-02 fails at 23:30 Tokyo; its re-run starts at 00:20 on the next calendar day
+    failed = NOW - timedelta(minutes=70)
+    write_runs(db, [(1, "2026-12-01", "OK", NOW - timedelta(days=1, minutes=60), NOW - timedelta(days=1)),
+                    (2, "2026-12-02", "NG", failed, failed + 10 * MINUTE),
+                    (3, "2026-12-02", "RUN", NOW - 20 * MINUTE, None)])
+    snapshot = runs_source(db, QUERY_BLOCK, NOW).poll()
+    assert value(snapshot, "batch_run_attempts") == 2
+
+
+def test_a_mapped_column_the_query_does_not_return_is_a_located_error(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    write_runs(db, [])
+    block = QUERY_BLOCK + "\n      columns: {ended_at: finished_at}"
+    with pytest.raises(SourceError) as caught:
+        runs_source(db, block, NOW).poll()
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'c.yml'}:")
+    assert "batches.card-auth.runs.columns.ended_at" in message and "'finished_at'" in message
+
+
+def test_a_table_without_a_business_date_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "runs.db"
+    write_runs(db, [(1, "2026-12-02", "OK", NOW - 3 * MINUTE, NOW - 2 * MINUTE)])
+    block = "      table: job_run\n      columns: {run_id: id, status: st, started_at: t0, ended_at: t1}"
+    runs_source(db, block, NOW).poll()
+    assert "has no business date column: attempts are counted by the local start date" in caplog.text
+
+
+def test_check_config_reports_missing_columns_and_a_missing_business_date(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    write_runs(db, [])
+    ok = tmp_path / "ok.yml"
+    ok.write_text(config_text(db, "      table: job_run\n      columns: {run_id: id, status: st, started_at: t0, "
+                                  "ended_at: t1}"))
+    result = subprocess.run([sys.executable, "-m", "batch_exporter.cli", "check-config", "-c", str(ok)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "card-auth: the run table job_run has no business date column" in result.stdout
+    bad = tmp_path / "bad.yml"
+    bad.write_text(config_text(db, "      table: job_run\n      columns: {run_id: id, status: state, started_at: t0, "
+                                   "ended_at: t1}"))
+    result = subprocess.run([sys.executable, "-m", "batch_exporter.cli", "check-config", "-c", str(bad)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"{bad}:" in result.stderr and "batches.card-auth.runs.columns.status" in result.stderr
+    assert "'state'" in result.stderr
+
+
+# --- item 3: a crashed run hides its own damage ---------------------------------------------------------
+
+
+def test_a_crashed_run_is_presumed_dead_and_its_rows_are_left_behind(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    crashed = NOW - 100 * MINUTE  # still marked RUN, past max_duration (90m)
+    write_runs(db, [(1, "2026-12-02", "RUN", crashed, None)], [(1, "AUTHORIZING", 4), (1, "APPROVED", 6)])
+    snapshot = runs_source(db, QUERY_BLOCK, NOW).poll()
+    assert value(snapshot, "batch_run_presumed_dead") == 1
+    assert value(snapshot, "batch_run_pending_records") == 4
+    assert value(snapshot, "batch_run_left_pending_records") == 4
+    # the same run 30 minutes in is alive: its pending rows are work in progress
+    snapshot = runs_source(db, QUERY_BLOCK, crashed + 30 * MINUTE).poll()
+    assert value(snapshot, "batch_run_presumed_dead") == 0
+    assert value(snapshot, "batch_run_left_pending_records") == 0
+
+
+def test_a_blind_rerun_does_not_hide_the_crashed_runs_rows(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    crashed = NOW - 200 * MINUTE
+    rerun = NOW - 30 * MINUTE
+    write_runs(db, [(1, "2026-12-02", "RUN", crashed, None), (2, "2026-12-02", "NG", rerun, rerun + 10 * MINUTE)],
+               [(1, "AUTHORIZING", 4), (2, "AUTHORIZING", 3), (2, "APPROVED", 1)])
+    snapshot = runs_source(db, QUERY_BLOCK, NOW).poll()
+    assert value(snapshot, "batch_run_attempts") == 2
+    assert value(snapshot, "batch_run_pending_records") == 7
+    assert value(snapshot, "batch_run_left_pending_records") == 7
+    assert value(snapshot, "batch_run_records", state="AUTHORIZING") == 3  # the latest attempt's own rows
+
+
+# --- item 4: an unmapped status on a finished run ------------------------------------------------------
+
+
+def test_a_finished_run_with_an_unmapped_status_is_failed_and_names_its_code(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    write_runs(db, [(1, "2026-12-02", "ABORTED", NOW - 60 * MINUTE, NOW - 50 * MINUTE),
+                    (2, "2026-12-01", "HELD", NOW - timedelta(days=1), None)])
+    snapshot = runs_source(db, QUERY_BLOCK, NOW).poll()
+    assert value(snapshot, "batch_run_last_status", status="failed") == 1
+    assert value(snapshot, "batch_run_last_status", status="unknown") == 0
+    assert value(snapshot, "batch_run_last_status_code", code="ABORTED") == 1
+    assert value(snapshot, "batch_runs", status="unknown") == 1  # HELD has no end: it may still be running
+
+
+# --- item 5: no max_duration ------------------------------------------------------------------------------
+
+
+def test_a_schedule_on_a_run_table_requires_max_duration(tmp_path: Path) -> None:
+    text = config_text(tmp_path / "r.db", QUERY_BLOCK, "\n    schedule: {cron: '0 2 * * *', timezone: Asia/Tokyo}")
+    parse_config(text, "c.yml")
+    without = text.replace("    max_duration: 90m\n", "")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(without, "c.yml")
+    assert "c.yml:15: batches.card-auth.schedule: 'max_duration' is required" in str(caught.value)
+
+
+# --- item 7: a batch that never ran -------------------------------------------------------------------------
+
+
+def test_watching_since_is_exported_and_kept(tmp_path: Path) -> None:
+    config = parse_config(config_text(tmp_path / "r.db", QUERY_BLOCK, "\n    schedule: {cron: '0 2 * * *'}"), "c.yml")
+    batch = config.batches["card-auth"]
+    source = BatchInfoSource("card-auth", batch, clock=lambda: NOW.timestamp())
+    snapshot = source.poll()
+    assert value(snapshot, "batch_schedule_watched_since_timestamp_seconds") == NOW.timestamp()
+    later = BatchInfoSource("card-auth", batch, clock=lambda: NOW.timestamp() + 3600,
+                            watching_since=source.watching_since)
+    assert value(later.poll(), "batch_schedule_watched_since_timestamp_seconds") == NOW.timestamp()
