@@ -201,17 +201,21 @@ def _healthy_exposition(now: float, batch: str = "card-authorization") -> str:
         ("batch_run_running_seconds", 0),
         ("batch_run_attempts", 1),
         ("batch_run_pending_records", 0),
+        ("batch_run_left_pending_records", 0),
+        ("batch_run_presumed_dead", 0),
         ("batch_run_idempotent", 0),
         ("batch_run_max_duration_seconds", 5400),
         ("batch_run_lookback_seconds", 14 * 86400),
         ("batch_schedule_last_expected_timestamp_seconds", now - 3700),
         ("batch_schedule_next_expected_timestamp_seconds", now - 3700 + 86400),
         ("batch_schedule_grace_seconds", 900),
+        ("batch_schedule_watched_since_timestamp_seconds", now - 30 * 86400),
     ]:
         out.add(name, value, **b)
     for status in ("success", "failed", "running", "unknown"):
         out.add("batch_run_last_status", 1 if status == "success" else 0, status=status, **b)
         out.add("batch_runs", 13 if status == "success" else 0, status=status, **b)
+    out.add("batch_run_last_status_code", 1, code="0", **b)
     out.add("batch_run_records", 1200, state="AUTHORIZED", **b)
     out.add("batch_check_value", 0, check="double_authorized", **b)
     out.add("batch_check_ok", 1, check="double_authorized", **b)
@@ -249,6 +253,16 @@ def _healthy_exposition(now: float, batch: str = "card-authorization") -> str:
         labels = ",".join(f'{key}="{value}"' for key, value in sample.labels)
         lines.append(f"{sample.name}{{{labels}}} {sample.value!r}")
     return "\n".join(lines) + "\n"
+
+
+# Series a healthy exporter does not expose (an error counter appears with its first error).
+ABSENT_WHEN_HEALTHY = {"batch_exporter_source_errors_total"}
+
+
+def test_the_stand_in_exposition_covers_every_metric_of_the_contract() -> None:
+    # A metric added to the contract but not here would leave its panels without data in the test below.
+    exposed = {line.split("{")[0] for line in _healthy_exposition(0.0).splitlines()}
+    assert exposed_names() - exposed == ABSENT_WHEN_HEALTHY
 
 
 @pytest.fixture(scope="module")
