@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -136,16 +137,23 @@ def test_every_not_run_rule_is_used() -> None:
 
 # --- the sandbox: the repository as seen from its root, with example paths made local ---------------
 
-def _make_runs_db(path: Path) -> None:
-    """The SQLite run table exactly as the guide creates it, plus two runs of the example batch."""
+def _make_runs_db(path: Path, today: date) -> None:
+    """The SQLite run table exactly as the guide creates it, plus three runs of the example batch.
+
+    The commands run as real processes on the real clock, so the runs are placed a few days before
+    `today`: inside the example's lookback, and in the past in every time zone at every hour.
+    """
+    def day(days_ago: int) -> str:
+        return (today - timedelta(days=days_ago)).isoformat()
+
     ddl = _sql_block_under("### SQLite")
     with sqlite3.connect(path) as conn:
         conn.executescript(ddl)
         conn.executemany(
             "INSERT INTO batch_run (job_name, biz_date, status, start_time, end_time) VALUES (?, ?, ?, ?, ?)",
-            [("nightly-export", "2026-11-26", "NG", "2026-11-27 01:30:02", "2026-11-27 01:41:10"),
-             ("nightly-export", "2026-11-26", "OK", "2026-11-27 07:02:44", "2026-11-27 07:30:19"),
-             ("nightly-export", "2026-11-27", "OK", "2026-11-28 01:30:04", "2026-11-28 01:58:47")])
+            [("nightly-export", day(4), "NG", f"{day(3)} 01:30:02", f"{day(3)} 01:41:10"),
+             ("nightly-export", day(4), "OK", f"{day(3)} 07:02:44", f"{day(3)} 07:30:19"),
+             ("nightly-export", day(3), "OK", f"{day(2)} 01:30:04", f"{day(2)} 01:58:47")])
 
 
 def _sql_block_under(heading: str) -> str:
@@ -172,7 +180,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     text = sqlite_example.read_text(encoding="utf-8")
     assert SQLITE_EXAMPLE_DB in text
     sqlite_example.write_text(text.replace(SQLITE_EXAMPLE_DB, str(root / "runs.db")), encoding="utf-8")
-    _make_runs_db(root / "runs.db")
+    _make_runs_db(root / "runs.db", datetime.now(timezone.utc).date())
     return root
 
 
@@ -195,6 +203,15 @@ def test_runnable_command_succeeds(command: Command, sandbox: Path) -> None:
         assert 'batch_run_attempts{batch="nightly-export"} 1.0' in result.stdout
     if program == "batch-exporter" and " check-config " in command.text:
         assert ": OK (" in result.stdout
+
+
+@pytest.mark.clock
+def test_the_guide_example_reads_one_healthy_attempt_on_any_day(sandbox: Path) -> None:
+    (command,) = [c for c in RUNNABLE if c.text.startswith("batch-exporter once ")]
+    result = _run(command.text, sandbox)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'batch_run_last_status{batch="nightly-export",status="success"} 1.0' in result.stdout
+    assert 'batch_run_attempts{batch="nightly-export"} 1.0' in result.stdout
 
 
 def test_schema_command_writes_json_schema(sandbox: Path) -> None:
