@@ -14,6 +14,8 @@ import pytest
 
 from batch_exporter.config import ConfigError, parse_config
 from batch_exporter.database import open_database
+from batch_exporter.rerun import MAX_ATTEMPTS_READ, gather, judge
+from batch_exporter.runsummary import MAX_ATTEMPTS_WITH_RECORDS, RunRow, attempts_worth_reading
 from batch_exporter.snapshot import Snapshot
 from batch_exporter.sources.batchinfo import BatchInfoSource
 from batch_exporter.sources.errors import SourceError
@@ -199,3 +201,95 @@ def test_watching_since_is_exported_and_kept(tmp_path: Path) -> None:
     later = BatchInfoSource("card-auth", batch, clock=lambda: NOW.timestamp() + 3600,
                             watching_since=source.watching_since)
     assert value(later.poll(), "batch_schedule_watched_since_timestamp_seconds") == NOW.timestamp()
+
+
+# --- the exporter and rerun-check agree on what a crashed attempt left behind ------------------------------
+
+
+def verdict_of(db: Path, runs_block: str, now: datetime) -> tuple[str, list[str]]:
+    config = parse_config(config_text(db, runs_block), str(db.parent / "c.yml"))
+    judgement = judge(gather(config, "card-auth", now=now))
+    return judgement.verdict, [f"{r.rule} {r.result}: {r.message}" for r in judgement.rules]
+
+
+def test_a_crash_followed_by_many_clean_reruns_keeps_its_rows_in_view(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    crashed = NOW - 600 * MINUTE
+    runs = [(1, "2026-12-02", "NG", crashed, crashed + 5 * MINUTE)]
+    # then more re-runs than the records queries per poll, each failing at once without writing a row
+    runs += [(i, "2026-12-02", "NG", crashed + i * 10 * MINUTE, crashed + (i * 10 + 1) * MINUTE)
+             for i in range(2, MAX_ATTEMPTS_WITH_RECORDS + 6)]
+    write_runs(db, runs, [(1, "AUTHORIZING", 4), (1, "APPROVED", 6)])
+    source = runs_source(db, QUERY_BLOCK, NOW)
+    source.poll()  # reads the newest attempts; the next poll those it has not read yet
+    for _ in range(3):
+        snapshot = source.poll()
+        assert value(snapshot, "batch_run_attempts") == MAX_ATTEMPTS_WITH_RECORDS + 5
+        assert value(snapshot, "batch_run_left_pending_records") == 4
+    verdict, rules = verdict_of(db, QUERY_BLOCK, NOW)
+    assert verdict == "unsafe"
+    assert any(r.startswith("no_pending_rows unsafe: run 1 left 4 rows") for r in rules), rules
+
+
+def test_many_successful_reruns_give_way_to_the_attempts_that_failed(tmp_path: Path) -> None:
+    start = NOW - 900 * MINUTE
+    runs = [(i, "2026-12-02", "OK", start + i * 10 * MINUTE, start + (i * 10 + 1) * MINUTE)
+            for i in range(1, MAX_ATTEMPTS_WITH_RECORDS + 5)]
+    runs[3] = (4, "2026-12-02", "NG", runs[3][3], runs[3][4])
+    rows = [RunRow(str(i), b, {"OK": "success", "NG": "failed"}[s], t0, t1) for i, b, s, t0, t1 in runs]
+    chosen = attempts_worth_reading(rows, NOW, 5400)
+    assert len(chosen) == MAX_ATTEMPTS_WITH_RECORDS
+    assert 3 in chosen and len(rows) - 1 in chosen  # the failure, and the latest attempt
+    assert chosen == sorted(chosen)
+
+
+def test_a_rerun_of_an_older_date_does_not_hide_todays_crash(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    crashed = NOW - 150 * MINUTE  # business date 2026-12-02 crashed, still marked RUN, past max_duration
+    older = NOW - 20 * MINUTE  # then someone re-ran 2026-11-30, which succeeded
+    write_runs(db, [(1, "2026-11-30", "OK", NOW - timedelta(days=2), NOW - timedelta(days=2) + 30 * MINUTE),
+                    (2, "2026-12-01", "OK", NOW - timedelta(days=1), NOW - timedelta(days=1) + 30 * MINUTE),
+                    (3, "2026-12-02", "RUN", crashed, None),
+                    (4, "2026-11-30", "OK", older, older + 10 * MINUTE)],
+               [(3, "AUTHORIZING", 4), (3, "APPROVED", 6), (4, "APPROVED", 2)])
+    snapshot = runs_source(db, QUERY_BLOCK, NOW).poll()
+    assert value(snapshot, "batch_run_attempts") == 1
+    assert value(snapshot, "batch_run_left_pending_records") == 4
+    assert value(snapshot, "batch_run_presumed_dead") == 1
+    verdict, rules = verdict_of(db, QUERY_BLOCK, NOW)
+    assert verdict == "unsafe"
+    assert any(r.startswith("run_found ok: 1 attempt for business date 2026-12-02") for r in rules), rules
+
+
+def test_an_unmapped_status_without_an_end_may_still_be_running(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    started = NOW - 30 * MINUTE
+    write_runs(db, [(1, "2026-12-02", "LOADING", started, None)], [(1, "AUTHORIZING", 500)])
+    snapshot = runs_source(db, QUERY_BLOCK, NOW).poll()
+    assert value(snapshot, "batch_run_last_status", status="unknown") == 1
+    assert value(snapshot, "batch_run_running") == 1
+    assert value(snapshot, "batch_run_running_seconds") == 30 * 60
+    assert value(snapshot, "batch_run_left_pending_records") == 0  # work under way, not a page
+    verdict, rules = verdict_of(db, QUERY_BLOCK, NOW)
+    assert verdict == "unknown"
+    assert any(r.startswith("nothing_running unknown: run 1") and "may still be running" in r for r in rules), rules
+    assert not any(" unsafe:" in r for r in rules), rules
+    # stuck in it past max_duration (90m): presumed dead, and its rows were left behind
+    later = started + 100 * MINUTE
+    snapshot = runs_source(db, QUERY_BLOCK, later).poll()
+    assert value(snapshot, "batch_run_presumed_dead") == 1
+    assert value(snapshot, "batch_run_left_pending_records") == 500
+    verdict, rules = verdict_of(db, QUERY_BLOCK, later)
+    assert verdict == "unsafe"
+    assert any(r.startswith("nothing_running unsafe: run 1") and "presumed dead" in r for r in rules), rules
+
+
+def test_rerun_check_does_not_call_safe_what_it_did_not_read(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    start = NOW - timedelta(days=1)
+    runs = [(i, "2026-12-02", "NG", start + i * MINUTE, start + i * MINUTE + timedelta(seconds=20))
+            for i in range(1, MAX_ATTEMPTS_READ + 4)]
+    write_runs(db, runs)  # clean failures, none of them wrote a row: only the unread ones are in doubt
+    verdict, rules = verdict_of(db, QUERY_BLOCK, NOW)
+    assert verdict == "unknown"
+    assert any(r.startswith("no_pending_rows unknown: rows of 3 attempts were not read") for r in rules), rules

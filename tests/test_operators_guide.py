@@ -15,7 +15,7 @@ import sqlite3
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -180,7 +180,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     text = sqlite_example.read_text(encoding="utf-8")
     assert SQLITE_EXAMPLE_DB in text
     sqlite_example.write_text(text.replace(SQLITE_EXAMPLE_DB, str(root / "runs.db")), encoding="utf-8")
-    _make_runs_db(root / "runs.db", datetime.now(timezone.utc).date())
+    _make_runs_db(root / "runs.db", datetime.now(UTC).date())
     return root
 
 

@@ -9,15 +9,17 @@ from pathlib import Path
 from .config import Config, DatabaseConfig
 from .database import Database, QueryError, odbc_dialect, open_database
 from .poller import Poller, ScheduledSource, WorkerPool
+from .runsummary import MAX_ATTEMPTS_WITH_RECORDS
 from .sources.batchinfo import BatchInfoSource
 from .sources.checks import ChecksSource
-from .sources.runs import MAX_ATTEMPTS_WITH_RECORDS, RunsSource
+from .sources.runs import RunsSource
 from .store import Store
 
 log = logging.getLogger(__name__)
 
-# the runs source may send in one poll: the window, the last success, and the records of each attempt
-_STATEMENTS_PER_POLL = 2 + MAX_ATTEMPTS_WITH_RECORDS
+# the runs source may send in one poll: on its first, two column probes and the sample of a start time;
+# then the window, the last success, and the records of each attempt read
+_STATEMENTS_PER_POLL = 5 + MAX_ATTEMPTS_WITH_RECORDS
 _DEADLINE_MARGIN = 2.0
 
 

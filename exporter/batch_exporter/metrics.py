@@ -38,17 +38,23 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _spec("batch_run_last_status_code", "gauge", ("batch", "code"),
           "Always 1; `code` is the latest run's status as the run table holds it ('' for NULL; card-like "
           "digit runs masked; at most 64 characters)."),
-    _spec("batch_run_running", "gauge", _B, "Runs marked running in the run table, presumed dead ones included."),
-    _spec("batch_run_running_seconds", "gauge", _B, "Age of the oldest run marked running (0 when none)."),
+    _spec("batch_run_running", "gauge", _B,
+          "Runs in progress: marked running, or with a status the status map does not name and no end time "
+          "(they may be running); presumed dead ones included."),
+    _spec("batch_run_running_seconds", "gauge", _B, "Age of the oldest run in progress (0 when none)."),
     _spec("batch_run_presumed_dead", "gauge", _B,
-          "Runs still marked running longer than max_duration: their process most likely died."),
+          "Runs still in progress longer than max_duration: their process most likely died."),
     _spec("batch_run_attempts", "gauge", _B,
           "Runs started for the latest business date (the business_date column, or the local start date in "
-          "runs.timezone when the table has none); more than 1 means a re-run."),
+          "runs.timezone when the table has none); more than 1 means a re-run. The latest business date is "
+          "the greatest one in the window, so that re-running an older date does not hide today's; dates "
+          "kept as free text that is not a calendar date: the date of the run that started last."),
     _spec("batch_run_records", "gauge", ("batch", "state"),
           "Rows touched by the latest run, by their database state value."),
     _spec("batch_run_pending_records", "gauge", _B,
-          "Rows still in a configured pending state, summed over every attempt of the latest business date."),
+          "Rows still in a configured pending state, summed over every attempt of the latest business date. "
+          "Past 20 attempts, each poll reads the latest and those read longest ago: the others count "
+          "with the rows they had a few polls ago."),
     _spec("batch_run_left_pending_records", "gauge", _B,
           "Of batch_run_pending_records, the rows of attempts no longer in progress (ended, or presumed dead): "
           "left behind without being finished or rolled back."),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -31,7 +31,7 @@ class RunsOfDate:
 
     business_date: str | None
     attempts: tuple[RunRow, ...]
-    live: frozenset[str]  # run ids still running and not yet presumed dead
+    live: frozenset[str]  # run ids in progress (see in_progress) and not yet presumed dead
 
 
 @dataclass(frozen=True)
@@ -112,10 +112,21 @@ def records_by_state(rows: Iterable[Sequence[object]], state_text: Callable[[str
     return counts
 
 
+def date_key(text: str | None) -> str | None:
+    """A business date in one spelling: ISO dates (also '20261126') become 'YYYY-MM-DD', other text stays."""
+    if text is None:
+        return None
+    stripped = text.strip()
+    try:
+        return date.fromisoformat(stripped).isoformat()
+    except ValueError:
+        return stripped
+
+
 def business_date_of(row: RunRow, tz: ZoneInfo) -> str | None:
-    """The row's business date, or the local date of its start when the table has none."""
+    """The row's business date (see date_key), or the local date of its start when the table has none."""
     if row.business_date is not None:
-        return row.business_date
+        return date_key(row.business_date)
     if row.started_at is not None:
         return row.started_at.astimezone(tz).date().isoformat()
     return None
@@ -126,30 +137,79 @@ def start_order(row: RunRow) -> tuple[float, str]:
     return (row.started_at.timestamp() if row.started_at else float("-inf"), row.run_id)
 
 
+def latest_business_date(rows: Sequence[RunRow], tz: ZoneInfo) -> str | None:
+    """The business date the batch is on: the greatest one when every date is a calendar date, so that a
+    re-run of an older date does not hide today's attempts; for dates kept as free text, which cannot be
+    ordered, the date of the run that started last."""
+    ordered = sorted(rows, key=start_order)
+    keys = [key for key in (business_date_of(r, tz) for r in ordered) if key is not None]
+    if not keys:
+        return None
+    try:
+        return max(keys, key=date.fromisoformat)
+    except ValueError:
+        return keys[-1]
+
+
+def in_progress(row: RunRow) -> bool:
+    """Marked running, or with a status runs.status does not map and no end yet: it may still be running."""
+    return row.status == "running" or (row.status == "unknown" and row.ended_at is None)
+
+
 def presumed_dead(row: RunRow, now: datetime, max_duration: float | None) -> bool:
-    """A run still marked running past its max_duration: its process most likely died without a word."""
-    return (row.status == "running" and max_duration is not None and row.started_at is not None
+    """A run still in progress past its max_duration: its process most likely died without a word."""
+    return (in_progress(row) and max_duration is not None and row.started_at is not None
             and (now - row.started_at).total_seconds() > max_duration)
+
+
+def live(row: RunRow, now: datetime, max_duration: float | None) -> bool:
+    """In progress and not presumed dead: its pending rows are work under way, not rows left behind."""
+    return in_progress(row) and not presumed_dead(row, now, max_duration)
+
+
+MAX_ATTEMPTS_WITH_RECORDS = 20  # records queries per poll, and per rerun-check
+
+
+def attempts_worth_reading(attempts: Sequence[RunRow], now: datetime, max_duration: float | None,
+                           limit: int = MAX_ATTEMPTS_WITH_RECORDS, last_read: Mapping[str, int] | None = None
+                           ) -> list[int]:
+    """Positions (ascending) of the attempts whose rows to read when there may be more than `limit`: always
+    the latest; then those never read before, then those read longest ago (`last_read`: run id -> when),
+    and among equals first the ones that did not succeed and are not running (they may have left rows
+    behind), newest first. Read again and again, as the exporter does, every attempt comes round: a
+    crashed attempt's rows stay in view however often the batch was re-run after it."""
+    if not attempts:
+        return []
+    last_read = last_read or {}
+    latest = len(attempts) - 1
+
+    def priority(position: int) -> tuple[int, int, int]:
+        row = attempts[position]
+        settled_failure = row.status != "success" and not live(row, now, max_duration)
+        return (last_read.get(row.run_id, -1), 0 if settled_failure else 1, -position)
+
+    others = sorted(range(latest), key=priority)
+    return sorted([latest, *others[:max(0, limit - 1)]])
 
 
 def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration: float | None = None
               ) -> RunSummary:
-    """Summarise the lookback window. The latest run is the one that started last."""
+    """Summarise the lookback window. The latest run is the one that started last; the attempts are those of
+    the latest business date (see latest_business_date)."""
     ordered = sorted(rows, key=start_order)
     latest = ordered[-1] if ordered else None
     finished = [r for r in ordered if r.status != "running" and r.ended_at is not None]
     last_finished = finished[-1] if finished else None
     successes = [r.ended_at for r in finished if r.status == "success" and r.ended_at is not None]
-    running = [r for r in ordered if r.status == "running"]
+    running = [r for r in ordered if in_progress(r)]
     running_starts = [r.started_at for r in running if r.started_at is not None]
     attempts = 0
     of_date = None
     if latest is not None:
-        latest_date = business_date_of(latest, tz)
+        latest_date = latest_business_date(ordered, tz)
         same = tuple(r for r in ordered if business_date_of(r, tz) == latest_date)
         attempts = len(same)
-        live = frozenset(r.run_id for r in same if r.status == "running" and not presumed_dead(r, now, max_duration))
-        of_date = RunsOfDate(latest_date, same, live)
+        of_date = RunsOfDate(latest_date, same, frozenset(r.run_id for r in same if live(r, now, max_duration)))
     duration = None
     if last_finished is not None and last_finished.started_at is not None and last_finished.ended_at is not None:
         duration = max(0.0, (last_finished.ended_at - last_finished.started_at).total_seconds())

@@ -8,11 +8,24 @@ from zoneinfo import ZoneInfo
 
 from ..config import CheckConfig
 from ..database import Row
-from ..runsummary import RunRow, business_date_of, parse_run_row, presumed_dead, start_order
+from ..runsummary import (
+    MAX_ATTEMPTS_WITH_RECORDS,
+    RunRow,
+    business_date_of,
+    date_key,
+    in_progress,
+    latest_business_date,
+    live,
+    parse_run_row,
+    presumed_dead,
+    start_order,
+)
 from ..sources.checks import within_bounds
 from .logs import LogEvidence
 
-MAX_ATTEMPTS_READ = 20  # records queries for at most the latest 20 attempts of the date
+# A one-shot command can read more attempts than one poll of the exporter (which reads the rest on later
+# polls); beyond this, the attempts are chosen as the exporter chooses them, and the verdict is UNKNOWN.
+MAX_ATTEMPTS_READ = 5 * MAX_ATTEMPTS_WITH_RECORDS
 
 
 @dataclass(frozen=True)
@@ -31,14 +44,14 @@ class Attempt:
 
     def business_date(self, tz: ZoneInfo) -> str | None:
         """Its business date in the one spelling reports use (see date_key), else its local start date."""
-        return date_key(business_date_of(self.row, tz))
+        return business_date_of(self.row, tz)
 
     def duration(self, now: datetime) -> float | None:
         start, end = self.row.started_at, self.row.ended_at
         if start is None:
             return None
         if end is None:
-            return max(0.0, (now - start).total_seconds()) if self.row.status == "running" else None
+            return max(0.0, (now - start).total_seconds()) if in_progress(self.row) else None
         return max(0.0, (end - start).total_seconds())
 
 
@@ -84,23 +97,12 @@ class Evidence:
         return self.attempts[-1] if self.attempts else None
 
     def presumed_dead(self, a: Attempt) -> bool:
-        """Still marked running past max_duration: its process most likely died."""
+        """In progress past max_duration: its process most likely died."""
         return presumed_dead(a.row, self.now, self.max_duration)
 
     def live(self, a: Attempt) -> bool:
-        """Still running and not presumed dead: its rows are in progress, not left behind."""
-        return a.row.status == "running" and not self.presumed_dead(a)
-
-
-def date_key(text: str | None) -> str | None:
-    """A business date in one spelling: ISO dates (also '20261126') become 'YYYY-MM-DD', other text stays."""
-    if text is None:
-        return None
-    stripped = text.strip()
-    try:
-        return date.fromisoformat(stripped).isoformat()
-    except ValueError:
-        return stripped
+        """In progress and not presumed dead: its rows are in progress, not left behind."""
+        return live(a.row, self.now, self.max_duration)
 
 
 def window_start(now: datetime, lookback: float, tz: ZoneInfo, wanted: str | None) -> datetime:
@@ -129,7 +131,7 @@ def select_attempts(runs: Sequence[Attempt], wanted: str | None, tz: ZoneInfo
                     ) -> tuple[str | None, list[Attempt], list[tuple[str, int]]]:
     """(business date, its attempts oldest first, recent dates with attempt counts newest first).
 
-    Without `wanted`, the date is the one of the run that started last.
+    Without `wanted`, the date is the one the exporter reports attempts for (see latest_business_date).
     """
     ordered = sorted(runs, key=lambda a: start_order(a.row))
     keys = [a.business_date(tz) for a in ordered]
@@ -138,6 +140,6 @@ def select_attempts(runs: Sequence[Attempt], wanted: str | None, tz: ZoneInfo
         if key is not None:
             counts[key] = counts.get(key, 0) + 1
     recent = list(counts.items())[:7]
-    chosen = date_key(wanted) if wanted is not None else (keys[-1] if keys else None)
+    chosen = date_key(wanted) if wanted is not None else latest_business_date([a.row for a in ordered], tz)
     attempts = [a for a, key in zip(ordered, keys, strict=True) if chosen is not None and key == chosen]
     return chosen, attempts, recent

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from ..config import BatchConfig, Config, DatabaseConfig, RunsConfig
 from ..database import Database, QueryError, open_database
 from ..masking import mask_digits
-from ..runsummary import records_by_state
+from ..runsummary import attempts_worth_reading, date_key, in_progress, records_by_state
 from ..sources.checks import check_value
 from ..sources.run_columns import MissingColumns, no_business_date_note, resolve_columns
 from ..sources.runs import build_sample_query, build_window_query, window_param
@@ -33,7 +33,6 @@ from .evidence import (
     Attempt,
     CheckResult,
     Evidence,
-    date_key,
     parse_run,
     select_attempts,
     window_start,
@@ -129,14 +128,15 @@ def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Databas
                                                f"{exc}")
     chosen, attempts, recent = select_attempts(parsed, ev.requested_date, tz)
     chosen_ids = {id(a) for a in attempts}
-    others = [a for a in parsed if a.row.status == "running" and id(a) not in chosen_ids]
+    others = [a for a in parsed if in_progress(a.row) and id(a) not in chosen_ids]
     ev = replace(ev, business_date=chosen, attempts=attempts, other_running=others, recent_dates=recent)
     if batch.records is None or not attempts:
         return ev
-    skipped = max(0, len(attempts) - MAX_ATTEMPTS_READ)
-    read = attempts[:skipped] + [_read_records(a, batch.records.query, db, batch.database, db_config)
-                                 for a in attempts[skipped:]]
-    return replace(ev, attempts=read, attempts_not_read=skipped)
+    chosen_positions = set(attempts_worth_reading([a.row for a in attempts], ev.now, ev.max_duration,
+                                                  limit=MAX_ATTEMPTS_READ))
+    read = [_read_records(a, batch.records.query, db, batch.database, db_config) if i in chosen_positions else a
+            for i, a in enumerate(attempts)]
+    return replace(ev, attempts=read, attempts_not_read=len(attempts) - len(chosen_positions))
 
 
 def _read_records(a: Attempt, sql: str, db: Database, name: str, db_config: DatabaseConfig) -> Attempt:

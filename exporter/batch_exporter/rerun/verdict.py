@@ -5,14 +5,15 @@ UNKNOWN (exit 2) when any says unknown, otherwise SAFE (exit 0):
 1. The run table must be configured and readable and hold a run for the date; else UNKNOWN.
 2. No run of the batch may be in progress: two copies of a batch at once are never safe (a run stuck in
    the running state must be confirmed dead and corrected first; one marked running for longer than the
-   batch's `max_duration` is reported as presumed dead). UNSAFE. A latest attempt whose status code is
-   not mapped in `runs.status` may be running: UNKNOWN.
+   batch's `max_duration` is reported as presumed dead). UNSAFE. A run whose status code is not mapped
+   in `runs.status` and that has no end time may be running: UNKNOWN (UNSAFE past max_duration).
 3. An idempotent batch (`idempotent: true`: "a re-run can never do harm") is SAFE once 1 and 2 pass;
    the rules below are still shown for it, as warnings.
 4. Not idempotent: no attempt for the date may have succeeded already (a re-run repeats it). UNSAFE.
 5. Not idempotent: no attempt may have left rows in a pending state (it died without rolling back).
    UNSAFE. The pending rows of a run still in progress are in progress, not left behind (rule 2 already
-   says unsafe), unless it is presumed dead. Without a `records` query the rows cannot be seen: UNKNOWN.
+   says unsafe), unless it is presumed dead. Without a `records` query the rows cannot be seen, and past
+   a hundred attempts not all of them are read: UNKNOWN.
 6. Not idempotent: no failed attempt may have left rows in any other state: the tool cannot know which
    of your states are harmless to redo (an APPROVED payment is not), so "changed data" means any row
    at all. Only an attempt that failed before writing, or rolled everything back, is a clean failure.
@@ -29,6 +30,7 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from ..runsummary import in_progress
 from .evidence import MAX_ATTEMPTS_READ, Evidence
 from .phrases import ago, bounds, local_time, many, number, presumed_dead, rows, states, status_code
 
@@ -82,7 +84,7 @@ def judge(ev: Evidence) -> Judgement:
     if latest is None:  # nothing else can be judged without the runs
         return rules.judgement()
 
-    running = [a for a in ev.attempts + ev.other_running if a.row.status == "running"]
+    running = [a for a in ev.attempts + ev.other_running if in_progress(a.row)]
     tz = ZoneInfo(ev.timezone)
     for a in running:
         started = f"started {rules.local(a.row.started_at)}, {ago(a.row.started_at, ev.now)}"
@@ -91,15 +93,16 @@ def judge(ev: Evidence) -> Judgement:
                       f"run {a.run_id} (business date {a.business_date(tz)}) is presumed dead: "
                       f"{presumed_dead(a, ev)} ({started}); confirm the process is gone and correct its "
                       "status first")
-        else:
+        elif a.row.status == "running":
             rules.add("nothing_running", "unsafe",
                       f"run {a.run_id} (business date {a.business_date(tz)}) is still running: {started}; "
                       "wait for it, or confirm the process is gone and correct its status first")
-    if not running and latest.row.status == "unknown":
-        rules.add("nothing_running", "unknown",
-                  f"run {latest.run_id} has status code {status_code(latest.raw_status)}, which runs.status "
-                  "does not map: it may still be running")
-    elif not running:
+        else:
+            rules.add("nothing_running", "unknown",
+                      f"run {a.run_id} (business date {a.business_date(tz)}) has status code "
+                      f"{status_code(a.raw_status)}, which runs.status does not map, and no end time: it may "
+                      f"still be running ({started}); find out, and map the code in runs.status")
+    if not running:
         rules.add("nothing_running", "ok", f"no run of {ev.batch} is in progress")
 
     if ev.idempotent:
@@ -158,8 +161,9 @@ def _judge_rows(ev: Evidence, rules: _Rules) -> None:
         if pending and ev.live(a):
             # rule 2 already makes a run in progress unsafe; its rows are not evidence of a crash
             in_progress_found = True
+            still = "is still running" if a.row.status == "running" else "may still be running"
             rules.add("no_pending_rows", "info",
-                      f"run {a.run_id} is still running: its {left} are in progress, not left behind")
+                      f"run {a.run_id} {still}: its {left} are in progress, not left behind")
         elif pending and ev.presumed_dead(a):
             pending_found = True
             rules.add("no_pending_rows", rules.soft,
@@ -177,8 +181,11 @@ def _judge_rows(ev: Evidence, rules: _Rules) -> None:
                       f"run {a.run_id} ({a.row.status}) changed data: {rows(sum(changed.values()))} "
                       f"reached {states(changed)}; a re-run of a non-idempotent batch may repeat that work")
     if ev.attempts_not_read:
-        rules.add("no_pending_rows", "info", f"rows of the {ev.attempts_not_read} oldest attempts were not "
-                                             f"read (only the latest {MAX_ATTEMPTS_READ} are)")
+        unread = True
+        rules.add("no_pending_rows", rules.soft_unknown,
+                  f"rows of {many(ev.attempts_not_read, 'attempt')} were not read (at most {MAX_ATTEMPTS_READ} "
+                  "are, the latest and those that did not succeed first): rows one of them left behind would "
+                  "not be seen")
     if not (unread or pending_found or in_progress_found):
         rules.add("no_pending_rows", "ok", "no attempt left rows in pending states")
     if not (unread or changed_found or ev.idempotent):

@@ -10,7 +10,15 @@ from zoneinfo import ZoneInfo
 from ..config import BatchConfig, RecordsConfig, RunColumns, RunsConfig
 from ..database import Database, QueryError
 from ..masking import mask_digits
-from ..runsummary import STATUSES, RunRow, RunSummary, parse_run_row, records_by_state, summarize
+from ..runsummary import (
+    STATUSES,
+    RunRow,
+    RunSummary,
+    attempts_worth_reading,
+    parse_run_row,
+    records_by_state,
+    summarize,
+)
 from ..snapshot import SampleBuilder, Snapshot
 from ..values import (
     EpochUnit,
@@ -30,7 +38,6 @@ OTHER_STATE = "_other"
 
 
 _runs_from = runs_from
-MAX_ATTEMPTS_WITH_RECORDS = 10  # records queries per poll: the latest attempts of the latest business date
 
 
 def build_window_query(runs: RunsConfig, columns: RunColumns | None = None) -> str:
@@ -112,6 +119,9 @@ class RunsSource:
         # the fallback query beyond the window (a scan of the batch's whole history) runs only once
         self._latest_success: datetime | None = None
         self._searched_before_window = False
+        # rows by state of each attempt of the latest business date, with the poll that read them
+        self._attempt_records: dict[str, tuple[int, dict[str, float]]] = {}
+        self._polls = 0
 
     def poll(self) -> Snapshot:
         """Read the lookback window once and summarise it; raises SourceError on failure."""
@@ -139,7 +149,7 @@ class RunsSource:
             rows = [self._row(raw) for raw in raws]
         summary = summarize(rows, now, self._tz, self._max_duration)
         self._remember_success(summary.last_success)
-        return self._snapshot(summary, self._latest_success, self._records_of_attempts(summary))
+        return self._snapshot(summary, self._latest_success, self._records_of_attempts(summary, now))
 
     def _resolve_columns(self) -> None:
         """Once per source start: the columns the source really returns (a located error for a missing one)."""
@@ -181,19 +191,27 @@ class RunsSource:
         except ValueError as exc:
             raise SourceError("data", f"runs row: {exc}") from None
 
-    def _records_of_attempts(self, summary: RunSummary) -> list[tuple[RunRow, dict[str, float]]] | None:
-        """Records of each attempt of the latest business date (the latest attempts, up to a cap), oldest first:
-        a crashed attempt's rows must stay in view after a re-run."""
+    def _records_of_attempts(self, summary: RunSummary, now: datetime
+                             ) -> list[tuple[RunRow, dict[str, float]]] | None:
+        """Records of the attempts of the latest business date, oldest first, the latest one last: a crashed
+        attempt's rows must stay in view after a re-run. Past MAX_ATTEMPTS_WITH_RECORDS attempts, each poll
+        reads the latest and those read longest ago (see attempts_worth_reading); the others count with
+        the rows they had when last read, a few polls ago at most."""
         if self._records is None or summary.latest_date is None:
             return None
-        out = []
-        for attempt in summary.latest_date.attempts[-MAX_ATTEMPTS_WITH_RECORDS:]:
+        attempts = summary.latest_date.attempts
+        self._polls += 1
+        last_read = {run_id: poll for run_id, (poll, _) in self._attempt_records.items()}
+        for position in attempts_worth_reading(attempts, now, self._max_duration, last_read=last_read):
+            attempt = attempts[position]
             rows = self._query(self._records.query, (attempt.run_id,))
             try:
-                out.append((attempt, records_by_state(rows)))
+                self._attempt_records[attempt.run_id] = (self._polls, records_by_state(rows))
             except ValueError as exc:
                 raise SourceError("data", f"records query (run {mask_digits(attempt.run_id)}): {exc}") from None
-        return out
+        current = {a.run_id for a in attempts}
+        self._attempt_records = {k: v for k, v in self._attempt_records.items() if k in current}
+        return [(a, self._attempt_records[a.run_id][1]) for a in attempts if a.run_id in self._attempt_records]
 
     def _snapshot(self, s: RunSummary, last_success: datetime | None,
                   attempt_records: list[tuple[RunRow, dict[str, float]]] | None) -> Snapshot:
