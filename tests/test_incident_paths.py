@@ -293,3 +293,76 @@ def test_rerun_check_does_not_call_safe_what_it_did_not_read(tmp_path: Path) -> 
     verdict, rules = verdict_of(db, QUERY_BLOCK, NOW)
     assert verdict == "unknown"
     assert any(r.startswith("no_pending_rows unknown: rows of 3 attempts were not read") for r in rules), rules
+
+
+# --- timelines from the hostile review of the above ----------------------------------------------------------
+
+
+def poll_and_verdict(db: Path, now: datetime = NOW, config: str | None = None) -> tuple[Snapshot, str]:
+    text = config or config_text(db, QUERY_BLOCK)
+    parsed = parse_config(text, str(db.parent / "c.yml"))
+    source = RunsSource("card-auth", parsed.batches["card-auth"], open_database("main", sqlite=str(db)),
+                        text_timestamps=True, clock=lambda: now.timestamp(), locate=parsed.locate)
+    return source.poll(), judge(gather(parsed, "card-auth", now=now)).verdict
+
+
+def crash_and_blind_rerun(extra: list[tuple[int, str | None, str, datetime, datetime | None]]) -> tuple[
+        list[tuple[int, str | None, str, datetime, datetime | None]], list[tuple[int, str, int]]]:
+    crashed, rerun = NOW - 150 * MINUTE, NOW - 10 * MINUTE
+    runs = [*extra, (11, "2026-12-02", "NG", crashed, crashed + 20 * MINUTE),
+            (12, "2026-12-02", "NG", rerun, rerun + 2 * MINUTE)]
+    return runs, [(11, "AUTHORIZING", 4), (11, "APPROVED", 6)]
+
+
+@pytest.mark.parametrize("stray", ["2062-11-29", None, "2026/11/27", "2026-11-27 00:00:00"],
+                         ids=["mistyped-year", "no-business-date", "slashes", "datetime-text"])
+def test_one_stray_business_date_does_not_take_over(tmp_path: Path, stray: str | None) -> None:
+    db = tmp_path / "runs.db"
+    # a manual run three days ago (or a reconcile run just after midnight without a business date)
+    at = NOW - (timedelta(minutes=20) if stray is None else timedelta(days=3))
+    runs, records = crash_and_blind_rerun([(1, stray, "OK", at, at + MINUTE)])
+    write_runs(db, runs, records)  # type: ignore[arg-type]
+    snapshot, verdict = poll_and_verdict(db)
+    assert value(snapshot, "batch_run_attempts") == 2
+    assert value(snapshot, "batch_run_left_pending_records") == 4
+    assert verdict == "unsafe"
+
+
+def test_an_unmapped_run_without_max_duration_still_shows_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    write_runs(db, [(1, "2026-12-02", "ABORTED", NOW - 60 * MINUTE, None)], [(1, "AUTHORIZING", 500)])
+    without = config_text(db, QUERY_BLOCK).replace("    max_duration: 90m\n", "")
+    snapshot, verdict = poll_and_verdict(db, config=without)
+    assert value(snapshot, "batch_run_running") == 0  # it could never be presumed dead: not counted
+    assert value(snapshot, "batch_run_left_pending_records") == 500
+    assert verdict == "unsafe"  # running or crashed: either way not a time to re-run
+
+
+def test_an_old_unmapped_row_without_an_end_is_not_tonights_long_run(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    write_runs(db, [(1, "2026-12-01", "HELD", NOW - timedelta(days=1), None),
+                    (2, "2026-12-02", "OK", NOW - 60 * MINUTE, NOW - 30 * MINUTE)])
+    snapshot, _ = poll_and_verdict(db)
+    assert value(snapshot, "batch_run_running") == 0
+    assert value(snapshot, "batch_run_presumed_dead") == 0
+    assert value(snapshot, "batch_run_running_seconds") == 0
+
+
+def test_an_attempt_read_while_running_is_read_again_once_it_ends(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    start = NOW - 600 * MINUTE
+    runs: list[tuple[int, str, str, datetime, datetime | None]] = [
+        (i, "2026-12-02", "OK", start + i * 10 * MINUTE, start + (i * 10 + 1) * MINUTE) for i in range(1, 39)]
+    runs += [(39, "2026-12-02", "RUN", NOW - 30 * MINUTE, None), (40, "2026-12-02", "NG", NOW - 5 * MINUTE, NOW)]
+    write_runs(db, runs, [(39, "AUTHORIZING", 500)])
+    source = runs_source(db, QUERY_BLOCK, NOW)
+    assert value(source.poll(), "batch_run_pending_records") == 500
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE job_run SET st = 'OK', t1 = ? WHERE id = 39", (tokyo(NOW),))
+    conn.execute("UPDATE auth SET state = 'APPROVED' WHERE run_id = 39")
+    conn.commit()
+    conn.close()
+    for _ in range(3):
+        snapshot = source.poll()
+        assert value(snapshot, "batch_run_left_pending_records") == 0
+        assert value(snapshot, "batch_run_pending_records") == 0

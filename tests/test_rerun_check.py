@@ -575,11 +575,12 @@ def test_attempts_are_selected_by_business_date() -> None:
     rows = [attempt("1", "success", "2026-11-25", ago(days=1)), attempt("3", "failed", None, ago(hours=2)),
             attempt("2", "failed", "2026-11-26", ago(hours=5))]
     tz = TOKYO
-    today = ago(hours=2).astimezone(tz).date().isoformat()  # no business date column: the local start date
-    chosen, attempts, recent = select_attempts(rows, None, tz)
-    assert chosen == today and [a.run_id for a in attempts] == ["3"]
-    chosen, attempts, _ = select_attempts(rows, "20261126", tz)
+    today = ago(hours=2).astimezone(tz).date().isoformat()  # no business date: the local start date
+    # the latest business date is the greatest one the table holds; a run without one does not decide it
+    chosen, attempts, recent = select_attempts(rows, None, tz, NOW)
     assert chosen == "2026-11-26" and [a.run_id for a in attempts] == ["2"]
+    chosen, attempts, _ = select_attempts(rows, today, tz, NOW)
+    assert chosen == today and [a.run_id for a in attempts] == ["3"]
     assert recent[0] == (today, 1) and dict(recent)["2026-11-25"] == 1
 
 

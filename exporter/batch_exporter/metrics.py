@@ -47,8 +47,8 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _spec("batch_run_attempts", "gauge", _B,
           "Runs started for the latest business date (the business_date column, or the local start date in "
           "runs.timezone when the table has none); more than 1 means a re-run. The latest business date is "
-          "the greatest one in the window, so that re-running an older date does not hide today's; dates "
-          "kept as free text that is not a calendar date: the date of the run that started last."),
+          "the greatest one in the window up to tomorrow, so that re-running an older date does not hide "
+          "today's; without any calendar date: the date of the run that started last."),
     _spec("batch_run_records", "gauge", ("batch", "state"),
           "Rows touched by the latest run, by their database state value."),
     _spec("batch_run_pending_records", "gauge", _B,

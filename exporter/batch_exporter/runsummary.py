@@ -1,10 +1,11 @@
 """Pure logic: from the rows of a run table to the numbers of the metric contract."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -112,15 +113,26 @@ def records_by_state(rows: Iterable[Sequence[object]], state_text: Callable[[str
     return counts
 
 
+_DATE_TEXT = re.compile(r"(\d{4})[-/.](\d{2})[-/.](\d{2})(?:[ T].*)?")
+
+
 def date_key(text: str | None) -> str | None:
-    """A business date in one spelling: ISO dates (also '20261126') become 'YYYY-MM-DD', other text stays."""
+    """A business date in one spelling, 'YYYY-MM-DD', from ISO dates (also '20261126'), '2026/11/26' and a
+    date with a time of day ('2026-11-26 00:00:00', as SQLite keeps DATETIME); other text stays as it is."""
     if text is None:
         return None
     stripped = text.strip()
     try:
         return date.fromisoformat(stripped).isoformat()
     except ValueError:
-        return stripped
+        pass
+    match = _DATE_TEXT.fullmatch(stripped)
+    if match:
+        try:
+            return date(int(match[1]), int(match[2]), int(match[3])).isoformat()
+        except ValueError:
+            pass
+    return stripped
 
 
 def business_date_of(row: RunRow, tz: ZoneInfo) -> str | None:
@@ -137,34 +149,52 @@ def start_order(row: RunRow) -> tuple[float, str]:
     return (row.started_at.timestamp() if row.started_at else float("-inf"), row.run_id)
 
 
-def latest_business_date(rows: Sequence[RunRow], tz: ZoneInfo) -> str | None:
-    """The business date the batch is on: the greatest one when every date is a calendar date, so that a
-    re-run of an older date does not hide today's attempts; for dates kept as free text, which cannot be
-    ordered, the date of the run that started last."""
+def latest_business_date(rows: Sequence[RunRow], tz: ZoneInfo, now: datetime) -> str | None:
+    """The business date the batch is on: the greatest calendar date among the runs' business dates, so that
+    a re-run of an older date does not hide today's attempts.
+
+    Dates after tomorrow in `tz` are passed over (a mistyped year must not take over the window), and so
+    are dates that are not calendar dates; a run without a business date counts by its local start date
+    only when no run has one. When no date qualifies: the date of the run that started last.
+    """
     ordered = sorted(rows, key=start_order)
+    if any(r.business_date is not None for r in ordered):
+        ordered = [r for r in ordered if r.business_date is not None]
     keys = [key for key in (business_date_of(r, tz) for r in ordered) if key is not None]
     if not keys:
         return None
-    try:
-        return max(keys, key=date.fromisoformat)
-    except ValueError:
-        return keys[-1]
+    horizon = now.astimezone(tz).date() + timedelta(days=1)
+    dates = []
+    for key in keys:
+        try:
+            day = date.fromisoformat(key)
+        except ValueError:
+            continue
+        if day <= horizon:
+            dates.append(day)
+    return max(dates).isoformat() if dates else keys[-1]
 
 
-def in_progress(row: RunRow) -> bool:
-    """Marked running, or with a status runs.status does not map and no end yet: it may still be running."""
-    return row.status == "running" or (row.status == "unknown" and row.ended_at is None)
+def in_progress(row: RunRow, max_duration: float | None, *, of_latest_date: bool = True) -> bool:
+    """Marked running; or, on the latest business date of a batch with a max_duration, with a status
+    runs.status does not map and no end yet: it may still be running, and is presumed dead past
+    max_duration. Elsewhere such a run would stay "in progress" for good, hiding its rows and holding a
+    running count nobody can clear: it counts as not in progress."""
+    if row.status == "running":
+        return True
+    return of_latest_date and max_duration is not None and row.status == "unknown" and row.ended_at is None
 
 
-def presumed_dead(row: RunRow, now: datetime, max_duration: float | None) -> bool:
+def presumed_dead(row: RunRow, now: datetime, max_duration: float | None, *, of_latest_date: bool = True) -> bool:
     """A run still in progress past its max_duration: its process most likely died without a word."""
-    return (in_progress(row) and max_duration is not None and row.started_at is not None
-            and (now - row.started_at).total_seconds() > max_duration)
+    return (in_progress(row, max_duration, of_latest_date=of_latest_date) and max_duration is not None
+            and row.started_at is not None and (now - row.started_at).total_seconds() > max_duration)
 
 
-def live(row: RunRow, now: datetime, max_duration: float | None) -> bool:
+def live(row: RunRow, now: datetime, max_duration: float | None, *, of_latest_date: bool = True) -> bool:
     """In progress and not presumed dead: its pending rows are work under way, not rows left behind."""
-    return in_progress(row) and not presumed_dead(row, now, max_duration)
+    return (in_progress(row, max_duration, of_latest_date=of_latest_date)
+            and not presumed_dead(row, now, max_duration, of_latest_date=of_latest_date))
 
 
 MAX_ATTEMPTS_WITH_RECORDS = 20  # records queries per poll, and per rerun-check
@@ -173,11 +203,12 @@ MAX_ATTEMPTS_WITH_RECORDS = 20  # records queries per poll, and per rerun-check
 def attempts_worth_reading(attempts: Sequence[RunRow], now: datetime, max_duration: float | None,
                            limit: int = MAX_ATTEMPTS_WITH_RECORDS, last_read: Mapping[str, int] | None = None
                            ) -> list[int]:
-    """Positions (ascending) of the attempts whose rows to read when there may be more than `limit`: always
-    the latest; then those never read before, then those read longest ago (`last_read`: run id -> when),
-    and among equals first the ones that did not succeed and are not running (they may have left rows
-    behind), newest first. Read again and again, as the exporter does, every attempt comes round: a
-    crashed attempt's rows stay in view however often the batch was re-run after it."""
+    """Positions (ascending) of the attempts of one business date whose rows to read when there may be more
+    than `limit`: always the latest; then those never read before (`last_read`: run id -> when, leaving
+    out what must be read again), then those read longest ago, and among equals first the ones that did
+    not succeed and are not running (they may have left rows behind), newest first. Read again and again,
+    as the exporter does, every attempt comes round: a crashed attempt's rows stay in view however often
+    the batch was re-run after it."""
     if not attempts:
         return []
     last_read = last_read or {}
@@ -198,16 +229,17 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration:
     the latest business date (see latest_business_date)."""
     ordered = sorted(rows, key=start_order)
     latest = ordered[-1] if ordered else None
+    latest_date = latest_business_date(ordered, tz, now)
+    dated = [(r, business_date_of(r, tz) == latest_date) for r in ordered]
     finished = [r for r in ordered if r.status != "running" and r.ended_at is not None]
     last_finished = finished[-1] if finished else None
     successes = [r.ended_at for r in finished if r.status == "success" and r.ended_at is not None]
-    running = [r for r in ordered if in_progress(r)]
-    running_starts = [r.started_at for r in running if r.started_at is not None]
+    running = [(r, of_date) for r, of_date in dated if in_progress(r, max_duration, of_latest_date=of_date)]
+    running_starts = [r.started_at for r, _ in running if r.started_at is not None]
     attempts = 0
     of_date = None
     if latest is not None:
-        latest_date = latest_business_date(ordered, tz)
-        same = tuple(r for r in ordered if business_date_of(r, tz) == latest_date)
+        same = tuple(r for r, of_latest in dated if of_latest)
         attempts = len(same)
         of_date = RunsOfDate(latest_date, same, frozenset(r.run_id for r in same if live(r, now, max_duration)))
     duration = None
@@ -224,6 +256,7 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration:
         running_seconds=max(0.0, (now - min(running_starts)).total_seconds()) if running_starts else 0.0,
         attempts=attempts,
         by_status={status: counts.get(status, 0) for status in STATUSES},
-        presumed_dead=sum(1 for r in running if presumed_dead(r, now, max_duration)),
+        presumed_dead=sum(1 for r, of_latest in running
+                          if presumed_dead(r, now, max_duration, of_latest_date=of_latest)),
         latest_date=of_date,
     )

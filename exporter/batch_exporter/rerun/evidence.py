@@ -51,7 +51,7 @@ class Attempt:
         if start is None:
             return None
         if end is None:
-            return max(0.0, (now - start).total_seconds()) if in_progress(self.row) else None
+            return max(0.0, (now - start).total_seconds()) if self.row.status in ("running", "unknown") else None
         return max(0.0, (end - start).total_seconds())
 
 
@@ -96,13 +96,20 @@ class Evidence:
     def latest(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
 
+    def _of_date(self, a: Attempt) -> bool:
+        return a.business_date(ZoneInfo(self.timezone)) == self.business_date
+
+    def in_progress(self, a: Attempt) -> bool:
+        """Marked running, or possibly running (see runsummary.in_progress)."""
+        return in_progress(a.row, self.max_duration, of_latest_date=self._of_date(a))
+
     def presumed_dead(self, a: Attempt) -> bool:
         """In progress past max_duration: its process most likely died."""
-        return presumed_dead(a.row, self.now, self.max_duration)
+        return presumed_dead(a.row, self.now, self.max_duration, of_latest_date=self._of_date(a))
 
     def live(self, a: Attempt) -> bool:
         """In progress and not presumed dead: its rows are in progress, not left behind."""
-        return live(a.row, self.now, self.max_duration)
+        return live(a.row, self.now, self.max_duration, of_latest_date=self._of_date(a))
 
 
 def window_start(now: datetime, lookback: float, tz: ZoneInfo, wanted: str | None) -> datetime:
@@ -127,7 +134,7 @@ def parse_run(raw: Row, mapping: dict[str, Sequence[str]], tz: ZoneInfo) -> Atte
     return Attempt(row=row, raw_status=raw_status, key=raw[0])
 
 
-def select_attempts(runs: Sequence[Attempt], wanted: str | None, tz: ZoneInfo
+def select_attempts(runs: Sequence[Attempt], wanted: str | None, tz: ZoneInfo, now: datetime
                     ) -> tuple[str | None, list[Attempt], list[tuple[str, int]]]:
     """(business date, its attempts oldest first, recent dates with attempt counts newest first).
 
@@ -140,6 +147,6 @@ def select_attempts(runs: Sequence[Attempt], wanted: str | None, tz: ZoneInfo
         if key is not None:
             counts[key] = counts.get(key, 0) + 1
     recent = list(counts.items())[:7]
-    chosen = date_key(wanted) if wanted is not None else latest_business_date([a.row for a in ordered], tz)
+    chosen = date_key(wanted) if wanted is not None else latest_business_date([a.row for a in ordered], tz, now)
     attempts = [a for a, key in zip(ordered, keys, strict=True) if chosen is not None and key == chosen]
     return chosen, attempts, recent

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from ..config import BatchConfig, Config, DatabaseConfig, RunsConfig
 from ..database import Database, QueryError, open_database
 from ..masking import mask_digits
-from ..runsummary import attempts_worth_reading, date_key, in_progress, records_by_state
+from ..runsummary import attempts_worth_reading, date_key, records_by_state
 from ..sources.checks import check_value
 from ..sources.run_columns import MissingColumns, no_business_date_note, resolve_columns
 from ..sources.runs import build_sample_query, build_window_query, window_param
@@ -126,9 +126,9 @@ def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Databas
         except ValueError as exc:
             return replace(ev, run_table_error=f"the run table returned a row it cannot read (row {number}): "
                                                f"{exc}")
-    chosen, attempts, recent = select_attempts(parsed, ev.requested_date, tz)
+    chosen, attempts, recent = select_attempts(parsed, ev.requested_date, tz, ev.now)
     chosen_ids = {id(a) for a in attempts}
-    others = [a for a in parsed if in_progress(a.row) and id(a) not in chosen_ids]
+    others = [a for a in parsed if a.row.status == "running" and id(a) not in chosen_ids]
     ev = replace(ev, business_date=chosen, attempts=attempts, other_running=others, recent_dates=recent)
     if batch.records is None or not attempts:
         return ev

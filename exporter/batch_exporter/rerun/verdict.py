@@ -30,7 +30,6 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from ..runsummary import in_progress
 from .evidence import MAX_ATTEMPTS_READ, Evidence
 from .phrases import ago, bounds, local_time, many, number, presumed_dead, rows, states, status_code
 
@@ -84,7 +83,7 @@ def judge(ev: Evidence) -> Judgement:
     if latest is None:  # nothing else can be judged without the runs
         return rules.judgement()
 
-    running = [a for a in ev.attempts + ev.other_running if in_progress(a.row)]
+    running = [a for a in ev.attempts + ev.other_running if ev.in_progress(a)]
     tz = ZoneInfo(ev.timezone)
     for a in running:
         started = f"started {rules.local(a.row.started_at)}, {ago(a.row.started_at, ev.now)}"
@@ -102,7 +101,12 @@ def judge(ev: Evidence) -> Judgement:
                       f"run {a.run_id} (business date {a.business_date(tz)}) has status code "
                       f"{status_code(a.raw_status)}, which runs.status does not map, and no end time: it may "
                       f"still be running ({started}); find out, and map the code in runs.status")
-    if not running:
+    if not running and latest.row.status == "unknown" and latest.row.ended_at is None:
+        # without max_duration it is not counted as in progress, but nothing says it has stopped either
+        rules.add("nothing_running", "unknown",
+                  f"run {latest.run_id} has status code {status_code(latest.raw_status)}, which runs.status "
+                  "does not map, and no end time: it may still be running")
+    elif not running:
         rules.add("nothing_running", "ok", f"no run of {ev.batch} is in progress")
 
     if ev.idempotent:
@@ -169,6 +173,11 @@ def _judge_rows(ev: Evidence, rules: _Rules) -> None:
             rules.add("no_pending_rows", rules.soft,
                       f"run {a.run_id} is presumed dead ({presumed_dead(a, ev)}): its {left} were left "
                       "behind, not rolled back")
+        elif pending and a.row.status == "unknown" and a.row.ended_at is None:
+            pending_found = True
+            rules.add("no_pending_rows", rules.soft,
+                      f"run {a.run_id} has {left}, an unmapped status and no end time: it is still running, "
+                      "or it stopped without rolling back")
         elif pending:
             pending_found = True
             rules.add("no_pending_rows", rules.soft,

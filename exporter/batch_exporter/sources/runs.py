@@ -119,8 +119,9 @@ class RunsSource:
         # the fallback query beyond the window (a scan of the batch's whole history) runs only once
         self._latest_success: datetime | None = None
         self._searched_before_window = False
-        # rows by state of each attempt of the latest business date, with the poll that read them
-        self._attempt_records: dict[str, tuple[int, dict[str, float]]] = {}
+        # rows by state of each attempt of the latest business date: (poll that read them, rows by state,
+        # whether the attempt was in progress then)
+        self._attempt_records: dict[str, tuple[int, dict[str, float], bool]] = {}
         self._polls = 0
 
     def poll(self) -> Snapshot:
@@ -195,20 +196,23 @@ class RunsSource:
                              ) -> list[tuple[RunRow, dict[str, float]]] | None:
         """Records of the attempts of the latest business date, oldest first, the latest one last: a crashed
         attempt's rows must stay in view after a re-run. Past MAX_ATTEMPTS_WITH_RECORDS attempts, each poll
-        reads the latest and those read longest ago (see attempts_worth_reading); the others count with
-        the rows they had when last read, a few polls ago at most."""
+        reads the latest, those in progress or read while they were, then those read longest ago (see
+        attempts_worth_reading); the others count with the rows they had when last read."""
         if self._records is None or summary.latest_date is None:
             return None
         attempts = summary.latest_date.attempts
+        live = summary.latest_date.live
         self._polls += 1
-        last_read = {run_id: poll for run_id, (poll, _) in self._attempt_records.items()}
+        last_read = {run_id: poll for run_id, (poll, _, was_live) in self._attempt_records.items()
+                     if not was_live and run_id not in live}
         for position in attempts_worth_reading(attempts, now, self._max_duration, last_read=last_read):
             attempt = attempts[position]
             rows = self._query(self._records.query, (attempt.run_id,))
             try:
-                self._attempt_records[attempt.run_id] = (self._polls, records_by_state(rows))
+                records = records_by_state(rows)
             except ValueError as exc:
                 raise SourceError("data", f"records query (run {mask_digits(attempt.run_id)}): {exc}") from None
+            self._attempt_records[attempt.run_id] = (self._polls, records, attempt.run_id in live)
         current = {a.run_id for a in attempts}
         self._attempt_records = {k: v for k, v in self._attempt_records.items() if k in current}
         return [(a, self._attempt_records[a.run_id][1]) for a in attempts if a.run_id in self._attempt_records]
