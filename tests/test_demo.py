@@ -557,3 +557,41 @@ def test_demo_command_refuses_a_folder_whose_database_is_not_the_demos(tmp_path:
     assert done.stderr.startswith(f"demo: {folder} holds payments.db, which is not the demo's database")
     assert "Traceback" not in done.stderr
     assert unchanged(folder, before)
+
+
+def _sample(snapshot: Any, name: str) -> float | None:
+    return next((s.value for s in snapshot.samples if s.name == name), None)
+
+
+@pytest.mark.parametrize("into_night", [5, 59, 110, 125, 175])
+def test_a_fresh_demo_opens_without_a_missed_run(tmp_path: Path, into_night: int) -> None:
+    """The history keeps production times; the compressed schedules expect a run every 3 minutes. From
+    whatever second of a night the demo starts, no scheduled batch looks missed to BatchRunMissed's
+    test: now past the expected start plus grace, and the latest start before it minus grace."""
+    from batch_exporter.database import open_database
+    from batch_exporter.sources.batchinfo import BatchInfoSource
+    from batch_exporter.sources.runs import RunsSource
+
+    start = T0 + into_night
+    paths = create_demo(tmp_path / "demo", now=datetime.fromtimestamp(start, UTC))
+    text = SHIPPED.read_text(encoding="utf-8").replace("${DEMO_DIR}", str(paths.folder))
+    (tmp_path / "demo.yml").write_text(text, encoding="utf-8")
+    config = load_config(tmp_path / "demo.yml")
+    sim = DemoSimulator(paths, CONFIG_INTERVAL_SECONDS, seed=5, failure_rate=0.0)
+    try:
+        for at in range(int(start), int(start) + 2 * int(CONFIG_INTERVAL_SECONDS), 5):
+            sim.tick(at)
+            for name, batch in config.batches.items():
+                if batch.schedule is None or batch.runs is None:
+                    continue
+                db = open_database(name, sqlite=str(paths.database))
+                runs = RunsSource(name, batch, db, text_timestamps=True, clock=lambda at=at: float(at)).poll()
+                info = BatchInfoSource(name, batch, clock=lambda at=at: float(at)).poll()
+                expected = _sample(info, "batch_schedule_last_expected_timestamp_seconds")
+                grace = _sample(info, "batch_schedule_grace_seconds")
+                last_start = _sample(runs, "batch_run_last_start_timestamp_seconds")
+                assert expected is not None and grace is not None and last_start is not None
+                missed = at > expected + grace and last_start < expected - grace
+                assert not missed, f"{name} looks missed {at - start:.0f}s after the demo started"
+    finally:
+        sim.stop()

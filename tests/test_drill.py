@@ -352,6 +352,10 @@ def test_demo_stack_serves_all_three_and_stops_them_on_ctrl_c(tmp_path: Path) ->
                 return list(json.load(answer)["data"]["result"])
 
         wait_until(scraped, timeout=30, what="Prometheus to scrape the demo exporter")
+        # every printed link is a page the server serves (Debian's Prometheus 2.42 has no /alerts)
+        for link in re.findall(r"^\s+(?:exporter|Prometheus|Alertmanager)\s+(http://\S+)", text, re.MULTILINE):
+            with urllib.request.urlopen(link.split("#")[0], timeout=5) as page:
+                assert page.status == 200, link
         with urllib.request.urlopen(f"{urls['Alertmanager']}/-/ready", timeout=5) as ready:
             assert ready.status == 200
 

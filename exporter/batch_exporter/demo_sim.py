@@ -483,7 +483,25 @@ class DemoSimulator:
             self._next_date, self._next_attempt = date.fromisoformat(latest[0]), attempts + 1
         else:
             self._next_date = date.fromisoformat(latest[0]) + timedelta(days=1)
+        self._push(self._settlement_catch_up(now))
         self._push([(now, lambda w: self._night(now, self._boundary_after(now) - now))])
+
+    def _settlement_catch_up(self, now: float) -> list[Step]:
+        """The settlement its schedule expected last, when none has started since: the history's nights
+        keep production times, so without it the first compressed night would open with a missed run.
+        It settles the latest settled date again, which that idempotent batch allows."""
+        assert self._writer is not None
+        expected = (now - SETTLEMENT_AT * self.interval) // self.interval * self.interval \
+            + SETTLEMENT_AT * self.interval
+        conn = self._writer.conn
+        if conn.execute("SELECT 1 FROM job_execution WHERE job_name = ? AND start_ts >= ?",
+                        (SETTLEMENT_JOB, local_text(expected))).fetchone():
+            return []
+        latest = conn.execute("SELECT MAX(biz_date) FROM job_execution WHERE job_name = ?",
+                              (SETTLEMENT_JOB,)).fetchone()[0]
+        assert self._next_date is not None
+        settled = date.fromisoformat(latest) if latest else self._next_date - timedelta(days=1)
+        return SettlementRun(settled, now, self._rng.uniform(*SETTLEMENT_SHARE) * self.interval).steps()
 
     def _boundary_after(self, at: float) -> float:
         return (at // self.interval + 1) * self.interval

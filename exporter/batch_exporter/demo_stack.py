@@ -14,6 +14,7 @@ import logging
 import shutil
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -133,11 +134,24 @@ def _stack(binaries: StackBinaries, shipped: ShippedFiles, target: str, timings:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def alerts_page(prometheus_url: str) -> str:
+    """The alerts page this Prometheus serves: /alerts in the React UI, /classic/alerts where only the
+    classic one is built in (Debian's 2.42 package answers 404 at /alerts)."""
+    for path in ("/alerts", "/classic/alerts"):
+        try:
+            with urllib.request.urlopen(prometheus_url + path, timeout=5) as answer:
+                if answer.status == 200:
+                    return prometheus_url + path
+        except OSError:
+            continue
+    return prometheus_url + "/"
+
+
 def _announce(folder: Path, config_path: Path, target: str, stack: PromStack, timings: str) -> None:
     overlay = stack.overlay
     print(f"demo data in {folder}; config {config_path}\n"
           f"  exporter      http://{target}/metrics\n"
-          f"  Prometheus    {stack.prometheus_url}/alerts   "
+          f"  Prometheus    {alerts_page(stack.prometheus_url)}   "
           f"(rules from {stack.shipped.rules[0].parent})\n"
           f"  Alertmanager  {stack.alertmanager_url}/#/alerts "
           f"(routing from {stack.shipped.alertmanager_config})\n"
