@@ -14,12 +14,14 @@ says which panels may legitimately return nothing, and why.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -30,6 +32,34 @@ DETAIL_UID = "batch-detail"
 DS = {"type": "prometheus", "uid": "${datasource}"}
 # Source names are KIND:BATCH or KIND:BATCH/LOG (see alerts/README.md).
 SOURCE_OF_BATCH = 'source=~"[^:]+:${batch:regex}(/.*)?"'
+
+
+def _load_pack() -> ModuleType:
+    name = "batch_alert_pack"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, HERE.parent / "alerts" / "pack.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# The alert pack's parameters (alerts/pack.yml), shared with the rules: the runbook base of every
+# runbook_url, the rerun-check command line, the selector of the exporter's scrape job.
+RUNBOOK_BASE = ""
+RERUN_CHECK = ""
+JOB_SELECTOR = ""
+
+
+def configure(params: Any) -> None:
+    """Render with these pack parameters (alerts/generate.py --params); the defaults are alerts/pack.yml."""
+    global RUNBOOK_BASE, RERUN_CHECK, JOB_SELECTOR
+    RUNBOOK_BASE, RERUN_CHECK, JOB_SELECTOR = params.runbook_base_url, params.rerun_check, params.job_selector
+
+
+configure(_load_pack().load_pack())
 
 # Panels whose queries may return no series on a healthy system, with the reason (also shown in
 # the panel's description). Every other panel query returns data once the exporter has polled.
@@ -72,6 +102,83 @@ OK_MAPPINGS = [
         },
     }
 ]
+
+
+IDEMPOTENT_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "no", "color": "orange", "index": 0},
+            "1": {"text": "yes", "color": "green", "index": 1},
+        },
+    }
+]
+
+
+@dataclass(frozen=True)
+class RerunCase:
+    """One answer to "is it safe to re-run this batch?", as a PromQL condition over its batches.
+
+    `when` selects the series (labels batch, instance, job) of the batches in this case; `runbook`
+    names the runbook to open, empty when nothing is wrong.
+    """
+
+    severity: int
+    runbook: str
+    when: str
+
+
+# What each severity reads as in the overview; higher is worse, and the table puts it first.
+RERUN_READINGS: dict[int, tuple[str, str]] = {
+    4: ("NO: not idempotent, rows left pending or a check fails", "dark-red"),
+    3: ("NO: not idempotent, already re-run", "red"),
+    2: ("NOT YET: run rerun-check (failed, dead or rows left)", "orange"),
+    1: ("WAIT: a run is in progress", "blue"),
+    0: ("no re-run needed", "green"),
+}
+RERUN_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            str(severity): {"text": f"{severity} {text}", "color": color, "index": index}
+            for index, (severity, (text, color)) in enumerate(sorted(RERUN_READINGS.items(), reverse=True))
+        },
+    }
+]
+_ON = "on (batch, instance, job)"
+
+
+def rerun_cases(sel: str) -> list[RerunCase]:
+    """The cases worst first; a batch takes the first that matches (`or` keeps its left side).
+
+    Unknown idempotence counts as not idempotent, as in the alert rules. A re-run of a batch that is
+    not idempotent repeats what earlier attempts did: rows they left pending or checks they broke
+    make it unsafe outright. Anything else that went wrong is for `rerun-check` to judge.
+    """
+    unsafe = f"unless {_ON} batch_run_idempotent{{{sel}}} == 1"
+    failed_checks = f"count without (check) (batch_check_ok{{{sel}}} == 0)"
+    return [
+        RerunCase(4, "BatchRunLeftPendingRecords", f"batch_run_left_pending_records{{{sel}}} > 0 {unsafe}"),
+        RerunCase(4, "BatchCheckFailed", f"{failed_checks} {unsafe}"),
+        RerunCase(3, "BatchRerunOfNonIdempotentBatch", f"batch_run_attempts{{{sel}}} > 1 {unsafe}"),
+        RerunCase(2, "BatchRunLeftPendingRecords", f"batch_run_left_pending_records{{{sel}}} > 0"),
+        RerunCase(2, "BatchCheckFailed", failed_checks),
+        RerunCase(2, "BatchRunTooLong", f"batch_run_presumed_dead{{{sel}}} > 0"),
+        RerunCase(2, "BatchRunFailed", f"batch:batch_run_last_status:code{{{sel}}} >= 2"),
+        RerunCase(1, "", f"batch_run_running{{{sel}}} > 0"),
+    ]
+
+
+def rerun_safety_expr(sel: str) -> str:
+    """Severity per batch (0 to 4) with its runbook and its rerun-check command line as labels."""
+    terms = []
+    for case in rerun_cases(sel):
+        value = f"({case.when}) * 0 + {case.severity}"
+        terms.append(f'label_replace({value}, "runbook", "{case.runbook}", "", "")' if case.runbook else value)
+    # batch_run_idempotent exists for every configured batch: the rest read 0.
+    terms.append(f"batch_run_idempotent{{{sel}}} * 0")
+    chain = f"\nor {_ON}\n".join(terms)
+    return f'label_replace(\n{chain}\n, "rerun_check", "{RERUN_CHECK} $1", "batch", "(.+)")'
 
 
 def thresholds(*steps: tuple[float, str], base: str = "green") -> dict[str, Any]:
@@ -144,6 +251,7 @@ def panel(
     targets: Sequence[dict[str, Any]],
     *,
     unit: str,
+    decimals: int | None = None,
     width: int = 8,
     height: int = 8,
     mappings: list[dict[str, Any]] | None = None,
@@ -155,7 +263,7 @@ def panel(
     minimum: float | None = None,
     maximum: float | None = None,
 ) -> dict[str, Any]:
-    """One panel; every panel states its unit."""
+    """One panel; every panel states its unit (and `decimals` where Grafana would guess them)."""
     if title in MAY_BE_EMPTY:
         description = f"{description} {MAY_BE_EMPTY[title]}"
     defaults: dict[str, Any] = {
@@ -164,6 +272,8 @@ def panel(
         "thresholds": steps or thresholds(),
         "color": {"mode": "thresholds"},
     }
+    if decimals is not None:
+        defaults["decimals"] = decimals
     if kind == "timeseries":
         defaults["color"] = {"mode": "palette-classic"}
     if custom is not None:
@@ -333,6 +443,7 @@ def firing_alerts(layout: Layout, width: int) -> dict[str, Any]:
         "Alerts firing now for the selected batches.",
         [target('ALERTS{alertstate="firing", batch=~"$batch"}', instant=True)],
         unit="none",
+        decimals=0,
         width=width,
         height=7,
         transformations=[
@@ -367,68 +478,113 @@ def firing_alerts(layout: Layout, width: int) -> dict[str, Any]:
     )
 
 
-def overview() -> dict[str, Any]:
-    """All batches at a glance."""
-    layout = Layout()
-    sel = 'batch=~"$batch"'
+@dataclass(frozen=True)
+class Column:
+    """A value column of the overview's batch table: one instant query, shown as `name`."""
+
+    name: str
+    expr: str
+    unit: str
+    decimals: int
+    properties: tuple[tuple[str, Any], ...] = ()
+
+
+RERUN_SAFETY = "Re-run safety"
+RERUN_CHECK_COLUMN = "Before any re-run, run"
+
+
+def red_from(limit: float) -> tuple[tuple[str, Any], ...]:
+    """Cell properties: red text from `limit` up."""
+    return (("thresholds", thresholds((limit, "red"))), ("custom.cellOptions", {"type": "color-text"}))
+
+
+def batch_columns(sel: str) -> list[Column]:
+    """Worst-first reading, then what it is made of, then the latest run."""
+    return [
+        Column(RERUN_SAFETY, rerun_safety_expr(sel), "none", 0,
+               (("mappings", RERUN_MAPPINGS), ("custom.cellOptions", {"type": "color-background"}))),
+        Column("Idempotent", f"batch_run_idempotent{{{sel}}}", "none", 0,
+               (("mappings", IDEMPOTENT_MAPPINGS), ("custom.cellOptions", {"type": "color-text"}))),
+        Column("Attempts", f"batch_run_attempts{{{sel}}}", "locale", 0, red_from(2)),
+        Column("Left pending", f"batch_run_left_pending_records{{{sel}}}", "locale", 0, red_from(1)),
+        Column("Failed checks", f"sum without (check) (1 - batch_check_ok{{{sel}}})", "locale", 0, red_from(1)),
+        Column("Status", f"batch:batch_run_last_status:code{{{sel}}}", "none", 0,
+               (("mappings", STATUS_MAPPINGS), ("custom.cellOptions", {"type": "color-background"}))),
+        Column("Last success", f"batch_run_last_success_timestamp_seconds{{{sel}}} * 1000", "dateTimeAsIso", 0),
+        Column("Last duration", f"batch_run_last_duration_seconds{{{sel}}}", "dtdurations", 1),
+        Column("Max duration", f"batch_run_max_duration_seconds{{{sel}}}", "dtdurations", 1),
+    ]
+
+
+def batches_table(layout: Layout, sel: str) -> dict[str, Any]:
+    """One row per batch and exporter, the batch least safe to re-run first."""
+    columns = batch_columns(sel)
+    refs = [chr(ord("A") + i) for i in range(len(columns))]
     detail_link = (
         f"/d/{DETAIL_UID}/{DETAIL_UID}?var-batch=${{__value.raw}}&${{datasource:queryparam}}"
         "&${__url_time_range}"
     )
-    columns = [
-        ("A", "Status", f"batch:batch_run_last_status:code{{{sel}}}", "none"),
-        ("B", "Last success", f"batch_run_last_success_timestamp_seconds{{{sel}}} * 1000", "dateTimeFromNow"),
-        ("C", "Last duration", f"batch_run_last_duration_seconds{{{sel}}}", "s"),
-        ("D", "Max duration", f"batch_run_max_duration_seconds{{{sel}}}", "s"),
-        ("E", "Attempts", f"batch_run_attempts{{{sel}}}", "none"),
-        ("F", "Left pending", f"batch_run_left_pending_records{{{sel}}}", "none"),
-        ("G", "Failed checks", f"sum without (check) (1 - batch_check_ok{{{sel}}})", "none"),
+    runbook_link = {"title": "Runbook ${__value.raw}", "url": f"{RUNBOOK_BASE}/${{__value.raw}}.md",
+                    "targetBlank": True}
+    # Renamed in a transformation, not by a displayName override: overrides apply after the
+    # transformations, and the sort below must find the severity column by its name.
+    rename = {f"Value #{ref}": column.name for ref, column in zip(refs, columns, strict=True)}
+    rename |= {"runbook": "Runbook", "rerun_check": RERUN_CHECK_COLUMN}
+    order = ["batch", *rename, "instance"]
+    overrides = [
+        override("batch", ("links", [{"title": "Batch detail", "url": detail_link}])),
+        override("Runbook", ("links", [runbook_link])),
     ]
-    table_overrides = [override("batch", ("links", [{"title": "Batch detail", "url": detail_link}]))]
-    for ref, name, _, unit in columns:
-        properties: list[tuple[str, Any]] = [("displayName", name), ("unit", unit)]
-        if ref == "A":
-            properties += [
-                ("mappings", STATUS_MAPPINGS),
-                ("custom.cellOptions", {"type": "color-background"}),
-            ]
-        if ref in ("E", "F", "G"):
-            limit = 2 if ref == "E" else 1
-            properties += [
-                ("thresholds", thresholds((limit, "red"))),
-                ("custom.cellOptions", {"type": "color-text"}),
-            ]
-        table_overrides.append(override(f"Value #{ref}", *properties))
+    overrides += [
+        override(column.name, ("unit", column.unit), ("decimals", column.decimals), *column.properties)
+        for column in columns
+    ]
+    reading = "; ".join(f"{severity} {text}" for severity, (text, _) in sorted(RERUN_READINGS.items(),
+                                                                               reverse=True))
+    return panel(
+        layout,
+        "table",
+        "Batches",
+        "Is it safe to re-run? One row per batch, worst first by the re-run safety severity: "
+        f"{reading}. A batch that is not idempotent (or not configured either way) and has rows left "
+        "pending or a failed check is the worst case: a re-run repeats what its earlier attempts did. "
+        "Then idempotence, attempts for the latest business date (more than 1 is a re-run), rows left "
+        "pending, failed checks, the latest run. Runbook opens the runbook of the case; before any "
+        f"re-run, run `{RERUN_CHECK} BATCH` (column '{RERUN_CHECK_COLUMN}' gives it per batch). "
+        "Click a batch for its detail.",
+        [target(column.expr, instant=True) for column in columns],
+        unit="none",
+        decimals=0,
+        width=24,
+        height=9,
+        transformations=[
+            {"id": "merge", "options": {}},
+            {
+                "id": "organize",
+                "options": {
+                    "excludeByName": {"Time": True, "job": True},
+                    "indexByName": {name: index for index, name in enumerate(order)},
+                    "renameByName": rename,
+                },
+            },
+            {"id": "sortBy", "options": {"fields": {}, "sort": [{"field": RERUN_SAFETY, "desc": True}]}},
+        ],
+        options={
+            "showHeader": True,
+            "cellHeight": "sm",
+            "sortBy": [{"displayName": RERUN_SAFETY, "desc": True}],
+        },
+        overrides=overrides,
+    )
+
+
+def overview() -> dict[str, Any]:
+    """All batches at a glance."""
+    layout = Layout()
+    sel = 'batch=~"$batch"'
     panels = [
         layout.row("Batches"),
-        panel(
-            layout,
-            "table",
-            "Batches",
-            "One row per batch: latest status, last success, latest duration against its maximum, "
-            "attempts for the latest business date (more than 1 is a re-run), rows left pending, "
-            "failed checks. Click a batch for its detail.",
-            [target(expr, instant=True) for _, _, expr, _ in columns],
-            unit="none",
-            width=24,
-            height=9,
-            transformations=[
-                {"id": "merge", "options": {}},
-                {
-                    "id": "organize",
-                    "options": {
-                        "excludeByName": {"Time": True, "job": True},
-                        "indexByName": {"batch": 0, "instance": 99},
-                    },
-                },
-            ],
-            options={
-                "showHeader": True,
-                "cellHeight": "sm",
-                "sortBy": [{"displayName": "batch", "desc": False}],
-            },
-            overrides=table_overrides,
-        ),
+        batches_table(layout, sel),
         panel(
             layout,
             "bargauge",
@@ -443,6 +599,7 @@ def overview() -> dict[str, Any]:
                 )
             ],
             unit="percentunit",
+            decimals=0,
             minimum=0,
             maximum=1.5,
             steps=thresholds((0.8, "orange"), (1, "red")),
@@ -459,7 +616,8 @@ def overview() -> dict[str, Any]:
             "Since last success",
             "Time since the latest successful run ended.",
             [target(f"time() - batch_run_last_success_timestamp_seconds{{{sel}}}", "{{batch}}")],
-            unit="s",
+            unit="dtdurations",
+            decimals=1,
             steps=thresholds((86400 + 3600, "orange"), (2 * 86400, "red")),
             options=stat_options(),
         ),
@@ -469,7 +627,8 @@ def overview() -> dict[str, Any]:
             "Attempts",
             "Runs started for the latest business date. More than one is a re-run.",
             [target(f"batch_run_attempts{{{sel}}}", "{{batch}}")],
-            unit="none",
+            unit="locale",
+            decimals=0,
             minimum=0,
             steps=thresholds((2, "red")),
             options={
@@ -487,6 +646,7 @@ def overview() -> dict[str, Any]:
             "Status of each batch's latest run over time.",
             [target(f"batch:batch_run_last_status:code{{{sel}}}", "{{batch}}")],
             unit="none",
+            decimals=0,
             mappings=STATUS_MAPPINGS,
             width=12,
             options=state_timeline_options(),
@@ -497,7 +657,8 @@ def overview() -> dict[str, Any]:
             "Runs in the lookback window",
             "Runs per status over each batch's lookback window.",
             [target(f"sum by (status) (batch_runs{{{sel}}})", "{{status}}")],
-            unit="none",
+            unit="locale",
+            decimals=0,
             width=12,
             custom={"drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal", "group": "A"}},
             options=timeseries_options(),
@@ -510,7 +671,8 @@ def overview() -> dict[str, Any]:
             "no longer in progress (ended, or marked running past max_duration: presumed dead): left "
             "without being finished or rolled back.",
             [target(f"batch_run_left_pending_records{{{sel}}}", "{{batch}}")],
-            unit="none",
+            unit="locale",
+            decimals=0,
             steps=thresholds((1, "red")),
             options=stat_options(),
         ),
@@ -523,7 +685,9 @@ def overview() -> dict[str, Any]:
                 target(f"batch_check_value{{{sel}}}", instant=True),
                 target(f"batch_check_ok{{{sel}}}", instant=True),
             ],
-            unit="none",
+            # A check may return an amount as well as a count: up to 2 decimals, none for whole numbers.
+            unit="locale",
+            decimals=2,
             transformations=[
                 {"id": "merge", "options": {}},
                 {
@@ -536,7 +700,11 @@ def overview() -> dict[str, Any]:
             ],
             overrides=[
                 override(
-                    "status", ("mappings", OK_MAPPINGS), ("custom.cellOptions", {"type": "color-background"})
+                    "status",
+                    ("unit", "none"),
+                    ("decimals", 0),
+                    ("mappings", OK_MAPPINGS),
+                    ("custom.cellOptions", {"type": "color-background"}),
                 )
             ],
             options={"showHeader": True, "cellHeight": "sm"},
@@ -586,7 +754,7 @@ def detail() -> dict[str, Any]:
             width=8,
             height=5,
             steps=thresholds(base="blue"),
-            overrides=[override("grace", ("unit", "s"))],
+            overrides=[override("grace", ("unit", "dtdurations"), ("decimals", 1))],
             options=stat_options("value_and_name"),
         ),
         panel(
@@ -613,7 +781,8 @@ def detail() -> dict[str, Any]:
                 target(f"batch_run_attempts{{{sel}}}", "attempts"),
                 target(f"batch_run_running{{{sel}}}", "in progress"),
             ],
-            unit="none",
+            unit="locale",
+            decimals=0,
             width=6,
             options=timeseries_options(),
         ),
@@ -625,7 +794,8 @@ def detail() -> dict[str, Any]:
             "those of attempts no longer in progress (ended, or presumed dead past max_duration).",
             [target(f"batch_run_pending_records{{{sel}}}", "pending"),
              target(f"batch_run_left_pending_records{{{sel}}}", "left behind", ref="B")],
-            unit="none",
+            unit="locale",
+            decimals=0,
             width=6,
             steps=thresholds((1, "red")),
             options=timeseries_options(),
@@ -636,7 +806,8 @@ def detail() -> dict[str, Any]:
             "Records of the latest run by state",
             "Rows of the latest run by their state.",
             [target(f"batch_run_records{{{sel}}}", "{{state}}")],
-            unit="none",
+            unit="locale",
+            decimals=0,
             width=8,
             options=timeseries_options(),
         ),
@@ -646,7 +817,8 @@ def detail() -> dict[str, Any]:
             "Checks",
             "Values of the consistency queries.",
             [target(f"batch_check_value{{{sel}}}", "{{check}}")],
-            unit="none",
+            unit="locale",
+            decimals=2,
             width=8,
             options=timeseries_options(),
         ),
@@ -666,14 +838,16 @@ def detail() -> dict[str, Any]:
             layout,
             "timeseries",
             "Log size vs limit",
-            "Size of each log file, its configured limit (dashed) and where the last hour's growth "
-            "would take it in 4 hours (dotted), as BatchLogFileWillHitLimit projects it.",
+            "Size of each log file, its configured limit (dashed) and where another day like the last "
+            "would take the live file (dotted): its size plus the bytes written in the last 24 hours, "
+            "as BatchLogFileWillHitLimit reads it.",
             [
                 target(f"batch_log_file_size_bytes{{{sel}}}", "{{log}} {{path}}"),
                 target(f"batch_log_file_size_limit_bytes{{{sel}}}", "{{log}} limit"),
                 target(
-                    f"predict_linear(batch_log_file_size_bytes{{{sel}}}[1h], 4 * 3600)",
-                    "{{log}} {{path}} in 4h",
+                    f"batch_log_path:batch_log_file_size_bytes:live{{{sel}}} + ignoring (path) group_left () "
+                    f"increase(batch_log_read_bytes_total{{{sel}}}[1d])",
+                    "{{log}} {{path}} after a day like the last",
                 ),
             ],
             unit="bytes",
@@ -681,7 +855,8 @@ def detail() -> dict[str, Any]:
             height=9,
             overrides=[
                 override(".* limit$", dashed, ("color", {"mode": "fixed", "fixedColor": "red"}), regex=True),
-                override(".* in 4h$", ("custom.lineStyle", {"fill": "dot", "dash": [0, 10]}), regex=True),
+                override(".* after a day like the last$", ("custom.lineStyle", {"fill": "dot", "dash": [0, 10]}),
+                         regex=True),
             ],
             options=timeseries_options(),
         ),
@@ -691,7 +866,8 @@ def detail() -> dict[str, Any]:
             "Time to limit",
             "Time until each growing file reaches its limit at the last hour's growth rate.",
             [target(f"batch_log_path:batch_log_file_seconds_to_limit:deriv1h{{{sel}}}", "{{log}} {{path}}")],
-            unit="s",
+            unit="dtdurations",
+            decimals=1,
             width=6,
             height=9,
             steps=thresholds((4 * 3600, "green"), base="red"),
@@ -747,7 +923,8 @@ def detail() -> dict[str, Any]:
                     "{{log}}",
                 )
             ],
-            unit="s",
+            unit="dtdurations",
+            decimals=1,
             width=8,
             steps=thresholds((900, "orange")),
             options=stat_options(),
@@ -779,7 +956,8 @@ def detail() -> dict[str, Any]:
                     "{{log}} oversized lines",
                 ),
             ],
-            unit="none",
+            unit="locale",
+            decimals=0,
             width=8,
             custom={"drawStyle": "bars", "fillOpacity": 60},
             options=timeseries_options(),
@@ -793,7 +971,8 @@ def detail() -> dict[str, Any]:
                 target(f"batch_log_files{{{sel}}}", "{{log}} files"),
                 target(f"batch_log_file_series_dropped{{{sel}}}", "{{log}} not exported"),
             ],
-            unit="none",
+            unit="locale",
+            decimals=0,
             width=8,
             steps=thresholds(base="blue"),
             options=stat_options(),
@@ -817,7 +996,7 @@ def detail() -> dict[str, Any]:
             "Whether Prometheus can scrape the exporter that serves this batch.",
             [
                 target(
-                    'up{job="batch-exporter"} and on (instance, job) '
+                    f"up{{{JOB_SELECTOR}}} and on (instance, job) "
                     f"max_over_time(batch_run_idempotent{{{sel}}}[1h])",
                     "{{instance}}",
                 )
@@ -838,7 +1017,8 @@ def detail() -> dict[str, Any]:
                     "{{source}}",
                 )
             ],
-            unit="s",
+            unit="dtdurations",
+            decimals=1,
             width=8,
             steps=thresholds((900, "orange")),
             options=stat_options(),

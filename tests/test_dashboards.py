@@ -5,14 +5,18 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 import yaml
@@ -132,6 +136,11 @@ def test_every_panel_has_a_unit_the_datasource_variable_and_a_place(name: str) -
             assert query["datasource"] == item["datasource"]
 
 
+# Windows that mean a span of time, not a sampling step: the bytes a day of writing adds to a log, as
+# BatchLogFileWillHitLimit reads them.
+FIXED_WINDOWS = {("increase", timedelta(days=1))}
+
+
 @pytest.mark.parametrize(("name", "title", "expr"), _all_exprs())
 def test_queries_parse_and_name_only_exported_metrics(name: str, title: str, expr: str) -> None:
     assert "$batch" in expr or "${batch:regex}" in expr, "every query follows the batch variable"
@@ -143,7 +152,7 @@ def test_queries_parse_and_name_only_exported_metrics(name: str, title: str, exp
         if spec is not None:
             assert {label for label, _, _ in selector.matchers} <= set(spec.labels) | TARGET_LABELS
     for function, window in range_functions(promql):
-        if function in ("rate", "irate", "increase"):
+        if function in ("rate", "irate", "increase") and (function, window) not in FIXED_WINDOWS:
             assert window == RATE_INTERVAL_STAND_IN, f"{function} must use $__rate_interval"
 
 
@@ -157,7 +166,8 @@ def test_panel_queries_and_render_query_give_plain_promql() -> None:
     assert len(queries) == sum(len(p["targets"]) for b in BOARDS.values() for p in _panels(b))
     for query in queries:
         rendered = generate.render_query(query.expr, batch="card-authorization")
-        assert "$" not in rendered
+        # `$1` is label_replace's own back-reference, for Prometheus, not a Grafana variable.
+        assert "$" not in rendered.replace('$1", "batch"', "")
         parse(rendered)
 
 
@@ -172,6 +182,232 @@ def test_runbooks_name_panels_that_exist() -> None:
                 referenced += 1
                 assert title in titles[board], f"{runbook.name}: no panel {title!r} in {board}"
     assert referenced > 5
+
+
+# --- "Is it safe to re-run?": the overview's batch table ------------------------------------------
+
+
+def _batches_table() -> dict[str, Any]:
+    (table,) = [p for p in _panels(BOARDS["batch-overview.json"]) if p["title"] == "Batches"]
+    return table
+
+
+def _organize(table: dict[str, Any]) -> dict[str, Any]:
+    (step,) = [t for t in table.get("transformations", []) if t["id"] == "organize"]
+    return step["options"]
+
+
+def _column_names(table: dict[str, Any]) -> dict[str, str]:
+    """Name of each query's value column before and after the rename, by refId.
+
+    Grafana calls it `Value` for a table of one query, `Value #<refId>` for several.
+    """
+    renamed = _organize(table).get("renameByName", {}) if table.get("transformations") else {}
+    single = len(table["targets"]) == 1
+    found = {}
+    for query in table["targets"]:
+        field = "Value" if single else f"Value #{query['refId']}"
+        found[query["refId"]] = (field, renamed.get(field, field))
+    return found
+
+
+def _field_config(table: dict[str, Any], name: str) -> dict[str, Any]:
+    """The panel defaults with the properties of every byName override of `name` on top."""
+    config = dict(table["fieldConfig"]["defaults"])
+    for item in table["fieldConfig"]["overrides"]:
+        if item["matcher"] == {"id": "byName", "options": name}:
+            config |= {prop["id"]: prop["value"] for prop in item["properties"]}
+    return config
+
+
+def test_overview_puts_the_batch_least_safe_to_re_run_first() -> None:
+    table = _batches_table()
+    assert [t["id"] for t in table["transformations"]] == ["merge", "organize", "sortBy"]
+    names = {ref: shown for ref, (_, shown) in _column_names(table).items()}
+    severity = generate.RERUN_SAFETY
+    (ref,) = [ref for ref, name in names.items() if name == severity]
+    expr = next(t["expr"] for t in table["targets"] if t["refId"] == ref)
+    assert expr == generate.rerun_safety_expr('batch=~"$batch"')
+    # The sort runs after the rename (it finds the column by its new name), largest severity first.
+    assert table["transformations"][2]["options"]["sort"] == [{"field": severity, "desc": True}]
+    assert table["options"]["sortBy"] == [{"displayName": severity, "desc": True}]
+    assert list(_organize(table)["indexByName"])[:2] == ["batch", f"Value #{ref}"]
+    # Every severity a case can produce reads as text, and the worst cases are the unsafe ones.
+    (mapping,) = _field_config(table, severity)["mappings"]
+    produced = {case.severity for case in generate.rerun_cases("")} | {0}
+    assert {int(value) for value in mapping["options"]} == produced == set(generate.RERUN_READINGS)
+    worst = max(produced)
+    assert mapping["options"][str(worst)]["text"].startswith(f"{worst} NO")
+    worst_cases = [case for case in generate.rerun_cases("") if case.severity == worst]
+    assert {c.runbook for c in worst_cases} == {"BatchRunLeftPendingRecords", "BatchCheckFailed"}
+    assert all("batch_run_idempotent" in c.when for c in worst_cases)
+
+
+def test_overview_shows_what_a_re_run_decision_needs_per_batch() -> None:
+    table = _batches_table()
+    names = _column_names(table)
+    exprs = {names[t["refId"]][1]: t["expr"] for t in table["targets"]}
+    wanted = {
+        "Idempotent": "batch_run_idempotent",
+        "Attempts": "batch_run_attempts",
+        "Left pending": "batch_run_left_pending_records",
+        "Failed checks": "batch_check_ok",
+        "Status": "batch:batch_run_last_status:code",
+    }
+    for column, metric in wanted.items():
+        assert metric in {s.metric for s in selectors(grafana_to_promql(exprs[column]))}, column
+    excluded = _organize(table)["excludeByName"]
+    shown = set(_organize(table)["renameByName"].values())
+    assert {"Runbook", generate.RERUN_CHECK_COLUMN} <= shown
+    assert not {"runbook", "rerun_check", "instance", "batch"} & {k for k, v in excluded.items() if v}
+    assert f"{generate.RERUN_CHECK} BATCH" in table["description"]
+    assert generate.RERUN_CHECK == "batch-exporter rerun-check -c /etc/batch-exporter/config.yml"
+
+
+def test_runbook_links_are_well_formed_and_lead_to_shipped_runbooks() -> None:
+    table = _batches_table()
+    (link,) = _field_config(table, "Runbook")["links"]
+    assert link["url"] == f"{generate.RUNBOOK_BASE}/${{__value.raw}}.md" and link["targetBlank"]
+    url = urlparse(generate.RUNBOOK_BASE)
+    assert url.scheme == "https" and url.netloc and not generate.RUNBOOK_BASE.endswith("/")
+    for case in generate.rerun_cases(""):
+        if case.runbook:
+            assert (ROOT / "alerts" / "runbooks" / f"{case.runbook}.md").is_file(), case.runbook
+    # The rules use the same base: both come from the pack's parameters (alerts/pack.yml), and
+    # tests/test_alert_pack.py renders both with another base.
+    urls = [rule["annotations"]["runbook_url"] for g in yaml.safe_load(RULES.read_text())["groups"]
+            for rule in g["rules"] if "alert" in rule and "runbook_url" in rule.get("annotations", {})]
+    assert urls and all(u.startswith(f"{generate.RUNBOOK_BASE}/") for u in urls)
+    source = (DASHBOARDS_DIR / "generate.py").read_text(encoding="utf-8")
+    assert url.netloc not in source, "the runbook base belongs in alerts/pack.yml"
+    (detail,) = _field_config(table, "batch")["links"]
+    assert detail["url"].startswith(f"/d/{generate.DETAIL_UID}/") and "${__value.raw}" in detail["url"]
+
+
+COUNT_UNITS = {"locale", "short"}
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_numbers_read_as_numbers_not_scientific_notation(name: str) -> None:
+    for item in _panels(BOARDS[name]):
+        defaults = item["fieldConfig"]["defaults"]
+        if item["type"] == "table":
+            excluded = _organize(item).get("excludeByName", {}) if item.get("transformations") else {}
+            columns = [shown for field, shown in _column_names(item).values() if not excluded.get(field)]
+            configs = {column: _field_config(item, column) for column in columns}
+        else:
+            configs = {item["title"]: defaults}
+        for column, config in configs.items():
+            where = f"{item['title']} / {column}"
+            assert config.get("unit") and config["unit"] != "sci", where
+            # "none" prints raw numbers: only for coded states that value mappings turn into words.
+            assert config["unit"] != "none" or config.get("mappings"), where
+            if name == "batch-overview.json":
+                assert isinstance(config.get("decimals"), int) and config["decimals"] >= 0, where
+
+
+def test_overview_columns_have_units_a_person_reads() -> None:
+    table = _batches_table()
+    units = {shown: _field_config(table, shown) for _, shown in _column_names(table).values()}
+    for count in ("Attempts", "Left pending", "Failed checks"):
+        assert units[count]["unit"] in COUNT_UNITS and units[count]["decimals"] == 0, count
+    assert units["Last success"]["unit"].startswith("dateTime")
+    for duration in ("Last duration", "Max duration"):
+        assert units[duration]["unit"] in {"dtdurations", "dthms", "dtdhms"}, duration
+
+
+# Batches at one fixed moment of promtool's own clock: (batch, instance) -> its series, and the
+# severity and runbook the overview must give it. Same batch name on two exporters on purpose.
+RERUN_TIMELINE: dict[tuple[str, str], tuple[dict[str, Any], int, str]] = {
+    ("card-authorization", "prod:9469"): (
+        {"idempotent": 0, "attempts": 2, "status": "failed", "left_pending": 1234567}, 4,
+        "BatchRunLeftPendingRecords"),
+    ("card-authorization", "staging:9469"): ({"idempotent": 0, "left_pending": 0, "checks": [1]}, 0, ""),
+    ("settlement", "prod:9469"): ({"idempotent": 0, "checks": [1, 0]}, 4, "BatchCheckFailed"),
+    ("refunds", "prod:9469"): (
+        {"idempotent": 0, "attempts": 2, "running": 1, "status": "running"}, 3, "BatchRerunOfNonIdempotentBatch"),
+    ("statements", "prod:9469"): ({"idempotent": 1, "attempts": 2, "running": 1, "status": "running"}, 1, ""),
+    ("ledger", "prod:9469"): (
+        {"idempotent": 1, "attempts": 3, "status": "failed", "left_pending": 5}, 2, "BatchRunLeftPendingRecords"),
+    ("clearing", "prod:9469"): (
+        {"idempotent": 0, "running": 1, "presumed_dead": 1, "status": "running", "left_pending": 0}, 2,
+        "BatchRunTooLong"),
+    ("payouts", "prod:9469"): (
+        {"idempotent": 0, "status": "failed", "left_pending": 0, "checks": [1]}, 2, "BatchRunFailed"),
+    ("fx-rates", "prod:9469"): ({"idempotent": 1, "status": "unknown"}, 2, "BatchRunFailed"),
+    ("reports", "prod:9469"): ({"idempotent": 1}, 0, ""),
+    ("new-batch", "prod:9469"): ({"idempotent": 0, "never_ran": True}, 0, ""),
+}
+
+
+def _timeline_series(batch: str, instance: str, facts: dict[str, Any]) -> list[dict[str, str]]:
+    base = f'batch="{batch}",instance="{instance}",job="batch-exporter"'
+    series = {"batch_run_idempotent": facts["idempotent"]}
+    if not facts.get("never_ran"):
+        series |= {
+            "batch_run_attempts": facts.get("attempts", 1),
+            "batch_run_running": facts.get("running", 0),
+            "batch_run_presumed_dead": facts.get("presumed_dead", 0),
+        }
+        status = facts.get("status", "success")
+        for name in ("success", "failed", "running", "unknown"):
+            series[f'batch_run_last_status{{status="{name}",'] = int(name == status)
+    if "left_pending" in facts:
+        series["batch_run_left_pending_records"] = facts["left_pending"]
+    for index, ok in enumerate(facts.get("checks", [])):
+        series[f'batch_check_ok{{check="c{index}",'] = ok
+    return [
+        {"series": f"{name}{base}}}" if name.endswith(",") else f"{name}{{{base}}}", "values": f"{value}x10"}
+        for name, value in series.items()
+    ]
+
+
+def test_rerun_safety_severity_per_batch_on_promtool(tmp_path: Path) -> None:
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool not installed")
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    records = [g for g in groups if all("record" in rule for rule in g["rules"])]
+    (tmp_path / "records.yml").write_text(yaml.safe_dump({"groups": records}))
+    expected = [
+        {
+            "labels": "{" + ",".join(
+                f'{key}="{value}"'
+                for key, value in {
+                    "batch": batch,
+                    "instance": instance,
+                    "job": "batch-exporter",
+                    "rerun_check": f"{generate.RERUN_CHECK} {batch}",
+                    **({"runbook": runbook} if runbook else {}),
+                }.items()
+            ) + "}",
+            "value": severity,
+        }
+        for (batch, instance), (_, severity, runbook) in RERUN_TIMELINE.items()
+    ]
+    test = {
+        "rule_files": ["records.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    s for (batch, instance), (facts, _, _) in RERUN_TIMELINE.items()
+                    for s in _timeline_series(batch, instance, facts)
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": generate.render_query(generate.rerun_safety_expr('batch=~"$batch"')),
+                        "eval_time": "5m",
+                        "exp_samples": expected,
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "rerun.test.yml").write_text(yaml.safe_dump(test, sort_keys=False))
+    result = subprocess.run(["promtool", "test", "rules", "rerun.test.yml"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_grafana_provisioning_files() -> None:
@@ -318,4 +554,5 @@ def test_a_healthy_batch_raises_no_alert(live: PromStack) -> None:
         what="a full rule evaluation after the data arrived",
     )
     assert live.query('ALERTS{batch=~".+"}') == []
-    assert live.prometheus_alerts() == []
+    # The Watchdog heartbeat fires by design, all the time; nothing else may.
+    assert [a for a in live.prometheus_alerts() if a["labels"]["alertname"] != "Watchdog"] == []

@@ -53,9 +53,11 @@ PAGED: set[Key] = {
     ("BatchCheckFailed", CARD_AUTH),
     ("BatchLogFileNearSizeLimit", LOG_BATCH),  # the critical tier: the file is past its limit
 }
-TICKETED: set[Key] = {("BatchRunTooLong", LEDGER), ("BatchLogErrors", LEDGER)}
-# Warnings that fire in Prometheus but are silenced by a critical alert of the same batch.
-INHIBITED_WARNINGS: set[Key] = {("BatchLogErrors", CARD_AUTH), ("BatchLogFileNearSizeLimit", LOG_BATCH)}
+TICKETED: set[Key] = {("BatchRunTooLong", LEDGER), ("BatchLogErrors", LEDGER), ("BatchLogErrors", CARD_AUTH)}
+# Warnings that fire in Prometheus but are silenced by the critical tier of the same alert.
+INHIBITED_WARNINGS: set[Key] = {("BatchLogFileNearSizeLimit", LOG_BATCH)}
+# The dead man's switch: always firing, sent to the heartbeat receiver only.
+WATCHDOG: Key = ("Watchdog", None)
 SHOWN_ONLY: set[Key] = {("BatchRerunDetected", LEDGER)}  # info: Alertmanager's `null` receiver
 EXPORTER_DOWN: Key = ("BatchExporterDown", None)
 
@@ -64,6 +66,7 @@ EVER: set[tuple[str, str | None, str]] = (
     {(name, batch, "critical") for name, batch in PAGED | {EXPORTER_DOWN}}
     | {(name, batch, "warning") for name, batch in TICKETED | INHIBITED_WARNINGS}
     | {(name, batch, "info") for name, batch in SHOWN_ONLY}
+    | {(*WATCHDOG, "none")}
 )
 
 
@@ -159,9 +162,7 @@ class Scenario:
         world.sdk_log_overflows()
         world.ledger_rerun_runs_long()
         world.settlement_keeps_working()
-        # The overlay's 1 s group_wait would let a warning out before the critical of the same batch
-        # reaches Alertmanager; the shipped 30 s group_wait is what covers that in production. So the
-        # dying run's error lines are written once its page is out.
+        # The dying run's error lines are written once its page is out, as they would follow it.
         self.wait(lambda: ("BatchRunFailed", CARD_AUTH) in self.delivered("pager"), "BatchRunFailed paged")
         world.card_authorization_logs_errors()
         self.wait(
@@ -290,7 +291,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
                 root / "stack",
                 exporter_targets=[f"127.0.0.1:{exporter.port}"],
                 webhook_base=hook.url,
-                overlay=Overlay(keep_firing_for=None),
+                # BatchExporterAbsent keeps its 5 minutes: shortened to 2 s it fires before the first scrape
+                overlay=Overlay(keep_firing_for=None, shipped_for=("BatchExporterAbsent",)),
             )
         )
         yield Scenario(world, exporter, prom, hook)
@@ -298,9 +300,10 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
 
 def test_calm_world_raises_nothing(scenario: Scenario) -> None:
     scenario.reach("calm")
-    alerts = scenario.prometheus_alerts()
+    alerts = [a for a in scenario.prometheus_alerts() if _key(a["labels"]) != WATCHDOG]
     assert alerts == [], f"alerts in a calm world:\n{scenario.explain()}"
-    assert scenario.hook.notifications() == [], scenario.explain()
+    sent = {(n.receiver, _key(a["labels"])) for n in scenario.hook.notifications() for a in n.payload["alerts"]}
+    assert sent <= {("heartbeat", WATCHDOG)}, scenario.explain()
 
 
 def test_incidents_page_the_on_call(scenario: Scenario) -> None:
@@ -332,10 +335,10 @@ def test_info_alert_is_shown_but_sent_nowhere(scenario: Scenario) -> None:
         assert held and all([r["name"] for r in a["receivers"]] == ["null"] for a in held), scenario.explain()
     sent = {_key(a["labels"]) for a in scenario.hook.alerts()}
     assert not sent & SHOWN_ONLY, scenario.explain()
-    assert {n.receiver for n in scenario.hook.notifications()} <= {"pager", "ticket"}
+    assert {n.receiver for n in scenario.hook.notifications()} <= {"pager", "ticket", "heartbeat"}
 
 
-def test_critical_silences_warnings_of_the_same_batch(scenario: Scenario) -> None:
+def test_critical_tier_silences_its_own_warning_tier(scenario: Scenario) -> None:
     scenario.reach("incidents")
     for key in INHIBITED_WARNINGS:
         firing = scenario.firing_in_prometheus(key)
@@ -354,7 +357,7 @@ def test_critical_silences_warnings_of_the_same_batch(scenario: Scenario) -> Non
                 sources = [by_fingerprint.get(fp, {}) for fp in warning["status"]["inhibitedBy"]]
                 if warning["status"]["state"] != "suppressed" or not sources:
                     return False
-                assert all(s.get("severity") == "critical" and s.get("batch") == key[1] for s in sources), (
+                assert all(s.get("severity") == "critical" and _key(s) == key for s in sources), (
                     f"{key} inhibited by {sources}\n{scenario.explain()}"
                 )
         return True

@@ -39,9 +39,9 @@ NOT_RUN_HERE: list[tuple[str, str]] = [
     (r"promtool check web-config /etc/", "names the installed path; the shipped web config passes "
                                          "promtool in tests/test_deploy.py"),
     (r"/opt/batch-exporter/bin/", "the installed venv of a service host"),
-    (r"\.venv/bin/python deploy/kubernetes/generate_prometheusrule\.py$",
-     "rewrites a file of the checkout; the --check form runs here, and tests/test_deploy.py compares "
-     "the file with the generator's output"),
+    (r"\.venv/bin/python alerts/generate\.py$",
+     "rewrites files of the checkout; the --check form runs here, and tests/test_alert_pack.py compares "
+     "the files with what the generator renders"),
     (r"batch-exporter (drill|rerun-check) ", "drills start a demo Prometheus/Alertmanager stack and wait for "
                                              "alerts; they are tested by the drill's own tests"),
 ]

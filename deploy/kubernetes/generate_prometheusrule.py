@@ -51,19 +51,25 @@ def rule_files(repo: Path = REPO) -> list[Path]:
 
 def load_groups(files: list[Path]) -> list[dict[str, Any]]:
     """Every rule group of `files`, in file order; group names must be unique across files."""
+    return groups_of([(str(path), path.read_text(encoding="utf-8")) for path in files])
+
+
+def groups_of(sources: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Every rule group of the rule file texts `sources` ((name, text) pairs), in order; group names must
+    be unique across them."""
     groups: list[dict[str, Any]] = []
-    seen: dict[str, Path] = {}
-    for path in files:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    seen: dict[str, str] = {}
+    for source, text in sources:
+        data = yaml.safe_load(text)
         if not isinstance(data, dict) or not isinstance(data.get("groups"), list):
-            raise RuleFileError(f"{path}: expected a mapping with a 'groups' list")
+            raise RuleFileError(f"{source}: expected a mapping with a 'groups' list")
         for index, group in enumerate(data["groups"]):
             name = group.get("name") if isinstance(group, dict) else None
             if not isinstance(name, str):
-                raise RuleFileError(f"{path}: groups[{index}]: expected a mapping with a 'name'")
+                raise RuleFileError(f"{source}: groups[{index}]: expected a mapping with a 'name'")
             if name in seen:
-                raise RuleFileError(f"{path}: group {name!r} is already defined in {seen[name]}")
-            seen[name] = path
+                raise RuleFileError(f"{source}: group {name!r} is already defined in {seen[name]}")
+            seen[name] = source
             groups.append(group)
     if not groups:
         raise RuleFileError(f"no rule groups found in {RULE_FILES}")
@@ -85,8 +91,17 @@ def prometheus_rule(groups: list[dict[str, Any]]) -> dict[str, Any]:
 
 def render(repo: Path = REPO) -> str:
     """The text of prometheusrule.yaml for the rule files currently in `repo`."""
-    body = yaml.dump(prometheus_rule(load_groups(rule_files(repo))), Dumper=_BlockDumper,
-                     sort_keys=False, allow_unicode=True, width=1_000_000)
+    return _text(load_groups(rule_files(repo)))
+
+
+def render_texts(texts: list[str]) -> str:
+    """The text of prometheusrule.yaml for rule files given as texts (alerts/generate.py renders them)."""
+    return _text(groups_of([(f"rule file {index + 1}", text) for index, text in enumerate(texts)]))
+
+
+def _text(groups: list[dict[str, Any]]) -> str:
+    body = yaml.dump(prometheus_rule(groups), Dumper=_BlockDumper, sort_keys=False, allow_unicode=True,
+                     width=1_000_000)
     return HEADER + body
 
 

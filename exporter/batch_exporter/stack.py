@@ -125,8 +125,8 @@ class Overlay:
     """Short timings laid over the copies of the shipped files.
 
     `alert_for` replaces every non-zero `for` and `keep_firing_for` every `keep_firing_for` in the
-    rules (None keeps the shipped value); zero `for` stays zero. Expressions, their range windows,
-    labels and annotations are untouched.
+    rules (None keeps the shipped value); zero `for` stays zero; the alerts named in `shipped_for` keep
+    their `for`. Expressions, their range windows, labels and annotations are untouched.
     """
 
     scrape_interval: str = "1s"
@@ -138,6 +138,7 @@ class Overlay:
     group_wait: str = "1s"
     group_interval: str = "1s"
     repeat_interval: str = "1h"
+    shipped_for: tuple[str, ...] = ()
 
 
 def free_port() -> int:
@@ -239,7 +240,8 @@ def _rewrite_rules(rules: dict[str, Any], overlay: Overlay) -> dict[str, Any]:
         for rule in group.get("rules", []):
             if "alert" not in rule:
                 continue
-            if overlay.alert_for is not None and rule.get("for") not in (None, "0s", "0m", 0):
+            if (overlay.alert_for is not None and rule.get("for") not in (None, "0s", "0m", 0)
+                    and rule["alert"] not in overlay.shipped_for):
                 rule["for"] = overlay.alert_for
             if overlay.keep_firing_for is not None and "keep_firing_for" in rule:
                 rule["keep_firing_for"] = overlay.keep_firing_for

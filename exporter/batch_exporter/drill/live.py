@@ -198,14 +198,17 @@ class LiveDrill:
             inhibited = [a for a in held if timeline.expected.matches(a.get("labels", {}))
                          and a.get("status", {}).get("inhibitedBy")]
             late = f"fired but was not delivered within {self.timeout:g}s"
-            timeline.note = ("fired but Alertmanager inhibited it (a critical alert of the same batch was "
-                             "active)" if inhibited else late)
+            timeline.note = ("fired but Alertmanager inhibited it (an alert that explains it was active: the "
+                             "exporter down, a run alert, or its own critical tier)" if inhibited else late)
 
     def _watch_resolved(self, result: ScenarioResult) -> None:
         assert result.restored_at is not None
         start = time.monotonic()
         gone_at: dict[int, float] = {}
-        waiting = [t for t in result.alerts if t.firing_at is not None]
+        waiting = [t for t in result.alerts if t.firing_at is not None and not t.expected.outlasts_restore]
+        for timeline in result.alerts:
+            if timeline.expected.outlasts_restore:
+                timeline.note = f"stays after the restore: {timeline.expected.outlasts_restore}"
         while waiting:
             now = time.time()
             active = self.stack.prometheus_alerts()
