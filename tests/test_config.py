@@ -85,7 +85,11 @@ def test_design_example_is_valid() -> None:
         ("query_timeout: 10s", "query_timeout: 0s", "conf.yml:4: databases.payments.query_timeout: Input should be "
                                                     "greater than 0"),
         ("max_duration: 90m", "max_duration: 90m\n    poll_interval: 0",
-         "batches.card-authorization.poll_interval: Input should be greater than 0"),
+         "batches.card-authorization.poll_interval: must be between 1s and 1h (got 0)"),
+        ("max_duration: 90m", "max_duration: 90m\n    poll_interval: 2h",
+         "batches.card-authorization.poll_interval: must be between 1s and 1h (got '2h')"),
+        ("size_limit: 4GiB,", "size_limit: 4GiB, max_line_bytes: 0,",
+         "batches.card-authorization.logs.sdk.max_line_bytes: must be between 256B and 16MiB (got 0)"),
     ],
 )
 def test_mistakes_are_located(replace: str, by: str, expected: str) -> None:

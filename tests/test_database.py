@@ -648,3 +648,55 @@ def test_error_messages_hide_values(odbc_db: tuple[str, Database]) -> None:
     error = failure(db.query, "SELECT CAST(? AS INTEGER)", ["4111111111111111"])
     assert error.reason == "query"
     assert "SQLSTATE 22" in str(error) and "4111" not in str(error)
+
+
+class _FakePyodbc:
+    """Just enough of pyodbc for one connection whose first query fails the way psqlODBC reports a loss."""
+
+    class Error(Exception):
+        pass
+
+    def __init__(self) -> None:
+        self.connects = 0
+
+    def drivers(self) -> list[str]:
+        return ["PostgreSQL Unicode"]
+
+    def connect(self, *_: object, **__: object) -> Any:
+        self.connects += 1
+        fake = self
+
+        class Cursor:
+            description = (("one",),)
+
+            def execute(self, *_: object) -> Cursor:
+                if fake.connects == 1:
+                    raise fake.Error("HY000", "[HY000] The connection has been lost (35) (SQLExecDirectW)")
+                return self
+
+            def fetchall(self) -> list[tuple[int]]:
+                return [(1,)]
+
+            def cancel(self) -> None: ...
+
+            def close(self) -> None: ...
+
+        class Connection:
+            def cursor(self) -> Cursor:
+                return Cursor()
+
+            def rollback(self) -> None: ...
+
+            def close(self) -> None: ...
+
+        return Connection()
+
+
+def test_psqlodbc_connection_has_been_lost_is_a_connect_error_and_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FakePyodbc()
+    monkeypatch.setattr(database, "_load_pyodbc", lambda name: fake)
+    db = open_database("payments", odbc="Driver={PostgreSQL Unicode};Server=db", query_timeout=5)
+    error = failure(db.query, "SELECT 1")
+    assert error.reason == "connect" and "connection lost" in str(error)
+    assert db.query("SELECT 1") == [(1,)]
+    assert fake.connects == 2

@@ -127,7 +127,7 @@ def test_a_listed_entry_that_cannot_be_examined_is_stated_not_dropped(
     class Unexaminable:  # a directory entry whose type the file system does not report, nor a stat
         name = "a.log"
 
-        def is_file(self) -> bool:
+        def is_file(self, follow_symlinks: bool = True) -> bool:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
 
     monkeypatch.setattr(paths_module.os, "scandir", lambda directory: [Unexaminable()])

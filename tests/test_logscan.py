@@ -641,20 +641,29 @@ def test_state_that_cannot_be_written_is_a_state_error(tmp_path: Path) -> None:
     assert values(caught.value.snapshot)["batch_log_lines_total"] == 2
 
 
-def test_unwritable_state_still_exports_the_counts_in_the_process(tmp_path: Path) -> None:
-    from exporter_process import parse_exposition, run_once, value
+def test_state_lost_while_serving_still_exports_the_counts(tmp_path: Path) -> None:
+    """The folder was usable at start (else the start fails, tests/test_state_dir.py) and is replaced
+    by a file later: the counts go on being exported, and the source says why it is down."""
+    from batch_exporter.app import Exporter
+    from batch_exporter.config import parse_config
+    from exporter_process import parse_exposition, value
 
     log = tmp_path / "app.log"
     log.write_text("t1 ERROR a\nt2 INFO b\n")
-    (tmp_path / "state").write_text("a file where the state directory should be")
-    config = tmp_path / "exporter.yml"
-    config.write_text(
-        f"global: {{state_dir: '{tmp_path / 'state'}'}}\n"
-        f"batches:\n  b:\n    logs:\n      app: {{path: '{log}', patterns: {{error: ERROR}}}}\n"
+    state = tmp_path / "state"
+    config = parse_config(
+        f"global: {{state_dir: '{state}'}}\n"
+        f"batches:\n  b:\n    logs:\n      app: {{path: '{log}', patterns: {{error: ERROR}}}}\n",
+        "exporter.yml",
     )
-    code, out, err = run_once(config)
-    series = parse_exposition(out)
-    assert code == 1, err  # a source failed
+    exporter = Exporter(config)
+    try:
+        state.rmdir()
+        state.write_text("a file where the state directory should be")
+        assert not exporter.poller.poll_all_once()
+        series = parse_exposition(exporter.store.payload()[0].decode())
+    finally:
+        exporter.stop()
     assert value(series, "batch_exporter_source_up", source="logscan:b/app") == 0
     assert value(series, "batch_exporter_source_errors_total", source="logscan:b/app", reason="state") == 1
     assert value(series, "batch_log_lines_total", batch="b", log="app") == 2

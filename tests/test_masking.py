@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from batch_exporter.masking import clean_line, mask_digits, strip_invisible
+from batch_exporter.masking import clean_line, luhn_valid, mask_cards, mask_digits, mask_path, strip_invisible
 
 
 @pytest.mark.parametrize(("text", "masked"), [
@@ -132,3 +132,80 @@ def test_dates_times_and_addresses_stay_readable(moment: datetime, address: obje
 @given(st.text(max_size=60).filter(lambda t: sum(ch.isdigit() for ch in t) < 12))
 def test_text_with_few_digits_is_unchanged(text: str) -> None:
     assert mask_digits(text) == text
+
+
+# --- card numbers with any separator (issue 11, item 6) ------------------------------------------
+
+_CARD_SEPARATORS = [",", ":", "|", "=", "*", "#", "\\", ";", "'", "~", "^", " ", "-", ".", "/", "_", "\u00a0",
+                    "%2C", "%3A", "%7C", "%3D", "%2A", "%23", "%5C", "%20", "%2c", "%7c"]
+_NO_DIGITS = st.text(alphabet=st.characters(blacklist_categories=["Nd"], blacklist_characters="%"), max_size=20)
+
+
+def _luhn_complete(body: str) -> str:
+    """`body` with the check digit that makes it Luhn-valid appended (independent of masking.py)."""
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        value = int(ch) * (2 if i % 2 == 0 else 1)
+        total += value // 10 + value % 10
+    return body + str((10 - total % 10) % 10)
+
+
+@st.composite
+def luhn_card(draw: st.DrawFn) -> tuple[str, str]:
+    """(digits, as written): a Luhn-valid 13-19 digit number in random groups, one separator repeated."""
+    length = draw(st.integers(13, 19))
+    body = draw(st.sampled_from("123456789")) + draw(st.text(alphabet="0123456789", min_size=length - 2,
+                                                             max_size=length - 2))
+    digits = _luhn_complete(body)
+    cuts = sorted(draw(st.sets(st.integers(1, length - 1), max_size=length - 1)))
+    groups = [digits[a:b] for a, b in zip([0, *cuts], [*cuts, length], strict=True)]
+    separator = draw(st.sampled_from(_CARD_SEPARATORS))
+    if draw(st.booleans()) and separator not in (" ", "\u00a0"):
+        separator = f" {separator} "
+    return digits, separator.join(groups)
+
+
+@pytest.mark.parametrize(("text", "masked"), [
+    ("4,111,111,111,111,111", "*,***,***,***,**1,111"),
+    ("4111:1111:1111:1111", "****:****:****:1111"),
+    ("pan=4111|1111|1111|1111|", "pan=****|****|****|1111|"),
+    ("4111=1111=1111=1111 4111#1111#1111#1111", "****=****=****=1111 ****#****#****#1111"),
+    ("4111\\1111\\1111\\1111", "****\\****\\****\\1111"),
+    ("q=4111%2C1111%2C1111%2C1111&x=%2C", "q=****%2C****%2C****%2C1111&x=%2C"),
+    ("id|12|4111|1111|1111|1111|x", "id|12|****|****|****|1111|x"),  # the card inside a longer chain
+])
+def test_masks_card_numbers_whatever_the_separator(text: str, masked: str) -> None:
+    assert mask_digits(text) == masked
+    assert mask_cards(text) == masked
+
+
+@given(luhn_card(), _NO_DIGITS, _NO_DIGITS)
+def test_a_luhn_valid_number_never_shows_more_than_its_last_four(card: tuple[str, str], before: str,
+                                                                 after: str) -> None:
+    digits, written = card
+    for shown in (mask_digits(before + written + after), mask_cards(before + written + after),
+                  mask_path(f"/logs/{written}/app.log"), clean_line(before + written + after, width=400)):
+        assert _shown_digits(shown) == digits[-4:]
+
+
+@given(st.lists(st.text(alphabet="0123456789", min_size=4, max_size=4), min_size=4, max_size=4),
+       st.sampled_from(_CARD_SEPARATORS))
+def test_card_masking_leaves_luhn_invalid_numbers_alone(groups: list[str], separator: str) -> None:
+    assume(not luhn_valid("".join(groups)))  # the only window of whole groups of 13-19 digits
+    text = f"ref {separator.join(groups)} ok"
+    assert mask_cards(text) == text
+
+
+# up to 11 digits: 12 or more are masked whatever they are (see masking.py)
+_AMOUNT = st.builds(lambda n, cents, sep: f"{n:,}".replace(",", sep) + f".{cents:02d}",
+                    st.integers(0, 99_999_999_999), st.integers(0, 99), st.sampled_from([",", "'", " ", "_"]))
+
+
+@given(st.datetimes(), _AMOUNT, st.integers(0, 10**6))
+def test_timestamps_and_amounts_stay_readable(moment: datetime, amount: str, count: int) -> None:
+    epoch = int((moment - datetime(1970, 1, 1)).total_seconds()) % 10**10
+    for text in (f"{moment:%Y-%m-%dT%H:%M:%S.%f}Z amount={amount} JPY count={count}",
+                 f"{moment:%Y/%m/%d %H:%M:%S} | {amount} | {count} | {moment:%H:%M:%S}",
+                 f"{moment:%d.%m.%Y %H:%M} total {amount}; epoch {epoch}"):
+        assert mask_digits(text) == text
+        assert mask_cards(text) == text

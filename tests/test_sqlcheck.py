@@ -167,7 +167,57 @@ def test_a_write_keyword_anywhere_in_code_is_refused(words: list[str], keyword: 
         check_read_only(sql)
 
 
-@given(st.text(alphabet=st.characters(blacklist_characters="'\\", blacklist_categories=("Cs",)), max_size=40))
+@given(st.text(alphabet=st.characters(blacklist_characters="'\\\0", blacklist_categories=("Cs",)), max_size=40))
 def test_anything_inside_a_literal_is_data(content: str) -> None:
     check_read_only(f"SELECT '{content}' AS x", "postgresql")
     check_read_only(f"SELECT '{content}' AS x", "mssql")
+
+
+# Issue 11: text a server reads as code that the checker used to read as a comment or literal. Each
+# passed check_read_only before the fix, for the dialect named (None: every server).
+SERVER_READINGS = [
+    # PostgreSQL ends a -- comment at a carriage return too: the rest ran as four more statements.
+    (
+        "SELECT count(*) FROM victim --\r; COMMIT; BEGIN READ WRITE; DELETE FROM victim; COMMIT; SELECT 1",
+        None,
+        "carriage return without a line feed",
+    ),
+    ("SELECT 1 --\r; DELETE FROM t", "postgresql", "carriage return"),
+    ("SELECT 1 FROM t WHERE (job = 'x' --\r) ; DELETE FROM t; SELECT (1\n)", "postgresql", "carriage return"),
+    ("SELECT 1 # x\r'\n; DELETE FROM t; -- '", "mysql", "carriage return"),
+    # MySQL's '--' needs an ASCII space or control character after it; U+00A0 and U+3000 are neither.
+    ("SELECT 1 --\u00a0'\n; DELETE FROM t; -- '", "mysql", "U\\+00A0"),
+    ("SELECT 1 --\u3000'\n; DELETE FROM t; -- '", "mysql", "U\\+3000"),
+    # ... and DEL is one.
+    ("SELECT 1 --\x7f'\n; DELETE FROM t; -- '", "mysql", "more than one statement"),
+    # A PostgreSQL dollar-quote tag may hold any character beyond ASCII.
+    ("SELECT $\u00b7$ ' $\u00b7$; DELETE FROM t; SELECT $\u00b7$ ' $\u00b7$", "postgresql", "more than one statement"),
+    # SQLite ends [name] at the first ']', and reads $name(...) as one token, quotes included.
+    ("SELECT [a]] ; DELETE FROM t; SELECT [b]", "sqlite", "more than one statement"),
+    ("SELECT $a(') ; DELETE FROM t; SELECT '", "sqlite", "parameter name followed by"),
+    # A NUL ends the text for the MySQL lexer inside a comment.
+    ("SELECT 1 -- \0\n; DELETE FROM t", "mysql", "NUL"),
+]
+
+
+@pytest.mark.parametrize("sql, dialect, message", SERVER_READINGS)
+def test_text_a_server_runs_as_code_is_refused(sql: str, dialect: str | None, message: str) -> None:
+    with pytest.raises(StatementError, match=message):
+        check_read_only(sql, dialect)
+
+
+@pytest.mark.parametrize(
+    "sql, dialect",
+    [
+        ("SELECT 1 -- Windows line end\r\nFROM t", None),
+        ("SELECT 1 # hash\r\n", "mysql"),
+        ("SELECT 1 --\tx\n", "mysql"),
+        ('SELECT "a\\" FROM t', "postgresql"),  # no backslash escapes in PostgreSQL names
+        ("SELECT [a]]b] FROM t", "mssql"),
+        ("SELECT 状態, count(*) FROM 取引 GROUP BY 状態", None),
+        ("SELECT '\u3000\x07' AS x", None),  # anything inside a literal is data
+        ("SELECT $tag$ a\u00b7 $tag$", "postgresql"),
+    ],
+)
+def test_server_syntax_read_exactly_still_passes(sql: str, dialect: str | None) -> None:
+    check_read_only(sql, dialect)

@@ -28,7 +28,14 @@ from batch_exporter.web import (
     parse_listen_address,
 )
 from batch_exporter.webconfig import TLSConfig, WebConfig, WebConfigError, load_web_config
-from tls_material import TLSMaterial, make_ca, make_material, make_signed, openssl_available
+from tls_material import (
+    TLSMaterial,
+    make_ca,
+    make_material,
+    make_server_with_rsa_key,
+    make_signed,
+    openssl_available,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -592,3 +599,15 @@ def test_tls_config_built_directly_reports_the_bad_field(material: TLSMaterial, 
         TLSConfig(cert_file=tmp_path / "absent.crt", key_file=material.server_key).ssl_context()
     with pytest.raises(WebConfigError, match="key_file"):
         MetricsServer("127.0.0.1:0", FakeEndpoints(), tls_config(material, key_file=material.ca_key))
+
+
+@needs_openssl
+def test_a_1024_bit_rsa_key_is_refused_as_too_small(tmp_path: Path) -> None:
+    cert, key = make_server_with_rsa_key(tmp_path, 1024)
+    path = write(tmp_path, "web.yml", f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
+    with pytest.raises(WebConfigError) as caught:
+        load_web_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:3: tls_server_config.key_file: ")
+    assert "too small" in message and "2048 bits" in message
+    assert "not an unencrypted PEM private key" not in message

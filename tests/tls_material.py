@@ -57,16 +57,24 @@ def make_ca(folder: Path, name: str = "ca") -> tuple[Path, Path]:
     return cert, key
 
 
-def make_signed(folder: Path, name: str, common_name: str, ca: tuple[Path, Path], extensions: str) -> tuple[Path, Path]:
-    """A key and a certificate signed by `ca`; returns (certificate, key)."""
+def make_signed(folder: Path, name: str, common_name: str, ca: tuple[Path, Path], extensions: str,
+                rsa_bits: int | None = None) -> tuple[Path, Path]:
+    """A key (EC P-256, or RSA of `rsa_bits`) and a certificate signed by `ca`; returns (certificate, key)."""
     cert, key, request, ext = (folder / f"{name}{suffix}" for suffix in (".crt", ".key", ".csr", ".ext"))
     ext.write_text(extensions)
-    _openssl("req", "-new", *_new_key_args(key), "-out", request, "-subj", f"/CN={common_name}")
+    key_args = (["-newkey", f"rsa:{rsa_bits}", "-nodes", "-keyout", key] if rsa_bits is not None
+                else _new_key_args(key))
+    _openssl("req", "-new", *key_args, "-out", request, "-subj", f"/CN={common_name}")
     _openssl("x509", "-req", "-in", request, "-CA", ca[0], "-CAkey", ca[1], "-set_serial", "1000",
              "-days", "2", "-extfile", ext, "-out", cert)
     request.unlink()
     ext.unlink()
     return cert, key
+
+
+def make_server_with_rsa_key(folder: Path, bits: int) -> tuple[Path, Path]:
+    """A server certificate for localhost with an RSA key of `bits`, signed by a fresh CA."""
+    return make_signed(folder, f"server-rsa{bits}", "localhost", make_ca(folder), _SERVER_EXTENSIONS, rsa_bits=bits)
 
 
 def make_material(folder: Path) -> TLSMaterial:

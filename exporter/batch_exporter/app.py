@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config, DatabaseConfig
 from .database import Database, QueryError, odbc_dialect, open_database
@@ -13,7 +15,11 @@ from .runsummary import MAX_ATTEMPTS_WITH_RECORDS
 from .sources.batchinfo import BatchInfoSource
 from .sources.checks import ChecksSource
 from .sources.runs import RunsSource
+from .state_dir import StateDir, prepare, resolve
 from .store import Store
+
+if TYPE_CHECKING:
+    from .tailing.state import LogState
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +65,30 @@ def poll_deadline(db_config: DatabaseConfig, statements: int) -> float:
     return db_config.connect_timeout + statements * db_config.query_timeout + _DEADLINE_MARGIN
 
 
+def log_state_dir(config: Config) -> StateDir | None:
+    """The folder for log read positions, or None when no batch reads a log (nothing to keep)."""
+    if not any(batch.logs for batch in config.batches.values()):
+        return None
+    return resolve(config.global_.state_dir)
+
+
 def build_sources(config: Config, databases: dict[str, Database],
-                  watching_since: Mapping[str, float] | None = None) -> list[ScheduledSource]:
+                  watching_since: Mapping[str, float] | None = None,
+                  keep_log_state: bool = True,
+                  handover: Mapping[str, LogState] | None = None) -> list[ScheduledSource]:
     """Every source the configuration asks for, with its interval, deadline and database lane;
-    `watching_since` keeps, across reloads, when each batch was first watched."""
+    `watching_since` keeps, across reloads, when each batch was first watched, and `handover` the
+    state of each log scan source (by source name) that a reload retired. Raises StateDirError
+    when the log state folder cannot be created or written; without `keep_log_state` (a one-off look)
+    the logs are read from their start and no position is saved."""
     watching_since = watching_since or {}
     lanes = {name: WorkerPool(name, db.max_connections) for name, db in config.databases.items()}
     scheduled: list[ScheduledSource] = []
-    state_dir = Path(config.global_.state_dir) if config.global_.state_dir else None
+    state_dir: Path | None = None
+    chosen = log_state_dir(config) if keep_log_state else None
+    if chosen is not None:
+        state_dir = prepare(chosen)
+        log.info("log read positions are kept in %s", chosen.describe())
     for name, batch in config.batches.items():
         interval = config.batch_poll_interval(batch)
         scheduled.append(ScheduledSource(BatchInfoSource(name, batch, watching_since=watching_since.get(name)),
@@ -85,11 +107,12 @@ def build_sources(config: Config, databases: dict[str, Database],
                 deadline = poll_deadline(db_config, len(batch.checks))
                 scheduled.append(ScheduledSource(checks, interval, deadline, lane))
         if batch.logs:
-            scheduled += _log_sources(config, name, state_dir)
+            scheduled += _log_sources(config, name, state_dir, handover or {})
     return scheduled
 
 
-def _log_sources(config: Config, batch_name: str, state_dir: Path | None) -> list[ScheduledSource]:
+def _log_sources(config: Config, batch_name: str, state_dir: Path | None,
+                 handover: Mapping[str, LogState]) -> list[ScheduledSource]:
     # imported here so that a configuration without logs never loads the tailing machinery
     from .sources.logfiles import LogFileSource
     from .sources.logscan import LogScanSource
@@ -98,17 +121,20 @@ def _log_sources(config: Config, batch_name: str, state_dir: Path | None) -> lis
     for log_name, log_config in config.batches[batch_name].logs.items():
         interval = config.log_poll_interval(log_config)
         scheduled.append(ScheduledSource(LogFileSource(batch_name, log_name, log_config), interval))
-        scheduled.append(ScheduledSource(LogScanSource(batch_name, log_name, log_config, state_dir), interval))
+        scan = LogScanSource(batch_name, log_name, log_config, state_dir,
+                             handover=handover.get(f"logscan:{batch_name}/{log_name}"))
+        scheduled.append(ScheduledSource(scan, interval))
     return scheduled
 
 
 class Exporter:
     """One configuration's sources, store and poller."""
 
-    def __init__(self, config: Config, watching_since: Mapping[str, float] | None = None) -> None:
+    def __init__(self, config: Config, watching_since: Mapping[str, float] | None = None,
+                 keep_log_state: bool = True, handover: Mapping[str, LogState] | None = None) -> None:
         self.config = config
         self._databases = open_databases(config)
-        self.sources = build_sources(config, self._databases, watching_since)
+        self.sources = build_sources(config, self._databases, watching_since, keep_log_state, handover)
         self.watching_since = {s.source.name.removeprefix("config:"): s.source.watching_since
                                for s in self.sources if isinstance(s.source, BatchInfoSource)}
         self.store = Store(s.source.name for s in self.sources)
@@ -117,13 +143,43 @@ class Exporter:
     def start(self) -> None:
         self.poller.start()
 
+    def retire_logs(self) -> dict[str, LogState]:
+        """Stop every log scan from reading and return their states to hand over, by source name."""
+        from .sources.logscan import LogScanSource
+
+        states: dict[str, LogState] = {}
+        for scheduled in self.sources:
+            if isinstance(scheduled.source, LogScanSource):
+                state = scheduled.source.retire()
+                if state is not None:
+                    states[scheduled.source.name] = state
+        return states
+
+    def resume_logs(self) -> None:
+        """Undo `retire_logs` (the reload that asked for it failed)."""
+        from .sources.logscan import LogScanSource
+
+        for scheduled in self.sources:
+            if isinstance(scheduled.source, LogScanSource):
+                scheduled.source.resume()
+
     def stop(self) -> None:
         """Stop polling and close the databases without waiting: closing a connection whose thread is
-        stuck in a driver call blocks, and a stop (or reload) must not hang on a silent database."""
+        stuck in a driver call blocks, and a stop (or reload) must not hang on a silent database.
+
+        They are closed once a poll still running has had its deadline to end: closing an SQLite
+        connection while its thread is inside a query crashes the process (a SIGHUP during a slow
+        check did), and a reload leaves the old polls running."""
         self.poller.stop()
         databases = list(self._databases.values())
-        threading.Thread(target=lambda: [db.close() for db in databases], name="close-databases",
-                         daemon=True).start()
+        grace = max((s.deadline for s in self.sources if s.lane is not None and s.deadline), default=0.0)
+
+        def close() -> None:
+            time.sleep(grace)
+            for db in databases:
+                db.close()
+
+        threading.Thread(target=close, name="close-databases", daemon=True).start()
 
 
 class Runtime:
@@ -147,16 +203,25 @@ class Runtime:
         """Apply a new, already validated configuration: build and poll it once, then swap.
 
         The old exporter keeps serving until the new one is ready; if building the new one fails,
-        the exception propagates and the old one stays in place.
+        the exception propagates and the old one stays in place. Its log scans stop reading first
+        and hand their counters and positions over: the new ones go on from there, so no counter
+        goes back, and no line is counted by both (the old ones serve their last counts meanwhile).
         """
         with self._lock:
-            new = Exporter(config, self._exporter.watching_since)
+            old = self._exporter
+            handover = old.retire_logs()
+            try:
+                new = Exporter(config, old.watching_since, handover=handover)
+            except BaseException:
+                old.resume_logs()
+                raise
             try:
                 new.poller.poll_all_once()
             except BaseException:
                 new.stop()
+                old.resume_logs()
                 raise
-            old, self._exporter = self._exporter, new
+            self._exporter = new
             old.stop()
             new.start()
             log.info("configuration reloaded: %d sources", len(new.sources))

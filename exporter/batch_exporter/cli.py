@@ -10,13 +10,15 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from .app import Exporter, Runtime, open_databases
+from .app import Exporter, Runtime, log_state_dir, open_databases
 from .config import Config, ConfigError, json_schema, load_config
 from .database import QueryError
+from .masking import MaskingFilter
 from .practice_flags import add_demo_stack_arguments, add_drill_arguments
 from .rerun import command as rerun_command
 from .rerun.bounded import BoundedDatabase
 from .sources.run_columns import MissingColumns, no_business_date_note, resolve_columns
+from .state_dir import StateDirError, inspect
 from .web import DEFAULT_PORT, MetricsServer
 from .webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -98,7 +100,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if missing:
         print("configuration error:\n" + "\n".join(missing), file=sys.stderr)
         return 1
+    try:
+        chosen = log_state_dir(config)
+    except StateDirError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return 1
     print(f"{args.config}: OK ({len(config.batches)} batches, {len(config.databases)} databases)")
+    print("log read positions: " + (inspect(chosen) if chosen else "none kept (no batch reads a log)"))
     return 0
 
 
@@ -139,7 +147,7 @@ def cmd_once(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
-    exporter = Exporter(config)
+    exporter = Exporter(config, keep_log_state=False)  # a look: from the files' start, nothing saved
     try:
         ok = exporter.poller.poll_all_once()
         sys.stdout.buffer.write(exporter.store.payload()[0])
@@ -153,7 +161,11 @@ def serve(config: Config, config_path: Path | None, listen: str, web_config: Web
           stop: threading.Event | None = None, web_config_path: Path | None = None) -> int:
     """Serve until SIGINT/SIGTERM (or `stop`); SIGHUP re-reads the configuration file and the web
     config file (TLS, users); a file that no longer validates is reported and the running one kept."""
-    runtime = Runtime(Exporter(config))
+    try:
+        runtime = Runtime(Exporter(config))
+    except StateDirError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
     try:
         server = MetricsServer(listen, runtime, web_config, version=__version__)
         server.start()
@@ -256,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=LOG_LEVELS[args.log_level], stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(MaskingFilter())  # a card number in a driver's error text never reaches the log
     # the scheduler logs every job it runs at info: keep that for --log.level debug
     level = LOG_LEVELS[args.log_level]
     logging.getLogger("apscheduler").setLevel(level if level == logging.DEBUG else max(level, logging.WARNING))

@@ -94,7 +94,25 @@ TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 Regex = Annotated[str, AfterValidator(_regex)]
 Encoding = Annotated[str, AfterValidator(_encoding)]
 Identifier = Annotated[str, AfterValidator(_identifier)]
-Name = Annotated[str, Field(pattern=_NAME_RE.pattern)]
+# Anchored: pydantic searches a pattern anywhere in the text, so "my batch" would match "my".
+Name = Annotated[str, Field(pattern=f"^{_NAME_RE.pattern}$")]
+NAME_RULE = "1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+
+
+def _between(low: float, high: float, shown: str) -> AfterValidator:
+    """Refuse a value outside [low, high]; `shown` is the range in the words of the config file."""
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {shown}")
+        return value
+    return AfterValidator(check)
+
+
+# Below 1s a poll is a busy loop; above 1h an alert would wait hours to see a stuck batch.
+PollInterval = Annotated[Duration, _between(1, 3600, "1s and 1h")]
+POLL_RANGE = "1s to 1h"
+# A line is held in memory whole up to this size, once per followed file.
+LineBytes = Annotated[ByteSize, _between(256, 16 * 1024**2, "256B and 16MiB")]
 
 
 class _Model(BaseModel):
@@ -105,10 +123,17 @@ class _Model(BaseModel):
 
 
 class GlobalConfig(_Model):
-    poll_interval: Duration = Field(30.0, gt=0, description="How often database sources are polled.")
-    log_poll_interval: Duration = Field(10.0, gt=0, description="How often log sources are polled.")
-    state_dir: str | None = Field(None, description="Folder for log scan positions; without it a restart "
-                                                    "reads every log from its start.")
+    poll_interval: PollInterval = Field(
+        30.0, description=f"How often database sources are polled; {POLL_RANGE}, 30s by default."
+    )
+    log_poll_interval: PollInterval = Field(
+        10.0, description=f"How often log sources are polled; {POLL_RANGE}, 10s by default."
+    )
+    state_dir: str | None = Field(
+        None, description="Folder for the log read positions, created if missing. Default: "
+                          "$BATCH_EXPORTER_STATE_DIR, else /var/lib/batch-exporter (systemd StateDirectory= or "
+                          "root), %ProgramData%\\batch-exporter\\state on Windows, "
+                          "~/.local/state/batch-exporter ($XDG_STATE_HOME) for other users.")
 
 
 class DatabaseConfig(_Model):
@@ -214,27 +239,38 @@ class LogConfig(_Model):
                                                           "misbehave; 4GiB by default (the 32-bit offset cap).")
     encoding: Encoding = "utf-8"
     patterns: dict[Name, Regex] = Field(default_factory=dict)
-    max_line_bytes: ByteSize = 1024**2
+    max_line_bytes: LineBytes = Field(
+        1024**2, description="Longest line kept whole (longer lines are counted as oversized and matched on "
+                             "their start); 256B to 16MiB, 1MiB by default. Held in memory once per file."
+    )
     max_path_series: int = Field(20, ge=1, le=1000)
-    poll_interval: Duration | None = Field(None, gt=0)
+    follow_symlinks: bool = Field(True, description="False: a file name that is a symbolic link is no log "
+                                                    "file, so its target (perhaps outside the folder) is "
+                                                    "never read; see docs/logs.md.")
+    poll_interval: PollInterval | None = Field(
+        None, description=f"How often this log is polled, instead of global.log_poll_interval; {POLL_RANGE}."
+    )
 
 
 class BatchConfig(_Model):
     database: str | None = None
-    poll_interval: Duration | None = Field(None, gt=0)
+    poll_interval: PollInterval | None = Field(
+        None, description=f"How often this batch's database sources are polled, instead of "
+                          f"global.poll_interval; {POLL_RANGE}."
+    )
     runs: RunsConfig | None = None
     records: RecordsConfig | None = None
     schedule: ScheduleConfig | None = None
     max_duration: Duration | None = None
     idempotent: bool = Field(False, description="True only when a re-run can never do harm.")
-    checks: dict[Name, CheckConfig] = Field(default_factory=dict)
-    logs: dict[Name, LogConfig] = Field(default_factory=dict)
+    checks: dict[Name, CheckConfig] = Field(default_factory=dict, description=f"Check names: {NAME_RULE}.")
+    logs: dict[Name, LogConfig] = Field(default_factory=dict, description=f"Log names: {NAME_RULE}.")
 
 
 class Config(_Model):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
-    databases: dict[Name, DatabaseConfig] = Field(default_factory=dict)
-    batches: dict[Name, BatchConfig] = Field(min_length=1)
+    databases: dict[Name, DatabaseConfig] = Field(default_factory=dict, description=f"Database names: {NAME_RULE}.")
+    batches: dict[Name, BatchConfig] = Field(min_length=1, description=f"Batch names: {NAME_RULE}.")
 
     _origin: tuple[str, Located] | None = PrivateAttr(None)  # the file and its lines, when parsed from one
 
@@ -273,8 +309,7 @@ def _pydantic_problems(exc: ValidationError, located: Located) -> list[Problem]:
         elif kind == "missing":
             message = "required field is missing"
         elif kind == "string_pattern_mismatch":
-            message = ("expected a name of letters, digits, '_', '.' or '-' (max 63 characters, "
-                       "starting with a letter or digit)")
+            message = f"expected a name of {NAME_RULE}"
         input_value = err.get("input")
         show_input = (
             kind not in ("missing", "extra_forbidden")
@@ -282,9 +317,22 @@ def _pydantic_problems(exc: ValidationError, located: Located) -> list[Problem]:
             and isinstance(input_value, (str, int, float, bool))
         )
         if show_input:
-            message += f" (got {input_value!r})"
-        problems.append(Problem(path, located.line_of(path), message))
+            message += f" (got {_short_repr(input_value)})"
+        line = located.line_of(path)
+        problems.append(Problem(tuple(_shown_key(p) for p in path), line, message))
     return problems
+
+
+def _short_repr(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(str(value))} characters)"
+
+
+def _shown_key(part: str | int) -> str | int:
+    """A key fit for the one-line `dotted.path` of a message: a bad name is quoted and shortened."""
+    if isinstance(part, int) or _NAME_RE.fullmatch(part) or part in ("global_", "[key]"):
+        return part
+    return _short_repr(part, 40)
 
 
 # --- meaning checks ---------------------------------------------------------------------------------
@@ -296,11 +344,14 @@ def _semantic_problems(config: Config, located: Located) -> list[Problem]:
     def add(path: Path_, message: str) -> None:
         problems.append(Problem(path, located.line_of(path), message))
 
-    def statement(path: Path_, sql: str) -> None:
+    def statement(path: Path_, sql: str, dialect: str | None, sent: str | None = None) -> bool:
         try:
-            check_read_only(sql)
+            check_read_only(sql, dialect)
         except StatementError as exc:
-            add(path, f"only a single read-only SELECT is allowed: {exc}")
+            where = f" in the statement sent to the database ({_shorten(sent)})" if sent else ""
+            add(path, f"only a single read-only SELECT is allowed{where}: {exc}")
+            return False
+        return True
 
     for name, batch in config.batches.items():
         base: Path_ = ("batches", name)
@@ -311,15 +362,22 @@ def _semantic_problems(config: Config, located: Located) -> list[Problem]:
         elif batch.database not in config.databases:
             known = ", ".join(sorted(config.databases)) or "none are configured"
             add(base + ("database",), f"unknown database {batch.database!r} (known: {known})")
+        dialect = _dialect(config.databases.get(batch.database or ""))
         if batch.runs is not None:
+            runs_path = base + ("runs", "query" if batch.runs.query is not None else "where")
+            fragment_ok = True
             if batch.runs.query is not None:
-                statement(base + ("runs", "query"), batch.runs.query)
+                fragment_ok = statement(runs_path, batch.runs.query, dialect)
             if batch.runs.where is not None:
-                statement(base + ("runs", "where"), f"SELECT 1 FROM t WHERE {batch.runs.where}")
+                fragment_ok = statement(runs_path, f"SELECT 1 FROM t WHERE {batch.runs.where}", dialect)
+            for sent in _runs_statements(batch.runs) if fragment_ok else ():
+                if not statement(runs_path if batch.runs.query or batch.runs.where else base + ("runs",),
+                                 sent, dialect, sent):
+                    break
         if batch.records is not None:
             if batch.runs is None:
                 add(base + ("records",), "'records' describes the latest run and needs 'runs'")
-            statement(base + ("records", "query"), batch.records.query)
+            statement(base + ("records", "query"), batch.records.query, dialect)
             if batch.records.query.count("?") != 1:
                 add(base + ("records", "query"), "expected exactly one '?' placeholder for the latest run's id")
         if batch.schedule is not None and batch.runs is not None and batch.max_duration is None:
@@ -332,10 +390,32 @@ def _semantic_problems(config: Config, located: Located) -> list[Problem]:
             except ScheduleError as exc:
                 add(base + ("schedule", "cron"), str(exc))
         for check_name, check in batch.checks.items():
-            statement(base + ("checks", check_name, "query"), check.query)
+            statement(base + ("checks", check_name, "query"), check.query, dialect)
         if not (batch.runs or batch.checks or batch.logs or batch.schedule):
             add(base, "nothing to watch: configure at least one of runs, checks, logs or schedule")
     return problems
+
+
+def _dialect(database: DatabaseConfig | None) -> str | None:
+    """The SQL dialect statements are checked in: the database's own, or every one when unknown."""
+    if database is None:
+        return None
+    return "sqlite" if database.sqlite is not None else odbc_dialect(database.odbc or "")
+
+
+def _runs_statements(runs: RunsConfig) -> list[str]:
+    """Every statement the runs source builds from the configured table, where, columns or query."""
+    from .sources.run_columns import runs_from  # the sources import this module
+    from .sources.runs import build_last_success_query, build_sample_query, build_window_query
+
+    source, where = runs_from(runs)
+    return [build_window_query(runs), build_last_success_query(runs), build_sample_query(runs),
+            f"SELECT * FROM {source} WHERE 1 = 0{where}"]
+
+
+def _shorten(sql: str | None, limit: int = 160) -> str:
+    text = " ".join((sql or "").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # --- loading ----------------------------------------------------------------------------------------

@@ -67,6 +67,11 @@ class Database(ABC):
     def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         """Run one SELECT with ``?`` placeholders and return all rows in driver-native types."""
 
+    def query_head(self, sql: str, params: Sequence[object] = (), limit: int = 2) -> list[Row]:
+        """Like query, but return at most the first ``limit`` rows; the databases opened here also fetch
+        no more than that from the server."""
+        return self.query(sql, params)[:limit]
+
     @abstractmethod
     def close(self) -> None:
         """Close every connection; later queries raise QueryError('connect')."""
@@ -146,11 +151,19 @@ class _PerThreadDatabase(Database):
         self._closed = False
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        return self._checked_execute(sql, params, None)
+
+    def query_head(self, sql: str, params: Sequence[object] = (), limit: int = 2) -> list[Row]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1 (got {limit})")
+        return self._checked_execute(sql, params, limit)
+
+    def _checked_execute(self, sql: str, params: Sequence[object], limit: int | None) -> list[Row]:
         try:
             check_read_only(sql, self.dialect)
         except StatementError as err:
             raise QueryError("query", f"database {self.name!r}: statement refused: {err}") from None
-        return self._execute(self._thread_connection(), sql, tuple(params))
+        return self._execute(self._thread_connection(), sql, tuple(params), limit)
 
     def close(self) -> None:
         with self._lock:
@@ -165,8 +178,9 @@ class _PerThreadDatabase(Database):
         """A new connection, or QueryError('connect' / 'driver_missing')."""
 
     @abstractmethod
-    def _execute(self, connection: Any, sql: str, params: tuple[object, ...]) -> list[Row]:
-        """Run the statement under the deadline; raise QueryError, dropping the connection if broken."""
+    def _execute(self, connection: Any, sql: str, params: tuple[object, ...], limit: int | None) -> list[Row]:
+        """Run the statement under the deadline and fetch at most ``limit`` rows (None: all); raise
+        QueryError, dropping the connection if broken."""
 
     def _thread_connection(self) -> Any:
         if self._closed:
@@ -265,11 +279,15 @@ class _SqliteDatabase(_PerThreadDatabase):
             ) from None
         return connection
 
-    def _execute(self, connection: sqlite3.Connection, sql: str, params: tuple[object, ...]) -> list[Row]:
+    def _execute(
+        self, connection: sqlite3.Connection, sql: str, params: tuple[object, ...], limit: int | None
+    ) -> list[Row]:
         deadline = time.monotonic() + self._query_timeout
         connection.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_STEPS)
         try:
-            return connection.execute(sql, params).fetchall()
+            # SQLite computes rows as they are fetched (Python's cursor steps one row ahead)
+            cursor = connection.execute(sql, params)
+            return cursor.fetchall() if limit is None else cursor.fetchmany(limit)
         except sqlite3.Error as exc:
             code = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
             if code.startswith(_SQLITE_TIMEOUT_ERRORS):
@@ -323,8 +341,18 @@ _TIMEOUT_NATIVE = frozenset(
 )  # MariaDB/MySQL: interrupted, max_statement_time, max_execution_time
 _LOST_STATES = frozenset({"57P01", "57P02", "57P03"})  # PostgreSQL: backend terminated; class 08 is lost too
 _LOST_NATIVE = frozenset({2006, 2013, 2055})  # MySQL client: gone away, lost during query
+# psqlODBC reports some losses as the general HY000 with one of these texts
+_LOST_TEXTS = (
+    "connection has been lost",
+    "connection lost",
+    "server closed the connection",
+    "no connection to the server",
+)
 _MISSING_DRIVER_STATES = frozenset({"IM002", "IM003"})
 _NATIVE_CODE = re.compile(r"\((-?\d+)\)\s*\(SQL\w+\)\s*$")
+
+
+_HEAD_CURSOR = "batch_exporter_head"
 
 
 class _OdbcDatabase(_PerThreadDatabase):
@@ -395,19 +423,18 @@ class _OdbcDatabase(_PerThreadDatabase):
             except self._pyodbc.Error:
                 _log.debug("database %r: driver has no query timeout; relying on cancel", self.name)
 
-    def _execute(self, connection: Any, sql: str, params: tuple[object, ...]) -> list[Row]:
+    def _execute(self, connection: Any, sql: str, params: tuple[object, ...], limit: int | None) -> list[Row]:
         cursor = connection.cursor()
         watchdog = _Watchdog(cursor.cancel, self._query_timeout)
         try:
             with watchdog:
-                cursor.execute(sql, *params)
-                rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+                rows = self._fetch(connection, cursor, sql, params, limit)
         except self._pyodbc.Error as exc:
             state, _, native = _odbc_error(exc)
             if watchdog.fired or state in _TIMEOUT_STATES or native in _TIMEOUT_NATIVE:
                 reason: Reason = "timeout"
                 message = f"query stopped at the {self._query_timeout:g}s deadline ({_describe(exc, sql)})"
-            elif state.startswith("08") or state in _LOST_STATES or native in _LOST_NATIVE:
+            elif _connection_lost(state, exc, native):
                 reason, message = "connect", f"connection lost ({_describe(exc, sql)})"
             else:
                 reason, message = "query", f"query failed: {_describe(exc, sql)}"
@@ -417,6 +444,38 @@ class _OdbcDatabase(_PerThreadDatabase):
             _close_quietly(cursor)
         self._end(connection, broken=False)
         return rows
+
+    def _fetch(
+        self, connection: Any, cursor: Any, sql: str, params: tuple[object, ...], limit: int | None
+    ) -> list[Row]:
+        # psqlODBC and MariaDB's driver read the whole result into memory at execute, so a limit is
+        # also asked of the server: a cursor of ours on PostgreSQL (gone at the rollback that ends every
+        # query), sql_select_limit on MariaDB/MySQL. Other drivers stream, and fetchmany is enough.
+        if limit is not None and self.dialect == "postgresql":
+            cursor.execute(f"DECLARE {_HEAD_CURSOR} NO SCROLL CURSOR FOR {sql}\n", *params)
+            cursor.execute(f"FETCH FORWARD {int(limit)} FROM {_HEAD_CURSOR}")
+        elif limit is not None and self.dialect == "mysql":
+            cursor.execute(f"SET SESSION sql_select_limit = {int(limit)}")
+            try:
+                cursor.execute(sql, *params)
+                return [tuple(row) for row in cursor.fetchmany(limit)] if cursor.description else []
+            finally:
+                self._lift_select_limit(connection, cursor)
+        else:
+            cursor.execute(sql, *params)
+        if not cursor.description:
+            return []
+        return [tuple(row) for row in (cursor.fetchall() if limit is None else cursor.fetchmany(limit))]
+
+    def _lift_select_limit(self, connection: Any, cursor: Any) -> None:
+        try:
+            cursor.execute("SET SESSION sql_select_limit = DEFAULT")
+        except self._pyodbc.Error as exc:
+            # a session left limited would cut every later result short: never use it again
+            self._drop(connection)
+            raise QueryError(
+                "connect", f"database {self.name!r}: could not lift the row limit, reconnecting: {_describe(exc)}"
+            ) from None
 
     def _end(self, connection: Any, broken: bool) -> None:
         """Roll back (never commit); a connection that cannot even roll back is dropped."""
@@ -460,6 +519,13 @@ class _Watchdog:
                 self._cancel()
             except Exception:  # noqa: BLE001 - the statement may have just ended; the caller sees `fired`
                 _log.debug("cancelling a statement failed", exc_info=True)
+
+
+def _connection_lost(state: str, exc: Exception, native: int | None) -> bool:
+    if state.startswith("08") or state in _LOST_STATES or native in _LOST_NATIVE:
+        return True
+    text = _odbc_error(exc)[1].lower()
+    return state == "HY000" and any(phrase in text for phrase in _LOST_TEXTS)
 
 
 def _load_pyodbc(name: str) -> ModuleType:
@@ -532,8 +598,19 @@ def redact(text: str, sql: str = "", limit: int = 300) -> str:
 
 
 def odbc_dialect(connection_string: str) -> str | None:
-    """The server kind behind an ODBC connection string, from its Driver= (None for a bare DSN)."""
-    driver = _unbrace(_odbc_get(_parse_odbc(connection_string), "driver") or "").lower()
+    """The server kind behind an ODBC connection string, from its Driver= (None for a bare DSN).
+
+    Raises ValueError for a malformed string or a key the exporter does not allow for that driver
+    (see allowed_odbc_keys); the message names the key, never its value.
+    """
+    pairs = _parse_odbc(connection_string)
+    dialect = _driver_dialect(pairs)
+    check_odbc_keys(pairs, _driver_family(pairs))
+    return dialect
+
+
+def _driver_dialect(pairs: list[tuple[str, str]]) -> str | None:
+    driver = _unbrace(_odbc_get(pairs, "driver") or "").lower()
     if "postgres" in driver or "psqlodbc" in driver:
         return "postgresql"
     if any(tag in driver for tag in ("mariadb", "mysql", "maodbc", "myodbc")):
@@ -543,6 +620,131 @@ def odbc_dialect(connection_string: str) -> str | None:
     if "sqlite" in driver:
         return "sqlite"
     return None
+
+
+# Keys per driver family that change nothing but where and how to connect, or how values are fetched.
+# Everything else is refused: drivers run SQL from keys (psqlODBC ConnSettings, MariaDB InitStmt), read
+# more settings from files (MariaDB USE_MYCNF), reconnect silently (and lose the read-only session), or
+# rewrite statements; psqlODBC also takes two-character abbreviations (A6 is ConnSettings).
+
+
+def _keys(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_KEYS_EVERYWHERE = _keys("driver dsn uid pwd")
+_ALLOWED_KEYS: dict[str | None, frozenset[str]] = {
+    "postgresql": _keys(
+        "server servername port database username password sslmode pqopt usedeclarefetch fetch boolsaschar "
+        "maxvarcharsize maxlongvarcharsize textaslongvarchar unknownsaslongvarchar byteaaslongvarbinary "
+        "keepalivetime keepaliveinterval readonly"
+    ),
+    "mariadb": _keys(
+        "server port database db user password socket conn_timeout read_timeout write_timeout sslkey sslcert "
+        "sslca sslcapath sslcipher sslverify sslcrl sslcrlpath tlsversion forcetls sslfp sslfplist"
+    ),
+    "mssql": _keys(
+        "server address addr database encrypt trustservercertificate hostnameincertificate servercertificate "
+        "applicationintent multisubnetfailover trusted_connection authentication connectretrycount "
+        "connectretryinterval app wsid transparentnetworkipresolution serverspn keepalive "
+        "keepaliveinterval"
+    ),
+    "freetds": _keys("server servername port database tds_version clientcharset encryption"),
+    "sqlite": _keys("database timeout nocreat stepapi shortnames longnames bigint jdconv"),
+    None: _keys("server port database"),
+}
+_REFUSED_BECAUSE = {
+    "connsettings": "the driver runs its SQL on every connect, which can lift the read-only session",
+    "a6": "it is psqlODBC's short name of ConnSettings, whose SQL runs on every connect",
+    "initstmt": "the driver runs its SQL on every connect, which can write or lift the read-only session",
+    "use_mycnf": "it makes the driver read my.cnf, whose init-command runs SQL on every connect",
+    "option": "its bit flags include automatic reconnect (which loses the read-only session) and "
+              "multiple statements per query",
+    "auto_reconnect": "a silent reconnect loses the read-only session",
+    "multi_statements": "it lets one query carry several statements",
+    "useserversideprepare": "it makes the driver paste parameters into the statement text itself",
+    "no_ssps": "it makes the driver paste parameters into the statement text itself",
+    "plugin_dir": "it makes the driver load client plugins (code) from that folder",
+    "attachdbfilename": "it attaches a database file to the server",
+    "filedsn": "it reads further keys from a file the exporter cannot check",
+    "savefile": "it writes the connection string, password included, to a file",
+    "debug": "it writes statements and values to a driver log file",
+    "commlog": "it writes statements and values to a driver log file",
+    "quotedid": "it changes how the server reads quotes in statements",
+    "ansinpw": "it changes how the server reads statements",
+    "loadext": "it loads SQLite extensions (code) into the driver",
+}
+_PQOPT_KEYS = _keys(
+    "sslmode sslrootcert sslcert sslkey sslcrl sslcrldir sslsni sslcompression requiressl gssencmode "
+    "channel_binding krbsrvname connect_timeout keepalives keepalives_idle keepalives_interval keepalives_count "
+    "tcp_user_timeout target_session_attrs application_name passfile options"
+)
+_PQOPT_SETTINGS = _keys(
+    "timezone application_name lock_timeout idle_in_transaction_session_timeout statement_timeout work_mem "
+    "datestyle intervalstyle extra_float_digits"
+)
+
+
+def _driver_family(pairs: list[tuple[str, str]]) -> str | None:
+    driver = _unbrace(_odbc_get(pairs, "driver") or "").lower()
+    dialect = _driver_dialect(pairs)
+    if dialect == "mysql":
+        return "mariadb"
+    if dialect is None and ("freetds" in driver or "tdsodbc" in driver):
+        return "freetds"
+    return dialect
+
+
+def allowed_odbc_keys(family: str | None) -> frozenset[str]:
+    """Lower-case keys accepted for a driver family (postgresql, mariadb, mssql, freetds, sqlite, None)."""
+    return _KEYS_EVERYWHERE | _ALLOWED_KEYS[family]
+
+
+def check_odbc_keys(pairs: list[tuple[str, str]], family: str | None) -> None:
+    """Raise ValueError naming the first key (never a value) that the driver ``family`` may not be given."""
+    allowed = allowed_odbc_keys(family)
+    driver_name = {None: "an unrecognised driver or a DSN"}.get(family, f"the {family} driver")
+    seen: set[str] = set()
+    for key, value in pairs:
+        lower = key.lower()
+        if lower in seen and lower in ("driver", "dsn"):
+            raise ValueError(f"key {key} is not allowed twice: the one used decides how statements are checked")
+        seen.add(lower)
+        if not re.fullmatch(r"[A-Za-z0-9_ -]+", key):
+            raise ValueError(f"key {key!r} is not allowed because it is not a plain name")
+        if lower not in allowed:
+            why = _REFUSED_BECAUSE.get(lower, "the exporter does not know it to be harmless for "
+                                              f"{driver_name} (see docs/connection-strings.md)")
+            raise ValueError(f"key {key} is not allowed because {why}")
+        if value.startswith("{") and "}}" in value:
+            raise ValueError(f"key {key} is not allowed with '}}}}' inside braces: drivers read it differently")
+        if lower == "pqopt":
+            _check_pqopt(_unbrace(value))
+
+
+def _check_pqopt(text: str) -> None:
+    for key, value in _parse_conninfo(text).items():
+        if key.lower() not in _PQOPT_KEYS:
+            raise ValueError(f"key pqopt is not allowed with {key}: the exporter does not know it to be harmless")
+        if key.lower() == "options":
+            _check_pg_options(value)
+
+
+def _check_pg_options(options: str) -> None:
+    words = options.split()
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "-c" and i + 1 < len(words):
+            setting, i = words[i + 1], i + 2
+        elif word.startswith(("-c", "--")) and len(word) > 2:
+            setting, i = word[2:], i + 1
+        else:
+            raise ValueError("key pqopt is not allowed with options other than -c name=value settings")
+        name = setting.split("=", 1)[0].lower()
+        if name not in _PQOPT_SETTINGS:
+            raise ValueError(f"key pqopt is not allowed with options -c {name}: it changes the session "
+                             "(allowed: " + ", ".join(sorted(_PQOPT_SETTINGS)) + ")")
 
 
 def harden_connection_string(connection_string: str, *, query_timeout: float, connect_timeout: float) -> str:

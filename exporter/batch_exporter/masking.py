@@ -18,15 +18,25 @@ separators, taken on purpose: 12 digits or more are masked also when they are a 
 (``1732662000.123``), a compact stamp (``20261127_020001``) or an address followed by a number
 (``192.168.100.200 5432``). Unicode digits count too (full-width ``４１１１`` in Japanese logs).
 
+Card numbers are also found whatever separator a writer chose: a run of 13 to 19 digits in groups of
+any size joined by the same separator each time (one to three characters that are not letters or
+digits, or percent-escapes: ``4,111,111,111,111,111``, ``4111:1111:1111:1111``, ``4111%2C1111...``)
+is masked when it passes the Luhn check and does not start with 0. Such a run is too rare by chance
+to hide timestamps or amounts (1 in 10 runs of that length pass the check); `mask_cards` applies only
+this rule, for text where other long numbers must stay readable (file paths in labels).
+
 `clean_line` also removes control and format characters first, so that ``4\x001\x001...`` cannot
 split a number into single digits past the mask, and a terminal never receives escape sequences from
 a log file.
 """
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections import deque
+from collections.abc import Iterator
+from itertools import pairwise
 
 MIN_DIGITS = 12
 KEEP_LAST = 4
@@ -46,6 +56,10 @@ _GROUPED_RUN = re.compile(rf"\d{{3,}}(?:{_SEPARATOR}{{1,3}}\d{{3,}})*")
 _DIGIT_CHAIN = re.compile(rf"\d(?:{_SEPARATOR}{{0,3}}\d)*{_SEPARATOR}{{0,3}}")
 _OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9])"
 _IPV4_OF_12_DIGITS = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+# A digit run that is not the hex digits of a percent-escape (the 20 of %20 or the 2 of %2C).
+_CARD_GROUP = re.compile(r"(?<!%)(?<!%[0-9A-Fa-f])\d+")
+_CARD_SEPARATOR = re.compile(r"(?:%[0-9A-Fa-f]{2}|_|[^\w])(?:%[0-9A-Fa-f]{2}|_|[^\w]){0,2}")
+CARD_DIGITS = (13, 19)
 # Control characters that break a line or a word become a space, so that words on both sides stay apart.
 _BLANKS = dict.fromkeys("\t\n\v\f\r\x1c\x1d\x1e\x1f\x85\u2028\u2029", " ")
 
@@ -70,17 +84,108 @@ def _digit_count(run: str) -> int:
     return sum(ch.isdigit() for piece in _SPLIT.split(run)[::2] for ch in piece)
 
 
-def mask_digits(text: str, keep_last: int = KEEP_LAST) -> str:
-    """`text` with every run of 12+ digits masked but for its last `keep_last` digits (0 to 4)."""
+def luhn_valid(digits: str) -> bool:
+    """True when the digits (any Unicode decimal digits) pass the Luhn check of card numbers."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        value = int(ch) * (2 if i % 2 else 1)
+        total += value - 9 if value > 9 else value
+    return total % 10 == 0
+
+
+def _card_windows(text: str) -> Iterator[list[re.Match[str]]]:
+    """Digit groups of `text` that together read as a card number (see the module's text)."""
+    groups = list(_CARD_GROUP.finditer(text))
+    chain, gap = groups[:1], None
+    for before, group in pairwise(groups):
+        between = text[before.end():group.start()]
+        if gap is not None and between == gap:
+            chain.append(group)
+            continue
+        yield from _luhn_windows(chain)
+        # a group that ends one chain may start the next: "2026-11-27 4111 1111 1111 1111"
+        if _CARD_SEPARATOR.fullmatch(between):
+            chain, gap = [before, group], between
+        else:
+            chain, gap = [group], None
+    yield from _luhn_windows(chain)
+
+
+def _luhn_windows(chain: list[re.Match[str]]) -> Iterator[list[re.Match[str]]]:
+    low, high = CARD_DIGITS
+    for start in range(len(chain)):
+        digits = ""
+        for end in range(start, len(chain)):
+            digits += chain[end].group()
+            if len(digits) > high:
+                break
+            if len(digits) >= low and digits[0] != "0" and luhn_valid(digits):
+                yield chain[start:end + 1]
+
+
+def _hide(positions: list[int], keep_last: int, into: set[int]) -> None:
+    into.update(positions[: len(positions) - keep_last])
+
+
+def _card_positions(text: str, keep_last: int, into: set[int]) -> None:
+    for window in _card_windows(text):
+        _hide([i for group in window for i in range(group.start(), group.end())], keep_last, into)
+
+
+def _masked(text: str, hidden: set[int]) -> str:
+    return "".join("*" if i in hidden else ch for i, ch in enumerate(text)) if hidden else text
+
+
+def _check_keep_last(keep_last: int) -> None:
     if not 0 <= keep_last <= KEEP_LAST:
         raise ValueError(f"keep_last must be between 0 and {KEEP_LAST} (got {keep_last})")
-    def masked(match: re.Match[str]) -> str:
+
+
+def mask_cards(text: str, keep_last: int = KEEP_LAST) -> str:
+    """`text` with only the card numbers masked (13-19 Luhn-valid digits, any repeated separator)."""
+    _check_keep_last(keep_last)
+    hidden: set[int] = set()
+    _card_positions(text, keep_last, hidden)
+    return _masked(text, hidden)
+
+
+def mask_path(path: str) -> str:
+    """A file path fit for a metric label or a log: card numbers masked, other numbers (dates, sequence
+    numbers) kept so that different files keep different labels where they can."""
+    return mask_cards(path)
+
+
+def mask_digits(text: str, keep_last: int = KEEP_LAST) -> str:
+    """`text` with every card number and every run of 12+ digits masked but for its last `keep_last`
+    digits (0 to 4)."""
+    _check_keep_last(keep_last)
+    hidden: set[int] = set()
+    for match in _GROUPED_RUN.finditer(text):
         run = match.group()
         if _digit_count(run) < MIN_DIGITS or _IPV4_OF_12_DIGITS.fullmatch(run):
-            return run
-        return _mask_run(run, keep_last)
+            continue
+        positions, offset = [], match.start()
+        for i, piece in enumerate(_SPLIT.split(run)):
+            if i % 2 == 0:  # odd pieces are separators, whose digits (the 20 of %20) are not the number's
+                positions += [offset + k for k, ch in enumerate(piece) if ch.isdigit()]
+            offset += len(piece)
+        _hide(positions, keep_last, hidden)
+    _card_positions(text, keep_last, hidden)
+    return _masked(text, hidden)
 
-    return _GROUPED_RUN.sub(masked, text)
+
+class MaskingFilter(logging.Filter):
+    """Masks card numbers and long digit runs in every record a handler emits (message and arguments
+    merged first, exception text included), so that the exporter's own log never shows one."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = mask_digits(record.getMessage())
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = mask_digits(record.exc_text)
+        record.msg, record.args = message, None
+        return True
 
 
 def _mask_trailing_run(text: str) -> str:

@@ -6,6 +6,13 @@ PostgreSQL). A statement therefore passes only if it is a single SELECT/WITH und
 the dialect (or of all dialects when the server is unknown). A general-purpose SQL lexer picks one
 reading, which is exactly the gap an attacker-shaped statement would use.
 
+Every reading is the server's own, character for character: which characters end a ``--`` comment
+(PostgreSQL ``\\n`` and ``\\r``, the others ``\\n`` only), what follows MySQL's ``--``, which bytes
+make up a name or a dollar-quote tag. Where servers disagree on text that no monitoring query needs, the
+text is refused outright: a carriage return without a line feed inside a ``--`` or ``#`` comment, NUL,
+and, outside literals and quoted names, control characters and characters beyond ASCII that are neither
+letters, marks nor digits (Unicode spaces, punctuation).
+
 Keywords that start other statements are refused anywhere outside literals, quoted names and comments:
 SQL Server runs ``SELECT 1 DELETE FROM t`` as two statements without a ``;``. Functions with side
 effects (``nextval``, ``pg_terminate_backend``) cannot be seen in the text; the read-only session and a
@@ -15,6 +22,7 @@ SELECT-only account are the layers that stop them.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 
 
@@ -34,10 +42,14 @@ class _Reading:
     """How one server splits text into literals, quoted names, comments and code."""
 
     label: str
-    backslash_escapes: bool = False  # '\'' continues a '...' or "..." literal
+    backslash_escapes: bool = False  # '\'' continues a '...' literal
+    double_quote_backslash: bool = False  # ... and a "..." one (MySQL: "..." is a string)
     escape_string_prefix: bool = False  # PostgreSQL E'...' always takes backslash escapes
     dollar_quotes: bool = False  # PostgreSQL $tag$...$tag$
     brackets: bool = False  # [quoted name]
+    brackets_double: bool = False  # ']]' inside [...] is a ']' (SQL Server; SQLite ends at the first ']')
+    line_comment_ends: str = "\n"  # characters that end a -- or # comment
+    sqlite_variables: bool = False  # SQLite $name(...) / @name(...) / :name(...) / #name(...) tokens
     backticks: bool = False  # `quoted name`
     nested_comments: bool = False
     hash_comments: bool = False
@@ -45,10 +57,13 @@ class _Reading:
     executable_comments: bool = False  # MySQL /*! ... */ is code
 
 
-_POSTGRESQL = _Reading("PostgreSQL", escape_string_prefix=True, dollar_quotes=True, nested_comments=True)
+_POSTGRESQL = _Reading(
+    "PostgreSQL", escape_string_prefix=True, dollar_quotes=True, nested_comments=True, line_comment_ends="\n\r"
+)
 _MYSQL = _Reading(
     "MySQL/MariaDB",
     backslash_escapes=True,
+    double_quote_backslash=True,
     backticks=True,
     hash_comments=True,
     dash_comment_needs_space=True,
@@ -61,10 +76,15 @@ _READINGS: dict[str, tuple[_Reading, ...]] = {
     ),
     "mysql": (
         _MYSQL,
-        replace(_MYSQL, label="MySQL/MariaDB with NO_BACKSLASH_ESCAPES", backslash_escapes=False),
+        replace(
+            _MYSQL,
+            label="MySQL/MariaDB with NO_BACKSLASH_ESCAPES",
+            backslash_escapes=False,
+            double_quote_backslash=False,
+        ),
     ),
-    "mssql": (_Reading("SQL Server", brackets=True, nested_comments=True),),
-    "sqlite": (_Reading("SQLite", brackets=True, backticks=True),),
+    "mssql": (_Reading("SQL Server", brackets=True, brackets_double=True, nested_comments=True),),
+    "sqlite": (_Reading("SQLite", brackets=True, backticks=True, sqlite_variables=True),),
 }
 DIALECTS = tuple(_READINGS)
 _ALL_READINGS = tuple(reading for readings in _READINGS.values() for reading in readings)
@@ -85,9 +105,13 @@ _FORBIDDEN = {word: why for why, words in _WHY.items() for word in words.split()
 _FUNCTIONS = {"INSERT", "REPLACE"}  # string functions when followed by '('
 _ROW_LOCK_AFTER_FOR = {"UPDATE", "SHARE", "NO", "KEY"}
 
-_WORD = re.compile(r"[^\W\d][\w$]*")
+# Outside ASCII, PostgreSQL, MySQL and SQLite take any character as part of a name; only letters, marks
+# and digits are let through (anything else is refused before these patterns are tried).
+_WORD = re.compile(r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*")
 _NUMBER = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
-_DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$")
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
+_SQLITE_VARIABLE = re.compile(r"[$@:#](?:[A-Za-z0-9_$\x80-\U0010ffff]|::)+\(")
+_CODE_SPACE = " \t\n\r"
 _COMMENT_MARK = re.compile(r"/\*|\*/")
 
 
@@ -134,9 +158,7 @@ def _check(tokens: list[_Token], sql: str) -> None:
     first = next((token for token in tokens if not _is(token, "(")), tokens[-1])
     if first.kind != "word" or first.text.upper() not in ("SELECT", "WITH"):
         shown = first.text if len(first.text) <= 20 else first.text[:20] + "..."
-        raise StatementError(
-            f"only SELECT or WITH statements are allowed, found {shown!r}", first.offset, sql
-        )
+        raise StatementError(f"only SELECT or WITH statements are allowed, found {shown!r}", first.offset, sql)
     for index, token in enumerate(tokens):
         if token.kind != "word" or (index and _is(tokens[index - 1], ".")):
             continue  # not a keyword, or a qualified name such as t.update
@@ -164,14 +186,16 @@ def _is(token: _Token, punct: str) -> bool:
 
 def _tokens(sql: str, reading: _Reading) -> list[_Token]:
     """Split ``sql`` the way ``reading`` does, dropping whitespace and comments."""
+    if (nul := sql.find("\0")) >= 0:
+        raise StatementError("a NUL character ends the text early for some drivers and servers", nul, sql)
     tokens: list[_Token] = []
     i, n = 0, len(sql)
     while i < n:
         char = sql[i]
-        if char.isspace():
+        if char in _CODE_SPACE:
             i += 1
         elif sql.startswith("--", i) and _dash_comment(sql, i, reading) or char == "#" and reading.hash_comments:
-            i = _line_end(sql, i)
+            i = _line_comment_end(sql, i, reading)
         elif sql.startswith("/*", i):
             if reading.executable_comments and sql.startswith(("!", "M!"), i + 2):
                 raise StatementError("MySQL/MariaDB executable comments /*! ... */ are not accepted", i, sql)
@@ -179,22 +203,22 @@ def _tokens(sql: str, reading: _Reading) -> list[_Token]:
         elif char == "'":
             i = _add(tokens, "literal", sql, i, _quoted_end(sql, i, "'", reading.backslash_escapes))
         elif char == '"':
-            i = _add(tokens, "name", sql, i, _quoted_end(sql, i, '"', reading.backslash_escapes))
+            i = _add(tokens, "name", sql, i, _quoted_end(sql, i, '"', reading.double_quote_backslash))
         elif char == "`" and reading.backticks:
             i = _add(tokens, "name", sql, i, _quoted_end(sql, i, "`", False))
         elif char == "[" and reading.brackets:
-            i = _add(tokens, "name", sql, i, _quoted_end(sql, i, "]", False))
+            i = _add(tokens, "name", sql, i, _bracket_end(sql, i, reading.brackets_double))
         elif char == "$" and reading.dollar_quotes and (tag := _DOLLAR_TAG.match(sql, i)):
             close = sql.find(tag.group(), tag.end())
             if close < 0:
                 raise StatementError("unterminated dollar-quoted literal", i, sql)
             i = _add(tokens, "literal", sql, i, close + len(tag.group()))
+        elif reading.sqlite_variables and _SQLITE_VARIABLE.match(sql, i):
+            raise StatementError("SQLite reads a parameter name followed by '(' as one token", i, sql)
+        elif problem := _odd_character(char):
+            raise StatementError(f"{problem} outside a literal or quoted name", i, sql)
         elif word := _WORD.match(sql, i):
-            if (
-                reading.escape_string_prefix
-                and word.group() in ("E", "e")
-                and sql.startswith("'", word.end())
-            ):
+            if reading.escape_string_prefix and word.group() in ("E", "e") and sql.startswith("'", word.end()):
                 i = _add(tokens, "literal", sql, i, _quoted_end(sql, word.end(), "'", True))
             else:
                 i = _add(tokens, "word", sql, i, word.end())
@@ -205,6 +229,16 @@ def _tokens(sql: str, reading: _Reading) -> list[_Token]:
     return tokens
 
 
+def _odd_character(char: str) -> str | None:
+    """Why a character outside literals would be read differently by servers, or None."""
+    code = ord(char)
+    if code < 32 or code == 127:
+        return f"control character U+{code:04X}"
+    if code > 127 and unicodedata.category(char)[0] not in "LMN":
+        return f"character U+{code:04X} ({unicodedata.name(char, 'unnamed')}), which servers read differently,"
+    return None
+
+
 def _add(tokens: list[_Token], kind: str, sql: str, start: int, end: int) -> int:
     tokens.append(_Token(kind, sql[start:end], start))
     return end
@@ -213,13 +247,22 @@ def _add(tokens: list[_Token], kind: str, sql: str, start: int, end: int) -> int
 def _dash_comment(sql: str, i: int, reading: _Reading) -> bool:
     if not reading.dash_comment_needs_space or i + 2 >= len(sql):
         return True
-    follower = sql[i + 2]
-    return follower.isspace() or ord(follower) < 32
+    follower = ord(sql[i + 2])
+    return follower <= 32 or follower == 127  # MySQL: my_isspace() or my_iscntrl(), ASCII only
 
 
-def _line_end(sql: str, i: int) -> int:
-    end = sql.find("\n", i)
-    return len(sql) if end < 0 else end + 1
+def _line_comment_end(sql: str, start: int, reading: _Reading) -> int:
+    ends = [found for char in reading.line_comment_ends if (found := sql.find(char, start)) >= 0]
+    end = min(ends) + 1 if ends else len(sql)
+    lone = next((k for k in range(start, end) if sql[k] == "\r" and not sql.startswith("\n", k + 1)), None)
+    if lone is not None:
+        raise StatementError(
+            "a carriage return without a line feed inside a -- or # comment (PostgreSQL ends the comment "
+            "there, other servers do not)",
+            lone,
+            sql,
+        )
+    return end
 
 
 def _comment_end(sql: str, start: int, nested: bool) -> int:
@@ -234,6 +277,15 @@ def _comment_end(sql: str, start: int, nested: bool) -> int:
         if depth == 0:
             return mark.end()
     raise StatementError("unterminated /* comment", start, sql)
+
+
+def _bracket_end(sql: str, start: int, doubled: bool) -> int:
+    if doubled:
+        return _quoted_end(sql, start, "]", False)
+    close = sql.find("]", start + 1)
+    if close < 0:
+        raise StatementError("unterminated quoted name", start, sql)
+    return close + 1
 
 
 def _quoted_end(sql: str, start: int, close: str, backslash_escapes: bool) -> int:

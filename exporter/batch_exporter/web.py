@@ -2,8 +2,14 @@
 
 A scrape only copies bytes the caller rendered beforehand (`Endpoints.metrics_payload`), so it never
 waits on a database. One thread per connection with HTTP/1.1 keep-alive and Nagle disabled; TLS is
-negotiated in that connection's thread with a deadline, never inside `accept()`, so a client that
-connects and stays silent cannot stall anyone else.
+negotiated in that connection's thread, never inside `accept()`, so a client that connects and stays
+silent cannot stall anyone else.
+
+Hostile clients are bounded (`ConnectionLimits`): at most `max_connections` connections at once, and
+when full the one that has waited longest for a request is cut to make room; the TLS handshake and the
+first request must arrive within `first_request_seconds` of the connection; password checks run in a
+small pool that refuses at once (503 or 429, with Retry-After) when full, so a flood of wrong passwords
+cannot queue a valid scrape past its timeout.
 """
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ import socketserver
 import ssl
 import sys
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -32,7 +40,8 @@ from urllib.parse import urlsplit
 
 import bcrypt
 
-from .webconfig import WebConfig
+from .webconfig import WebConfig, WebConfigError, header_problems
+from .yamlsource import Problem
 
 DEFAULT_PORT = 10117
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -43,6 +52,19 @@ HANDSHAKE_TIMEOUT_SECONDS = 10.0
 IDLE_TIMEOUT_SECONDS = 120.0
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Bounds on what unauthenticated clients can make the server hold or compute."""
+
+    max_connections: int = 128
+    first_request_seconds: float = 5.0  # TLS handshake + request line + headers + body of a new connection
+    idle_seconds: float = IDLE_TIMEOUT_SECONDS
+    max_body_bytes: int = 64 * 1024  # a body on GET/HEAD is read and dropped up to this size
+    password_workers: int = 2  # bcrypt checks running at once
+    password_checks: int = 16  # checks running or waiting; more are refused with 503
+    password_checks_per_client: int = 2  # per client address; more are refused with 429
 
 
 class Endpoints(Protocol):
@@ -117,26 +139,43 @@ def _basic_credentials(header: str | None) -> tuple[bytes, bytes] | None:
     return (user, password) if colon else None
 
 
+class AuthBusy(Exception):
+    """Too many password checks in flight: refuse now rather than queue (`status` is 503 or 429)."""
+
+    def __init__(self, status: HTTPStatus) -> None:
+        super().__init__(status.phrase)
+        self.status = status
+
+
 class BasicAuth:
     """Checks `Authorization: Basic` against bcrypt hashes.
 
     bcrypt is slow on purpose (tens of ms per check), so accepted credentials are remembered, keyed by
     an HMAC under a per-process random key: plain passwords are never kept, and repeat scrapes cost a
-    dictionary lookup. Failed attempts always pay for bcrypt, one at a time.
+    dictionary lookup. Other attempts pay for bcrypt in a pool of `workers` threads; at most `checks`
+    attempts wait or run at once, `per_client` of them from one client address, and any more raise
+    AuthBusy at once. A flood from one address therefore cannot fill the pool, and whoever gets in
+    waits for at most `checks / workers` bcrypt runs.
     """
 
     _REMEMBERED_LIMIT = 1024
 
-    def __init__(self, users: Mapping[str, str]) -> None:
+    def __init__(self, users: Mapping[str, str], *, workers: int = 2, checks: int = 16, per_client: int = 2) -> None:
+        self.users = dict(users)
         self._hashes = {user.encode(): hashed.encode() for user, hashed in users.items()}
         self._key = secrets.token_bytes(32)
         self._granted: set[bytes] = set()
         self._granted_lock = threading.Lock()
-        self._bcrypt_lock = threading.Lock()
+        self._workers = threading.BoundedSemaphore(workers)
+        self._max_checks, self._max_per_client = checks, per_client
+        self._checks = 0
+        self._per_client: dict[str, int] = {}
+        self._admission = threading.Lock()
+        self._decoy_lock = threading.Lock()
         self._decoy: bytes | None = None
 
-    def allows(self, authorization: str | None) -> bool:
-        """True when the header carries a configured user and its password."""
+    def allows(self, authorization: str | None, client: str = "") -> bool:
+        """True when the header carries a configured user and its password; AuthBusy when the pool is full."""
         credentials = _basic_credentials(authorization)
         if credentials is None:
             return False
@@ -146,9 +185,14 @@ class BasicAuth:
             if key in self._granted:
                 return True
         hashed = self._hashes.get(user)
-        with self._bcrypt_lock:
+        self._admit(client)
+        try:
             # An unknown user is checked against a decoy hash so that timing does not reveal user names.
-            matches = _bcrypt_matches(password, hashed if hashed is not None else self._decoy_hash())
+            expected = hashed if hashed is not None else self._decoy_hash()
+            with self._workers:
+                matches = _bcrypt_matches(password, expected)
+        finally:
+            self._leave(client)
         if not (matches and hashed is not None):
             return False
         with self._granted_lock:
@@ -157,12 +201,29 @@ class BasicAuth:
             self._granted.add(key)
         return True
 
+    def _admit(self, client: str) -> None:
+        with self._admission:
+            if self._per_client.get(client, 0) >= self._max_per_client:
+                raise AuthBusy(HTTPStatus.TOO_MANY_REQUESTS)
+            if self._checks >= self._max_checks:
+                raise AuthBusy(HTTPStatus.SERVICE_UNAVAILABLE)
+            self._checks += 1
+            self._per_client[client] = self._per_client.get(client, 0) + 1
+
+    def _leave(self, client: str) -> None:
+        with self._admission:
+            self._checks -= 1
+            left = self._per_client.pop(client) - 1
+            if left:
+                self._per_client[client] = left
+
     def _decoy_hash(self) -> bytes:
-        if self._decoy is None:
-            sample = next(iter(self._hashes.values()), b"$2b$10$")
-            cost = int(sample[4:6]) if sample[4:6].isdigit() else 10
-            self._decoy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=cost))
-        return self._decoy
+        with self._decoy_lock:
+            if self._decoy is None:
+                sample = next(iter(self._hashes.values()), b"$2b$10$")
+                cost = int(sample[4:6]) if sample[4:6].isdigit() else 10
+                self._decoy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=cost))
+            return self._decoy
 
 
 def _bcrypt_matches(password: bytes, hashed: bytes) -> bool:
@@ -182,12 +243,26 @@ class _Security:
     headers: tuple[tuple[str, str], ...]
 
     @classmethod
-    def from_config(cls, config: WebConfig | None) -> _Security:
+    def from_config(cls, config: WebConfig | None, limits: ConnectionLimits,
+                    previous: _Security | None = None) -> _Security:
+        """Raises WebConfigError on a header that cannot be sent; keeps `previous`'s remembered logins
+        when the users did not change."""
         if config is None:
             return cls(None, None, ())
+        bad_headers = header_problems(config.headers)
+        if bad_headers:
+            raise WebConfigError("web config", [Problem(("http_server_config", "headers", name), None, why)
+                                                for name, why in bad_headers])
+        auth = None
+        if config.basic_auth_users:
+            if previous is not None and previous.auth is not None and previous.auth.users == config.basic_auth_users:
+                auth = previous.auth
+            else:
+                auth = BasicAuth(config.basic_auth_users, workers=limits.password_workers,
+                                 checks=limits.password_checks, per_client=limits.password_checks_per_client)
         return cls(
             tls=config.tls.ssl_context() if config.tls is not None else None,
-            auth=BasicAuth(config.basic_auth_users) if config.basic_auth_users else None,
+            auth=auth,
             headers=tuple(config.headers.items()),
         )
 
@@ -211,6 +286,15 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = IDLE_TIMEOUT_SECONDS
     server: _HTTPServer
 
+    def __init__(self, request: Any, client_address: Any, server: _HTTPServer, slot: _Slot) -> None:
+        self.slot = slot
+        super().__init__(request, client_address, server)
+
+    def handle_one_request(self) -> None:
+        super().handle_one_request()
+        if not self.close_connection:
+            self.slot.wait(self.server.limits.idle_seconds)
+
     def version_string(self) -> str:
         return "batch-exporter"
 
@@ -233,12 +317,47 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _authorized(self, send_body: bool) -> bool:
         auth = self.server.security.auth
-        if auth is None or auth.allows(self.headers.get("Authorization")):
-            return True
+        try:
+            if auth is None or auth.allows(self.headers.get("Authorization"), str(self.client_address[0])):
+                return True
+        except AuthBusy as busy:
+            self.close_connection = True
+            self._reply(busy.status, b"Too many password checks in progress, retry shortly\n", send_body,
+                        extra=(("Retry-After", "1"),))
+            return False
+        # Closed so that an unauthenticated client cannot keep a connection and its thread.
+        self.close_connection = True
         self._reply(HTTPStatus.UNAUTHORIZED, b"Unauthorized\n", send_body, extra=(("WWW-Authenticate", "Basic"),))
         return False
 
+    def _drop_body(self) -> bool:
+        """Read and discard a request body so that it is not taken for the next request; False once
+        refused (a reply was sent and the connection will close)."""
+        refusal = None
+        lengths = {value.strip() for value in self.headers.get_all("Content-Length", [])}
+        if self.headers.get_all("Transfer-Encoding"):
+            refusal = HTTPStatus.BAD_REQUEST, b"Request bodies are not accepted here\n"
+        elif len(lengths) > 1 or not all(length.isdigit() for length in lengths):
+            refusal = HTTPStatus.BAD_REQUEST, b"Invalid Content-Length\n"
+        elif lengths and int(next(iter(lengths))) > self.server.limits.max_body_bytes:
+            refusal = HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"Request body too large\n"
+        if refusal is not None:
+            self.close_connection = True
+            self._reply(*refusal)
+            return False
+        remaining = int(next(iter(lengths))) if lengths else 0
+        while remaining:
+            chunk = self.rfile.read(min(remaining, 16384))
+            if not chunk:
+                self.close_connection = True
+                return False
+            remaining -= len(chunk)
+        return True
+
     def _serve(self, send_body: bool) -> None:
+        if not self._drop_body():
+            return
+        self.slot.busy()
         if not self._authorized(send_body):
             return
         try:
@@ -292,21 +411,107 @@ _PLAIN_HTTP_TO_TLS = (b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n
 _TLS_HANDSHAKE_RECORD = 0x16
 
 
+class _Slot:
+    """One admitted connection: its socket (swapped for the TLS one after wrapping) and its deadline."""
+
+    def __init__(self, connection: socket.socket, deadline: float) -> None:
+        self.connection = connection
+        self.waiting_since: float | None = time.monotonic()  # None while a request is being answered
+        self.deadline: float | None = deadline
+        self.cut = False
+        self._lock = threading.Lock()
+
+    def swap(self, connection: socket.socket) -> bool:
+        """Track the TLS socket from now on; False when the slot was cut meanwhile."""
+        with self._lock:
+            self.connection = connection
+            return not self.cut
+
+    def busy(self) -> None:
+        with self._lock:
+            self.waiting_since = self.deadline = None
+
+    def wait(self, seconds: float) -> None:
+        with self._lock:
+            self.waiting_since = now = time.monotonic()
+            self.deadline = now + seconds
+
+    def cut_now(self) -> None:
+        with self._lock:
+            self.cut = True
+            # The plain socket method: on a TLS socket it cuts the TCP stream without touching TLS state.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(self.connection, socket.SHUT_RDWR)
+
+
+class _Slots:
+    """The admitted connections, oldest first, at most `limit` of them."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._slots: OrderedDict[_Slot, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def admit(self, connection: socket.socket, first_request_seconds: float) -> _Slot | None:
+        """A slot for a new connection, cutting the longest-waiting one if full; None if all are busy."""
+        victim = None
+        with self._lock:
+            if len(self._slots) >= self._limit:
+                waiting = [slot for slot in self._slots if slot.waiting_since is not None]
+                if not waiting:
+                    return None
+                victim = min(waiting, key=lambda slot: slot.waiting_since or 0.0)
+                del self._slots[victim]
+            slot = _Slot(connection, time.monotonic() + first_request_seconds)
+            self._slots[slot] = None
+        if victim is not None:
+            log.debug("connection limit reached: cutting the connection that waited longest")
+            victim.cut_now()
+        return slot
+
+    def release(self, slot: _Slot) -> None:
+        with self._lock:
+            self._slots.pop(slot, None)
+
+    def reap(self) -> None:
+        """Cut the connections whose handshake, request or idle time ran out."""
+        now = time.monotonic()
+        with self._lock:
+            late = [slot for slot in self._slots if slot.deadline is not None and slot.deadline < now]
+            for slot in late:
+                del self._slots[slot]
+        for slot in late:
+            slot.cut_now()
+
+    def cut_all(self) -> None:
+        with self._lock:
+            slots = list(self._slots)
+            self._slots.clear()
+        for slot in slots:
+            slot.cut_now()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._slots)
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
     # On Windows SO_REUSEADDR lets a second process take over a bound port; elsewhere it only skips TIME_WAIT.
     allow_reuse_address = os.name != "nt"
 
-    def __init__(self, host: str, port: int, endpoints: Endpoints, security: _Security, landing_page: bytes) -> None:
+    def __init__(self, host: str, port: int, endpoints: Endpoints, security: _Security, landing_page: bytes,
+                 limits: ConnectionLimits) -> None:
         family, bind_host = _bind_target(host, port)
         self.address_family = family
         self.endpoints = endpoints
         self.security = security
         self.landing_page = landing_page
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__((bind_host, port), _Handler, bind_and_activate=False)
+        self.limits = limits
+        self.slots = _Slots(limits.max_connections)
+        # Unused: _finish_connection builds each _Handler itself, handing it the connection's slot.
+        super().__init__((bind_host, port), BaseHTTPRequestHandler, bind_and_activate=False)
         try:
             if family == socket.AF_INET6 and host == "":
                 self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -321,26 +526,50 @@ class _HTTPServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
 
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        """Runs in the connection's own thread: TLS handshake (if any), then HTTP requests."""
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """In the accept loop: admit the connection (or drop it), then serve it in its own thread."""
+        slot = self.slots.admit(request, self.limits.first_request_seconds)
+        if slot is None:
+            log.debug("connection limit reached with every connection busy: dropping %s", client_address)
+            self.shutdown_request(request)
+            return
+        thread = threading.Thread(target=self._serve_connection, args=(request, client_address, slot),
+                                  name="http-connection", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # the system refused another thread
+            self.slots.release(slot)
+            self.shutdown_request(request)
+
+    def service_actions(self) -> None:
+        self.slots.reap()
+
+    def _serve_connection(self, request: socket.socket, client_address: Any, slot: _Slot) -> None:
+        try:
+            self._finish_connection(request, client_address, slot)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.slots.release(slot)
+            self.shutdown_request(request)
+
+    def _finish_connection(self, request: socket.socket, client_address: Any, slot: _Slot) -> None:
+        """TLS handshake (if any), then HTTP requests."""
         connection: socket.socket = request
-        self._track(connection)
         try:
             context = self.security.tls
             if context is not None:
-                tls_connection = self._handshake(request, context, client_address)
+                tls_connection = self._handshake(request, context, client_address, slot)
                 if tls_connection is None:
                     return
-                self._untrack(request)
                 connection = tls_connection
-            self.RequestHandlerClass(connection, client_address, self)
+            _Handler(connection, client_address, self, slot)
         finally:
-            self._untrack(connection)
             if connection is not request:
                 _close_quietly(connection)
 
     def _handshake(self, request: socket.socket, context: ssl.SSLContext,
-                   client_address: Any) -> ssl.SSLSocket | None:
+                   client_address: Any, slot: _Slot) -> ssl.SSLSocket | None:
         request.settimeout(HANDSHAKE_TIMEOUT_SECONDS)
         try:
             first = request.recv(1, socket.MSG_PEEK)
@@ -355,31 +584,18 @@ class _HTTPServer(ThreadingHTTPServer):
             log.debug("connection from %s closed before TLS: %s", client_address, exc)
             return None
         try:
-            self._track(tls_connection)  # so that shutdown() can interrupt a stalled handshake
+            if not slot.swap(tls_connection):  # cut while wrapping: the old socket object is detached
+                raise ConnectionAbortedError("connection cut before the TLS handshake")
             tls_connection.do_handshake()
             return tls_connection
         except (OSError, ValueError) as exc:
             log.debug("TLS handshake with %s failed: %s", client_address, exc)
-            self._untrack(tls_connection)
             _close_quietly(tls_connection)
             return None
 
-    def _track(self, connection: socket.socket) -> None:
-        with self._open_lock:
-            self._open.add(connection)
-
-    def _untrack(self, connection: socket.socket) -> None:
-        with self._open_lock:
-            self._open.discard(connection)
-
     def close_connections(self) -> None:
         """Cut every open connection, so that idle keep-alive clients are not served after shutdown."""
-        with self._open_lock:
-            connections = list(self._open)
-        for connection in connections:
-            # The plain socket method: on a TLS socket it cuts the TCP stream without touching TLS state.
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(connection, socket.SHUT_RDWR)
+        self.slots.cut_all()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]
@@ -418,11 +634,13 @@ class MetricsServer:
     """Serves /metrics, /, /-/healthy and /-/ready on one address, in background threads."""
 
     def __init__(self, listen_address: str, endpoints: Endpoints, web_config: WebConfig | None = None, *,
-                 title: str = "batch-exporter", version: str = "") -> None:
+                 title: str = "batch-exporter", version: str = "",
+                 limits: ConnectionLimits = ConnectionLimits()) -> None:
         self.listen_address = listen_address
         self._host, self.port = parse_listen_address(listen_address)
         self._endpoints = endpoints
-        self._security = _Security.from_config(web_config)
+        self._limits = limits
+        self._security = _Security.from_config(web_config, limits)
         self._landing_page = _landing_page(title, version)
         self._server: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -432,7 +650,8 @@ class MetricsServer:
         if self._server is not None:
             raise RuntimeError("server already started")
         try:
-            server = _HTTPServer(self._host, self.port, self._endpoints, self._security, self._landing_page)
+            server = _HTTPServer(self._host, self.port, self._endpoints, self._security, self._landing_page,
+                                 self._limits)
         except OSError as exc:
             raise OSError(exc.errno, f"cannot listen on {self.listen_address}: {exc.strerror or exc}") from None
         self._server = server
@@ -458,8 +677,10 @@ class MetricsServer:
         self._server = self._thread = None
 
     def reload_web_config(self, web_config: WebConfig | None) -> None:
-        """Swap TLS, users and headers; applies to new requests (TLS: to new connections)."""
-        security = _Security.from_config(web_config)  # raises before anything changes
+        """Swap TLS, users and headers; applies to new requests (TLS: to new connections). Logins already
+        accepted stay remembered when the users did not change. Raises WebConfigError (and changes
+        nothing) on a config that cannot be served."""
+        security = _Security.from_config(web_config, self._limits, self._security)  # raises before any change
         self._security = security
         if self._server is not None:
             self._server.security = security

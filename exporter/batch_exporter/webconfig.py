@@ -145,8 +145,6 @@ class _HTTPServerModel(_Strict):
             allowed = ALLOWED_HEADERS[name]
             if allowed and value not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)} (got {value!r})")
-            if "\r" in value or "\n" in value:
-                raise ValueError(f"{name}: a header value cannot contain a line break")
         return headers
 
 
@@ -154,6 +152,30 @@ class _WebConfigModel(_Strict):
     tls_server_config: _TLSServerModel | None = None
     http_server_config: _HTTPServerModel | None = None
     basic_auth_users: dict[str, str] | None = None
+
+
+# RFC 9110 token characters, the only ones a header name may hold.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def header_problems(headers: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(header name, why) for every header that cannot be sent as is: checked at load, never at reply."""
+    problems = []
+    for name, value in headers.items():
+        if not _TOKEN.fullmatch(name):
+            problems.append((name, "a header name must be an HTTP token (letters, digits, '-' and the like)"))
+            continue
+        for position, char in enumerate(value, start=1):
+            if char in "\r\n":
+                problems.append((name, "a header value cannot contain a line break"))
+                break
+            if ord(char) > 0xFF or (ord(char) < 0x20 and char != "\t") or ord(char) == 0x7F:
+                # The typical case is a typographic quote pasted from a document.
+                problems.append((name, f"character {char!r} (U+{ord(char):04X}) at position {position} cannot be "
+                                       "sent in an HTTP header (only latin-1 text): replace it, for a quote "
+                                       "use a plain ' or \""))
+                break
+    return problems
 
 
 def _check_users(users: Mapping[str, str]) -> list[_FieldProblem]:
@@ -201,11 +223,7 @@ def _build_context(tls: TLSConfig) -> ssl.SSLContext:
         # An empty password makes an encrypted key fail instead of prompting on the terminal.
         context.load_cert_chain(str(tls.cert_file), str(tls.key_file), password=b"")
     except ssl.SSLError as exc:
-        if exc.reason == "KEY_VALUES_MISMATCH":
-            message = f"{tls.key_file} is not the private key of cert_file {tls.cert_file}"
-        else:
-            message = f"{tls.key_file} is not an unencrypted PEM private key matching cert_file"
-        raise _FieldProblem(section + ("key_file",), message) from None
+        raise _FieldProblem(*_key_problem(tls, exc.reason)) from None
 
     context.verify_mode = _VERIFY_MODES[tls.client_auth_type]
     if tls.client_ca_file is not None:
@@ -216,6 +234,22 @@ def _build_context(tls: TLSConfig) -> ssl.SSLContext:
             raise _FieldProblem(section + ("client_ca_file",),
                                 f"{tls.client_ca_file} holds no PEM CA certificate") from None
     return context
+
+
+def _key_problem(tls: TLSConfig, reason: str | None) -> tuple[Path_, str]:
+    section = ("tls_server_config",)
+    if reason == "KEY_VALUES_MISMATCH":
+        return section + ("key_file",), f"{tls.key_file} is not the private key of cert_file {tls.cert_file}"
+    if reason == "EE_KEY_TOO_SMALL":
+        return section + ("key_file",), (
+            f"the key in {tls.key_file} is too small for the TLS library's security level: RSA and DSA keys "
+            "need at least 2048 bits (3072 recommended), EC keys at least 224 bits; make a new key and "
+            "certificate, e.g. openssl req -x509 -newkey rsa:3072 ...")
+    if reason == "CA_MD_TOO_WEAK":
+        return section + ("cert_file",), (
+            f"{tls.cert_file} is signed with a digest too weak for the TLS library (MD5 or SHA-1): "
+            "reissue it signed with SHA-256")
+    return section + ("key_file",), f"{tls.key_file} is not an unencrypted PEM private key matching cert_file"
 
 
 def _readable(path: Path, where: Path_) -> None:
@@ -298,4 +332,8 @@ def load_web_config(path: Path) -> WebConfig:
             raise WebConfigError(file, [problem(exc)]) from None
 
     headers = (model.http_server_config.headers if model.http_server_config else None) or {}
+    bad_headers = header_problems(headers)
+    if bad_headers:
+        raise WebConfigError(file, [problem(_FieldProblem(("http_server_config", "headers", name), why))
+                                    for name, why in bad_headers])
     return WebConfig(tls=tls, basic_auth_users=users, headers=dict(headers))

@@ -1,6 +1,7 @@
 """Named consistency queries, each returning one number, compared with bounds."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from ..config import CheckConfig
@@ -8,6 +9,10 @@ from ..database import Database, QueryError
 from ..snapshot import SampleBuilder, Snapshot
 from ..values import as_float
 from .errors import SourceError
+
+log = logging.getLogger(__name__)
+# One row is used; a second is read only to tell the operator that the query returns more.
+_ROWS_READ = 2
 
 
 def check_value(rows: Sequence[Sequence[object]]) -> float:
@@ -38,6 +43,7 @@ class ChecksSource:
         self._batch = batch
         self._checks = checks
         self._db = db
+        self._warned: set[str] = set()  # checks already reported as returning several rows
 
     def poll(self) -> Snapshot:
         """Run each check once; raises SourceError naming the check that failed."""
@@ -50,9 +56,14 @@ class ChecksSource:
 
     def _value(self, name: str, check: CheckConfig) -> float:
         try:
-            rows = self._db.query(check.query)
+            rows = self._db.query_head(check.query, limit=_ROWS_READ)
         except QueryError as exc:
             raise SourceError(exc.reason, f"check {name}: {exc}") from None
+        if len(rows) > 1 and name not in self._warned:
+            self._warned.add(name)
+            log.warning("batch %s check %s: the query returns more than one row; only the first row's first "
+                        "column is used and the rest is not read (aggregate it, or add ORDER BY and LIMIT 1)",
+                        self._batch, name)
         try:
             return check_value(rows)
         except ValueError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +14,19 @@ from ..tailing.encoding import resolve
 from ..tailing.follower import FileSetFollower, Totals, TrackedFile
 from ..tailing.identity import Fingerprint, Identity
 from ..tailing.scanner import Counts, PatternSet
-from ..tailing.state import FileRecord, LogState, PatternRecord, StateError, load, save, state_file_name
+from ..tailing.state import (
+    FileRecord,
+    LogState,
+    PatternRecord,
+    StateError,
+    decode_path,
+    encode_path,
+    load,
+    save,
+    state_file_name,
+)
 from .errors import SourceError, summarize
-from .logfiles import LogConfigLike
+from .logfiles import LogConfigLike, follows_symlinks
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +34,15 @@ log = logging.getLogger(__name__)
 class LogScanSource:
     """Counts lines and configured patterns in the bytes appended since the last poll.
 
-    Counters are cumulative. With a `state_dir` they are saved together with the read positions
-    after every poll that read something, and a restart resumes from there; without one, every
-    process start reads the current files from their beginning (what `once` shows). A saved state
-    that is damaged or belongs to another log is reported as a warning and ignored.
+    Counters are cumulative. With a `state_dir` (the exporter always gives one, see `state_dir.py`)
+    they are saved together with the read positions after every poll that read something, and a
+    restart resumes from there; without one, every start reads the current files from their
+    beginning. A saved state that is damaged or belongs to another log is reported as a warning and
+    ignored.
+
+    On a reload the old source hands over to the new one: `retire` stops it reading and returns its
+    state, which the new source takes as `handover` instead of the state file (that file may lag
+    the old source's counters, and the old source must not count on past the state it handed over).
 
     The constructor raises ValueError for an encoding whose lines cannot be found in raw bytes
     (utf-7, iso-2022-*, EBCDIC); `tailing.encoding.resolve` gives the same verdict for config checks.
@@ -39,6 +55,7 @@ class LogScanSource:
         log: LogConfigLike,
         state_dir: Path | None,
         clock: Callable[[], float] = time.time,
+        handover: LogState | None = None,
     ) -> None:
         self.name = f"logscan:{batch}/{log_name}"
         self._batch = batch
@@ -51,15 +68,36 @@ class LogScanSource:
             Path(state_dir) / state_file_name(batch, log_name) if state_dir is not None else None
         )
         self._last_match: dict[str, float] = {}
-        totals, files = self._restore()
-        self._follower = FileSetFollower(log.path, self._patterns, totals, files)
+        totals, files = self._restore(handover)
+        self._follower = FileSetFollower(log.path, self._patterns, totals, files, follows_symlinks(log))
         self._snapshot: Snapshot | None = None
         self._unsaved = False
+        self._lock = threading.Lock()  # a poll and a hand-over never overlap
+        self._retired = False
+
+    def retire(self) -> LogState | None:
+        """Stop reading (later polls return the last counts unchanged) and return the state to hand
+        over: counters and positions of the last completed poll; None before any history (no poll
+        yet and nothing restored), when the successor starts as this source did."""
+        with self._lock:
+            self._retired = True
+            return self._state() if self._follower.has_history else None
+
+    def resume(self) -> None:
+        """Read again after `retire`, when the hand-over did not happen (the reload failed)."""
+        with self._lock:
+            self._retired = False
 
     def poll(self) -> Snapshot:
         """Read new bytes once. Raises SourceError('io') when files cannot be listed or read, and
         SourceError('state') when the state file cannot be written; either carries the snapshot of
         what could be counted, so the other files' counts go on being exported."""
+        with self._lock:
+            if self._retired:
+                return self._snapshot or self._build()
+            return self._poll()
+
+    def _poll(self) -> Snapshot:
         totals = self._follower.totals
         before = list(totals.counts.matches)
         try:
@@ -109,15 +147,15 @@ class LogScanSource:
         builder.add("batch_log_unread_bytes", self._follower.unread_bytes, **labels)
         return builder.build(self.name)
 
-    def _restore(self) -> tuple[Totals, list[TrackedFile] | None]:
+    def _restore(self, handover: LogState | None) -> tuple[Totals, list[TrackedFile] | None]:
         fresh = Totals(counts=self._patterns.new_counts())
-        if self._state_path is None:
-            return fresh, None
-        try:
-            state = load(self._state_path)
-        except StateError as exc:
-            log.warning("%s: %s; reading the log files again from their start", self.name, exc)
-            return fresh, None
+        state = handover
+        if state is None and self._state_path is not None:
+            try:
+                state = load(self._state_path)
+            except StateError as exc:
+                log.warning("%s: %s; reading the log files again from their start", self.name, exc)
+                return fresh, None
         if state is None:
             return fresh, None
         if (state.batch, state.log, state.path, state.encoding) != (
@@ -158,7 +196,7 @@ class LogScanSource:
         )
         files = [
             TrackedFile(
-                path=r.path,
+                path=decode_path(r),
                 identity=Identity(r.device, r.number),
                 offset=r.offset,
                 skipping=r.skipping,
@@ -175,9 +213,13 @@ class LogScanSource:
     def _save(self) -> None:
         """Write counters and positions as one state file; raises OSError."""
         assert self._state_path is not None
+        save(self._state_path, self._state())
+        self._unsaved = False
+
+    def _state(self) -> LogState:
         totals = self._follower.totals
         counts = totals.counts
-        state = LogState(
+        return LogState(
             batch=self._batch,
             log=self._log_name,
             path=self._path,
@@ -197,13 +239,13 @@ class LogScanSource:
             },
             files=[self._file_record(f) for f in self._follower.files],
         )
-        save(self._state_path, state)
-        self._unsaved = False
 
     def _file_record(self, f: TrackedFile) -> FileRecord:
         held_length, held_matches = self._follower.held_line(f)
+        path, path_bytes = encode_path(f.path)
         return FileRecord(
-            path=f.path,
+            path=path,
+            path_bytes=path_bytes,
             device=f.identity.device,
             number=f.identity.number,
             offset=f.offset,

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 
 from .identity import HEAD_BYTES, Fingerprint, Identity, identity_of, open_shared, read_head
-from .paths import expand
+from .paths import expand, label
 from .scanner import Counts, LineScanner, PatternSet
 
 CHUNK_BYTES = 2 * 1024 * 1024
@@ -94,11 +94,19 @@ class FileSetFollower:
     """The files one configured path or glob names, followed from poll to poll."""
 
     def __init__(
-        self, path: str, patterns: PatternSet, totals: Totals, files: list[TrackedFile] | None = None
+        self,
+        path: str,
+        patterns: PatternSet,
+        totals: Totals,
+        files: list[TrackedFile] | None = None,
+        follow_symlinks: bool = True,
     ) -> None:
         """`files` comes from a saved state; None means no history, so the files present at the
-        first poll are read from their start without counting rotations."""
+        first poll are read from their start without counting rotations. Without `follow_symlinks`
+        a name that is a symbolic link is no file of the set (its target is never read: a file is
+        only read when the opened file is the one the listing found)."""
         self.path = path
+        self._follow_symlinks = follow_symlinks
         self.totals = totals
         self.unread_bytes = 0
         self._patterns = patterns
@@ -113,6 +121,11 @@ class FileSetFollower:
     def files(self) -> list[TrackedFile]:
         return list(self._files.values())
 
+    @property
+    def has_history(self) -> bool:
+        """False until a first poll, unless files came from a saved state."""
+        return self._has_history
+
     def poll(self) -> PollResult:
         """Read what was written since the last poll. Raises OSError only when the directory of a
         glob cannot be listed; a file that cannot be stat'ed or read is reported in the result."""
@@ -120,14 +133,15 @@ class FileSetFollower:
         failed: set[str] = set()  # stat failed: whether these files are still there is unknown
         first_sight: set[Identity] = set()
         errors: list[str] = []
-        for path in expand(self.path):
+        follow = self._follow_symlinks
+        for path in expand(self.path, follow):
             try:
-                st = os.stat(path)
+                st = os.stat(path) if follow else os.lstat(path)
             except FileNotFoundError:
                 self._unseen_at_start.discard(path)
                 continue
             except OSError as exc:
-                errors.append(f"cannot stat {path}: {exc.strerror or exc}")
+                errors.append(f"cannot stat {label(path)}: {exc.strerror or exc}")
                 failed.add(path)
                 if not self._has_history:
                     self._unseen_at_start.add(path)
@@ -148,7 +162,7 @@ class FileSetFollower:
             try:
                 keep, file_unread = self._follow_outside(outside, failed)
             except OSError as exc:
-                errors.append(f"cannot finish reading {outside.path}: {exc.strerror or exc}")
+                errors.append(f"cannot finish reading {label(outside.path)}: {exc.strerror or exc}")
                 keep, file_unread = False, 0
             if keep:
                 unread += file_unread
@@ -177,7 +191,7 @@ class FileSetFollower:
             except FileNotFoundError:
                 continue  # gone since the listing: the next poll finishes it
             except OSError as exc:
-                errors.append(f"cannot read {path}: {exc.strerror or exc}")
+                errors.append(f"cannot read {label(path)}: {exc.strerror or exc}")
         self._has_history = True
         self.unread_bytes = unread
         return PollResult(changed=changed, errors=tuple(errors))

@@ -20,7 +20,23 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
 
+from .paths import is_text, label
+
 KIND = "batch-exporter/logscan"
+
+
+def encode_path(path: str) -> tuple[str, str | None]:
+    """`path` and `path_bytes` of a FileRecord for a file name as Python holds it."""
+    if is_text(path):
+        return path, None
+    return label(path), os.fsencode(path).hex()
+
+
+def decode_path(record: FileRecord) -> str:
+    """The file name a FileRecord was written for, as Python holds it."""
+    if record.path_bytes is None:
+        return record.path
+    return os.fsdecode(bytes.fromhex(record.path_bytes))
 
 
 class StateError(Exception):
@@ -32,7 +48,10 @@ class _Record(BaseModel):
 
 
 class FileRecord(_Record):
-    path: str
+    path: str  # as `paths.label` shows it: undecodable bytes of the name as \\xNN
+    # The name's bytes in hex when they are not valid UTF-8 (JSON holds only text): what a restart
+    # resumes by. Absent for every other name, so older state files read the same.
+    path_bytes: str | None = None
     device: int
     number: int
     offset: NonNegativeInt  # start of the unterminated last line, if any
