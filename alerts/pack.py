@@ -69,6 +69,9 @@ def _checked(values: dict[str, Any], path: Path) -> Pack:
         value = values[key]
         if not isinstance(value, str) or not value.strip():
             raise PackError(f"{path}: {key}: expected a non-empty string, got {value!r}")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise PackError(f"{path}: {key}: line breaks, tabs and other control characters are not allowed, "
+                            f"got {value!r}")
         return value.strip()
 
     def ratio(key: str) -> float:

@@ -839,14 +839,16 @@ def detail() -> dict[str, Any]:
             "timeseries",
             "Log size vs limit",
             "Size of each log file, its configured limit (dashed) and where another day like the last "
-            "would take the live file (dotted): its size plus the bytes written in the last 24 hours, "
+            "would take the live file (dotted): its size plus what it grew since the same time yesterday, "
             "as BatchLogFileWillHitLimit reads it.",
             [
                 target(f"batch_log_file_size_bytes{{{sel}}}", "{{log}} {{path}}"),
                 target(f"batch_log_file_size_limit_bytes{{{sel}}}", "{{log}} limit"),
                 target(
-                    f"batch_log_path:batch_log_file_size_bytes:live{{{sel}}} + ignoring (path) group_left () "
-                    f"increase(batch_log_read_bytes_total{{{sel}}}[1d])",
+                    f"batch_log_path:batch_log_file_size_bytes:live{{{sel}}} + (("
+                    f"batch_log_path:batch_log_file_size_bytes:live{{{sel}}} - "
+                    f"batch_log_file_size_bytes{{{sel}}} offset 1d) > 0 "
+                    f"or batch_log_path:batch_log_file_size_bytes:live{{{sel}}} * 0)",
                     "{{log}} {{path}} after a day like the last",
                 ),
             ],

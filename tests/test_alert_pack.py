@@ -101,6 +101,8 @@ def test_the_repository_holds_no_copy_of_a_parameter_outside_the_pack() -> None:
     ("runbook_base_url: wiki/runbooks\n", "runbook_base_url: expected an http(s) URL"),
     ("config_path: '/etc/{{ x }}'\n", "config_path: backquotes, double quotes, braces"),
     ("- a list\n", "expected a mapping of parameters"),
+    ('job_selector: "job=\\"x\\"\\n"\n', "job_selector: line breaks, tabs and other control characters"),
+    ('runbook_base_url: "https://wiki.example.com/a\\n\\t"\n', "runbook_base_url: line breaks"),
 ])
 def test_a_bad_parameter_file_names_the_file_and_the_key(tmp_path: Path, content: str, message: str) -> None:
     params = tmp_path / "bad.yml"

@@ -37,6 +37,7 @@ REQUIRED_ALERTS = {
     "BatchExporterSourceDown",
     "BatchExporterSnapshotStale",
     "BatchExporterAbsent",
+    "BatchExporterGone",
     "Watchdog",
 }
 # Watchdog is the always-firing heartbeat (kube-prometheus's name and severity): it names no batch

@@ -92,6 +92,8 @@ def test_business_date_returned_by_the_query_counts_a_rerun_after_midnight(tmp_p
                     (3, "2026-12-02", "RUN", NOW - 20 * MINUTE, None)])
     snapshot = runs_source(db, QUERY_BLOCK, NOW).poll()
     assert value(snapshot, "batch_run_attempts") == 2
+    # the date the attempts belong to, which the re-run alerts carry as a label
+    assert value(snapshot, "batch_run_business_date_info", business_date="2026-12-02") == 1
 
 
 def test_a_mapped_column_the_query_does_not_return_is_a_located_error(tmp_path: Path) -> None:

@@ -110,6 +110,8 @@ def explains(source: dict[str, str], target: dict[str, str]) -> bool:
         return False  # another exporter (staging vs production) never explains anything
     if source["alertname"] == "BatchExporterDown":
         return "batch" in target
+    if source["alertname"] == "BatchExporterGone":
+        return target.get("batch") == source["batch"] and target["alertname"] != "BatchExporterGone"
     if source["severity"] != "critical" or source.get("batch") != target.get("batch"):
         return False
     if target["alertname"] == "BatchNoRecentSuccess":

@@ -49,6 +49,10 @@ CONTRACT: tuple[MetricSpec, ...] = (
           "runs.timezone when the table has none); more than 1 means a re-run. The latest business date is "
           "the greatest one in the window up to tomorrow, so that re-running an older date does not hide "
           "today's; without any calendar date: the date of the run that started last."),
+    _spec("batch_run_business_date_info", "gauge", ("batch", "business_date"),
+          "Always 1; `business_date` is the latest business date, the one batch_run_attempts counts (as "
+          "runs.columns.business_date gives it, or the local start date; card-like digit runs masked; at "
+          "most 64 characters). The re-run alerts carry it, so that a new date's re-run is a new alert."),
     _spec("batch_run_records", "gauge", ("batch", "state"),
           "Rows touched by the latest run, by their database state value."),
     _spec("batch_run_pending_records", "gauge", _B,

@@ -45,9 +45,9 @@ def build_window_query(runs: RunsConfig, columns: RunColumns | None = None) -> s
     against the source (see run_columns), by default as configured."""
     c = columns or runs.columns
     business_date = c.business_date or "NULL"
-    columns = f"{c.run_id}, {business_date}, {c.status}, {c.started_at}, {c.ended_at}"
+    selected = f"{c.run_id}, {business_date}, {c.status}, {c.started_at}, {c.ended_at}"
     source, where = _runs_from(runs)
-    return f"SELECT {columns} FROM {source} WHERE {c.started_at} >= ?{where}"
+    return f"SELECT {selected} FROM {source} WHERE {c.started_at} >= ?{where}"
 
 
 def build_last_success_query(runs: RunsConfig) -> str:
@@ -237,12 +237,15 @@ class RunsSource:
         out.add("batch_run_running_seconds", s.running_seconds, batch=b)
         out.add("batch_run_presumed_dead", s.presumed_dead, batch=b)
         out.add("batch_run_attempts", s.attempts, batch=b)
+        if s.latest_date is not None and s.latest_date.business_date is not None:
+            out.add("batch_run_business_date_info", 1, batch=b,
+                    business_date=status_code_label(s.latest_date.business_date))
         for status, count in s.by_status.items():
             out.add("batch_runs", count, batch=b, status=status)
         if attempt_records and self._records is not None and s.latest_date is not None:
             latest_run, latest_records = attempt_records[-1]
-            for state, count in _cap_states(latest_records, self._records.max_states).items():
-                out.add("batch_run_records", count, batch=b, state=state)
+            for state, rows_in_state in _cap_states(latest_records, self._records.max_states).items():
+                out.add("batch_run_records", rows_in_state, batch=b, state=state)
             pending = left = 0.0
             for attempt, records in attempt_records:
                 rows = sum(records.get(state, 0.0) for state in self._records.pending_states)
@@ -258,7 +261,8 @@ MAX_CODE_LABEL = 64
 
 
 def status_code_label(code: str | None) -> str:
-    """The raw status as a label value: card-like digit runs masked, length capped, '' for NULL."""
+    """A value from the run table as a label value: card-like digit runs masked, length capped, '' for
+    NULL (the status code, the business date)."""
     return mask_digits(code or "")[:MAX_CODE_LABEL]
 
 
