@@ -230,7 +230,7 @@ def test_open_database_refuses_bad_arguments(kwargs: dict[str, Any], message: st
 
 def test_missing_pyodbc_names_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pyodbc", None)  # import now fails as it does without the package
-    error = failure(open_database, "payments", odbc="DSN=payments;PWD=sekret")
+    error = failure(open_database, "payments", odbc="Driver={PostgreSQL Unicode};Server=x;PWD=sekret")
     assert error.reason == "driver_missing"
     assert "apt-get install unixodbc" in str(error) and "pip install pyodbc" in str(error)
     assert "sekret" not in str(error)
@@ -281,8 +281,8 @@ def test_sql_server_gets_read_only_intent_unless_given() -> None:
 
 def test_unknown_driver_is_left_alone() -> None:
     assert (
-        harden_connection_string("DSN=payments;UID=m", query_timeout=1, connect_timeout=1)
-        == "DSN=payments;UID=m;"
+        harden_connection_string("Driver={Oracle 21 ODBC driver};UID=m", query_timeout=1, connect_timeout=1)
+        == "Driver={Oracle 21 ODBC driver};UID=m;"
     )
 
 
@@ -295,7 +295,6 @@ def test_unknown_driver_is_left_alone() -> None:
         ("Driver={MySQL ODBC 8.0 Unicode Driver}", "mysql"),
         ("Driver={ODBC Driver 18 for SQL Server}", "mssql"),
         ("Driver={SQLite3}", "sqlite"),
-        ("DSN=payments", None),
         ("Driver={Oracle 21 ODBC driver}", None),
     ],
 )

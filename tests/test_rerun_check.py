@@ -621,7 +621,8 @@ def test_the_exporter_and_rerun_check_read_the_same_rows_alike() -> None:
     runs = [(7, date(2026, 11, 26), "NG  ", start, start + timedelta(minutes=30)),
             (8, datetime(2026, 11, 26, 0, 0), b"RUN", start + timedelta(hours=1), None)]
     records = [("AUTHORIZING ", Decimal(2)), (None, None), ("AUTHORIZING", 1.0), ("APPROVED", 5)]
-    config = parse_config(config_text("    odbc: 'DSN=payments'", Scenario(runs=[], checks=STUCK_CHECK)), "c.yml")
+    config = parse_config(config_text("    odbc: 'Driver={PostgreSQL Unicode};Server=db.invalid'",
+                                      Scenario(runs=[], checks=STUCK_CHECK)), "c.yml")
     batch = config.batches["card-auth"]
     db = _DriverDatabase(runs, records, check=[(None,)])
 

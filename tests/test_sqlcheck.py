@@ -221,3 +221,27 @@ def test_text_a_server_runs_as_code_is_refused(sql: str, dialect: str | None, me
 )
 def test_server_syntax_read_exactly_still_passes(sql: str, dialect: str | None) -> None:
     check_read_only(sql, dialect)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT pg_advisory_lock(11)",
+    "SELECT pg_catalog.pg_try_advisory_lock(11)",
+    'SELECT "pg_advisory_lock"(1)',
+    "SELECT pg_create_physical_replication_slot('review11_slot', true)",
+    "SELECT pg_stat_reset()",
+    "SELECT pg_reload_conf()",
+    "SELECT setval('s', 1000)",
+    "SELECT lo_unlink(1)",
+    "SELECT GET_LOCK('r11', 0)",
+    "SELECT LOAD_FILE('/etc/hostname')",
+    "WITH x AS (SELECT pg_switch_wal()) SELECT 1 FROM x",
+])
+def test_functions_whose_effects_outlive_a_read_only_transaction_are_refused(sql: str) -> None:
+    with pytest.raises(StatementError, match="outlive a read-only transaction"):
+        check_read_only(sql)
+
+
+@pytest.mark.parametrize("sql", ["SELECT count(*) FROM lo_table", "SELECT nextval FROM t",
+                                 "SELECT t.get_lock FROM t", "SELECT 'pg_advisory_lock(1)'"])
+def test_names_that_look_like_those_functions_but_are_not_calls_pass(sql: str) -> None:
+    check_read_only(sql)

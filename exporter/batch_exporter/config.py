@@ -139,8 +139,10 @@ class GlobalConfig(_Model):
 class DatabaseConfig(_Model):
     sqlite: str | None = Field(None, description="Path of a SQLite file, opened read-only.")
     odbc: str | None = Field(None, description="ODBC connection string (pyodbc); use ${VAR} for the password.")
-    query_timeout: Duration = Field(10.0, gt=0)
-    connect_timeout: Duration = Field(5.0, gt=0)
+    query_timeout: Duration = Field(10.0, ge=0.1, le=3600, description="Longest a query may run (100ms to 1h; "
+                                                                        "it becomes the server's statement timeout).")
+    connect_timeout: Duration = Field(5.0, ge=0.1, le=300, description="Longest a connection attempt may take "
+                                                                       "(100ms to 5m).")
     max_connections: int = Field(2, ge=1, le=32, description="Connections (and polling threads) the exporter "
                                                              "opens to this database at most.")
 

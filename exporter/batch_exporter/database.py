@@ -632,7 +632,7 @@ def _keys(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
-_KEYS_EVERYWHERE = _keys("driver dsn uid pwd")
+_KEYS_EVERYWHERE = _keys("driver uid pwd")
 _ALLOWED_KEYS: dict[str | None, frozenset[str]] = {
     "postgresql": _keys(
         "server servername port database username password sslmode pqopt usedeclarefetch fetch boolsaschar "
@@ -667,6 +667,10 @@ _REFUSED_BECAUSE = {
     "plugin_dir": "it makes the driver load client plugins (code) from that folder",
     "attachdbfilename": "it attaches a database file to the server",
     "filedsn": "it reads further keys from a file the exporter cannot check",
+    "dsn": "a DSN takes its settings from odbc.ini (or the Windows registry), which may hold keys that run SQL "
+           "on every connect (ConnSettings, InitStmt) and which the exporter cannot check; without a Driver= "
+           "key the exporter cannot even harden the session. Write the keys out: Driver={...};Server=...;"
+           "Database=...",
     "savefile": "it writes the connection string, password included, to a file",
     "debug": "it writes statements and values to a driver log file",
     "commlog": "it writes statements and values to a driver log file",
@@ -703,7 +707,7 @@ def allowed_odbc_keys(family: str | None) -> frozenset[str]:
 def check_odbc_keys(pairs: list[tuple[str, str]], family: str | None) -> None:
     """Raise ValueError naming the first key (never a value) that the driver ``family`` may not be given."""
     allowed = allowed_odbc_keys(family)
-    driver_name = {None: "an unrecognised driver or a DSN"}.get(family, f"the {family} driver")
+    driver_name = "an unrecognised driver or a DSN" if family is None else f"the {family} driver"
     seen: set[str] = set()
     for key, value in pairs:
         lower = key.lower()

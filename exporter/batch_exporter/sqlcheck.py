@@ -102,6 +102,20 @@ _WHY = {
     "reaches another server": "OPENROWSET OPENQUERY OPENDATASOURCE",
 }
 _FORBIDDEN = {word: why for why, words in _WHY.items() for word in words.split()}
+# Functions a read-only transaction still lets run, whose effect outlives it: session locks held on
+# the exporter's long-lived connection, replication slots that keep the server's WAL, statistics
+# reset, configuration reloaded, backends killed, server files read, sequences moved, other servers
+# reached. Refused when called, whatever schema prefix they carry.
+_SIDE_EFFECT_FUNCTION = re.compile(
+    r"pg_(try_)?advisory_\w*|pg_create_\w*|pg_drop_replication_slot|pg_replication_slot_advance"
+    r"|pg_stat_reset\w*|pg_reload_conf|pg_rotate_logfile|pg_switch_wal|pg_switch_xlog|pg_promote"
+    r"|pg_terminate_backend|pg_cancel_backend|pg_logical_emit_message|pg_read_file|pg_read_binary_file"
+    r"|pg_ls_\w*|pg_stat_file|pg_file_\w*|pg_notify|set_config|setval|nextval|lo_\w*|dblink\w*"
+    r"|txid_current|pg_current_xact_id|pg_export_snapshot"
+    r"|get_lock|release_lock|release_all_locks|is_used_lock|load_file|master_pos_wait|source_pos_wait"
+    r"|master_gtid_wait|sys_exec|sys_eval",
+    re.IGNORECASE,
+)
 _FUNCTIONS = {"INSERT", "REPLACE"}  # string functions when followed by '('
 _ROW_LOCK_AFTER_FOR = {"UPDATE", "SHARE", "NO", "KEY"}
 
@@ -160,6 +174,12 @@ def _check(tokens: list[_Token], sql: str) -> None:
         shown = first.text if len(first.text) <= 20 else first.text[:20] + "..."
         raise StatementError(f"only SELECT or WITH statements are allowed, found {shown!r}", first.offset, sql)
     for index, token in enumerate(tokens):
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        if token.kind in ("word", "name") and following is not None and _is(following, "("):
+            called = token.text.strip('"`[]')
+            if _SIDE_EFFECT_FUNCTION.fullmatch(called):
+                raise StatementError(f"{called}() has effects that outlive a read-only transaction (locks, "
+                                     "replication slots, server state, files) and is not allowed", token.offset, sql)
         if token.kind != "word" or (index and _is(tokens[index - 1], ".")):
             continue  # not a keyword, or a qualified name such as t.update
         word = token.text.upper()
@@ -167,6 +187,7 @@ def _check(tokens: list[_Token], sql: str) -> None:
         before = tokens[index - 1] if index else None
         if word in _FUNCTIONS and after is not None and _is(after, "("):
             continue
+
         if word == "SET" and before is not None and before.text.upper() == "CHARACTER":
             continue  # MySQL CAST(x AS CHAR CHARACTER SET utf8mb4)
         if word == "FOR" and after is not None and after.text.upper() in _ROW_LOCK_AFTER_FOR:

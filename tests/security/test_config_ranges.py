@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,16 @@ def test_shipped_examples_stay_within_the_ranges(example: str) -> None:
     from batch_exporter.config import parse_config
     env = {"DB_PASSWORD": "x", "DEMO_DIR": "/tmp/demo"}
     parse_config((root / example).read_text(encoding="utf-8"), example, env=env)
+
+
+@pytest.mark.parametrize("value", ["100000d", "0.0001s"])
+def test_a_query_timeout_the_server_cannot_take_is_refused(tmp_path: Path, value: str) -> None:
+    # 100000 days overflows PostgreSQL's statement_timeout (every connect then fails); 0.1 ms stops every query
+    config = tmp_path / "c.yml"
+    config.write_text(f"databases:\n  main: {{sqlite: {tmp_path / 'r.db'}, query_timeout: {value}}}\n"
+                      "batches:\n  b:\n    database: main\n    checks:\n      c: {query: 'SELECT 1'}\n",
+                      encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "batch_exporter.cli", "check-config", "-c", str(config)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "databases.main.query_timeout" in result.stderr and "Traceback" not in result.stderr

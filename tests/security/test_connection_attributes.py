@@ -52,7 +52,9 @@ def test_session_sql_in_the_connection_string_never_runs(tmp_path: Path, kind: s
         ("Driver={MariaDB Unicode};Server=db;USE_MYCNF=1", "USE_MYCNF"),
         ("Driver={MariaDB Unicode};Server=db;OPTION=4194304", "OPTION"),
         ("Driver={ODBC Driver 18 for SQL Server};Server=db;AttachDBFileName=C:\\x.mdf", "AttachDBFileName"),
-        ("DSN=payments;SaveFile=/tmp/x.dsn", "SaveFile"),
+        ("Driver={ODBC Driver 18 for SQL Server};SaveFile=/tmp/x.dsn", "SaveFile"),
+        ("DSN=payments", "DSN"),
+        ("Driver={PostgreSQL Unicode};DSN=evil;Server=x", "DSN"),
     ],
 )
 def test_refused_keys_are_named_and_no_connection_is_attempted(odbc: str, key: str) -> None:
