@@ -27,6 +27,12 @@ demo: venv
 system-deps:
 	bash scripts/install-system-deps.sh
 
+# ruff on the repository, mypy on the package ([tool.mypy] in pyproject.toml); make test runs both too,
+# through tests/test_static_checks.py
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 test: system-deps $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 

@@ -3,7 +3,7 @@
 
 One run, one machine, the same files for every tool:
 
-1. a ~1 GiB realistic log made by ../shared/bench/gen_log.py (timestamps, levels, long JSON
+1. a ~1 GiB realistic log made by bench/logscan_workload.py (timestamps, levels, long JSON
    lines, stack traces, cp932 Japanese text, INFO lines that quote ERROR), with its ground truth;
 2. our full scan (a fresh LogScanSource's first poll: lines and every pattern) in two pattern
    sets — the one pattern an alert needs, and the full set whose every count is checked against
@@ -15,8 +15,9 @@ One run, one machine, the same files for every tool:
 5. peak resident memory of a process that scans a 64 MiB log and of one that scans the 1 GiB log.
 
 Times are best-of-N, interleaved, and ratios use CPU time (user+sys; the machine is shared and
-noisy, wall time is printed too). Targets are printed PASS/FAIL beside the numbers; nothing is
-asserted. Generated data goes to bench/out/ (git-ignored). The 1 GiB file is restored to its
+noisy, wall time is printed too). Targets are printed PASS/FAIL beside the numbers and do not
+change the exit status; a count that differs from the generator's truth does (exit 1). Generated
+data goes to bench/out/ (git-ignored). The 1 GiB file is restored to its
 original size after the append test.
 
 Usage: .venv/bin/python bench/logscan_bench.py [--quick] [--size-mib 1024] [--repeat 3] [--workdir DIR]
@@ -36,33 +37,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "exporter"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from logscan_workload import JAPANESE_NAMES, VERSION, generate, truth_path  # noqa: E402
+from logscan_workload import PATTERNS as FULL_PATTERNS  # noqa: E402  (every count has a truth)
 
 from batch_exporter.sources.logscan import LogScanSource  # noqa: E402
 
-GEN_LOG = ROOT.parent / "shared" / "bench" / "gen_log.py"
-
-ALERT_PATTERNS = {"error": r"^\S+ \S+ ERROR "}
-JAPANESE_NAMES = (
-    "山田太郎",
-    "佐藤花子",
-    "鈴木一郎",
-    "株式会社テスト商事",
-    "東京都千代田区丸の内１－１",
-    "カード有効期限切れ",
-)
-# Every count of the full set has a truth key in gen_log.py's OUT.truth.json.
-FULL_PATTERNS = {
-    "error": r"^\S+ \S+ ERROR ",
-    "error_anywhere": " ERROR ",
-    "warn": r"^\S+ \S+ WARN ",
-    "decoy": r"^\S+ \S+ INFO .* ERROR ",
-    "stack": r"^(?:\tat |\t\.\.\. \d+ more|Caused by: |\S+Exception: )",
-    "payload": "PayloadLogger",
-    "japanese_name": f"name=(?:{'|'.join(JAPANESE_NAMES)})",
-}
+ALERT_PATTERNS = {"error": FULL_PATTERNS["error"]}
+SEED = 42
+MISCOUNTS: list[str] = []  # counts that differ from the truth: the bench then exits 1
 
 
 def _pcre_bytes(text: str, encoding: str) -> str:
@@ -84,15 +72,6 @@ GREP_PATTERNS = {
     "stack": ("-P", FULL_PATTERNS["stack"]),
     "payload": ("-F", "PayloadLogger"),
     "japanese_name": ("-P", "name=(?:" + "|".join(_pcre_bytes(n, "cp932") for n in JAPANESE_NAMES) + ")"),
-}
-TRUTH_KEYS = {
-    "error": "error_records",
-    "error_anywhere": "lines_with_space_ERROR_space",
-    "warn": "warn_records",
-    "decoy": "decoy_lines",
-    "stack": "stack_lines",
-    "payload": "long_lines",
-    "japanese_name": "sjis_lines",
 }
 MTAIL_PROGRAM = """\
 counter bench_lines_total
@@ -137,25 +116,29 @@ def log_config(path: Path, patterns: dict[str, str], encoding: str = "cp932") ->
     )
 
 
-def ensure_log(path: Path, size_mib: float, jp_encoding: str) -> dict[str, int]:
-    """Generate the log with gen_log.py unless a complete one with its truth file is already there."""
-    truth_path = Path(f"{path}.truth.json")
-    if path.exists() and truth_path.exists():
-        truth = json.loads(truth_path.read_text())
+def ensure_log(path: Path, size_mib: float, jp_encoding: str) -> dict[str, Any]:
+    """Generate the log with logscan_workload.py unless the same one, with its truth, is already there."""
+    wanted = {"version": VERSION, "seed": SEED, "jp_encoding": jp_encoding, "crlf": False}
+    if path.exists() and truth_path(path).exists():
+        truth = json.loads(truth_path(path).read_text())
         if (
-            truth.get("file_size") == path.stat().st_size
+            all(truth.get(key) == value for key, value in wanted.items())
+            and truth.get("file_size") == path.stat().st_size
             and abs(truth["file_size"] - size_mib * 2**20) < 2**20
         ):
             return truth
-    if not GEN_LOG.exists():
-        sys.exit(f"cannot find {GEN_LOG} (the shared workload generator)")
-    print(f"generating {path} ({size_mib:g} MiB, Japanese text in {jp_encoding}) ...", flush=True)
-    subprocess.run(
-        [sys.executable, str(GEN_LOG), str(path), "--size-mib", str(size_mib), "--jp-encoding", jp_encoding],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return json.loads(truth_path.read_text())
+    print(f"generating {path} ({size_mib:g} MiB, Japanese text in {jp_encoding}) ...", end=" ", flush=True)
+    started = time.perf_counter()
+    truth = generate(path, int(size_mib * 2**20), seed=SEED, jp_encoding=jp_encoding)
+    print(f"{time.perf_counter() - started:.1f} s", flush=True)
+    return truth
+
+
+def check_count(name: str, got: float, want: int) -> str:
+    """PASS when a count equals the truth; a miss is remembered for the exit status."""
+    if int(got) != want:
+        MISCOUNTS.append(f"{name}: {int(got):,} counted, truth {want:,}")
+    return verdict(int(got) == want)
 
 
 def our_scan(
@@ -214,7 +197,7 @@ def section(title: str) -> None:
     print(f"\n## {title}", flush=True)
 
 
-def bench_full_scan(log: Path, truth: dict[str, int], repeat: int) -> None:
+def bench_full_scan(log: Path, truth: dict[str, Any], repeat: int) -> None:
     size = log.stat().st_size
     section(f"full scan of {log.name}: {size / 2**20:.0f} MiB, {truth['lines']:,} lines (best of {repeat})")
     ours_alert, ours_full, grep_space, grep_anchored, grep_all = [], [], [], [], []
@@ -257,19 +240,20 @@ def bench_full_scan(log: Path, truth: dict[str, int], repeat: int) -> None:
     )
 
     print("\ncounts against the generator's truth:")
+    matches = truth["matches"]
     checks = [
         ("lines", counts_full["batch_log_lines_total"], truth["lines"]),
-        ("grep ' ERROR '", grep_hits["space"], truth["lines_with_space_ERROR_space"]),
-        ("grep -E level-anchored", grep_hits["anchored"], truth["error_records"]),
-        ("alert set: error", counts_alert["error"], truth["error_records"]),
+        ("alert set: lines", counts_alert["batch_log_lines_total"], truth["lines"]),
+        ("grep ' ERROR '", grep_hits["space"], matches["error_anywhere"]),
+        ("grep -E level-anchored", grep_hits["anchored"], matches["error"]),
+        ("alert set: error", counts_alert["error"], matches["error"]),
     ]
-    checks += [(f"full set: {name}", counts_full[name], truth[key]) for name, key in TRUTH_KEYS.items()]
+    checks += [(f"full set: {name}", counts_full[name], matches[name]) for name in FULL_PATTERNS]
     checks += [
-        (f"grep {GREP_PATTERNS[name][0]}: {name}", grep_each_hits[name], truth[key])
-        for name, key in TRUTH_KEYS.items()
+        (f"grep {GREP_PATTERNS[name][0]}: {name}", grep_each_hits[name], matches[name]) for name in FULL_PATTERNS
     ]
     for name, got, want in checks:
-        print(f"  {name:32s} {int(got):>10,} truth {want:>10,}  {verdict(int(got) == want)}")
+        print(f"  {name:32s} {int(got):>10,} truth {want:>10,}  {check_count(name, got, want)}")
 
 
 def bench_mtail(workdir: Path, twin_mib: float, repeat: int, cp932_log: Path) -> None:
@@ -316,8 +300,10 @@ def bench_mtail(workdir: Path, twin_mib: float, repeat: int, cp932_log: Path) ->
     print(
         f"ours:  wall {o.wall:.2f} s, cpu {o.cpu:.2f} s, {mb_per_s(size, o.cpu):.0f} MB/s; "
         f"lines {counts['batch_log_lines_total']:,.0f}, errors {counts['error']:,.0f} "
-        f"(truth {truth['lines']:,} / {truth['error_records']:,})"
+        f"(truth {truth['lines']:,} / {truth['matches']['error']:,})"
     )
+    check_count("UTF-8 twin: lines", counts["batch_log_lines_total"], truth["lines"])
+    check_count("UTF-8 twin: error", counts["error"], truth["matches"]["error"])
     print(f"target: >= 25x mtail: {m.cpu / o.cpu:.1f}x {verdict(m.cpu / o.cpu >= 25)}")
 
     slice_path = workdir / "slice-cp932-16mib.log"
@@ -449,7 +435,7 @@ def child_scan(path: Path) -> None:
     print(before, rss_kib("VmHWM:"))
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--quick", action="store_true", help="a 128 MiB log, one round, no mtail twin beyond 64 MiB"
@@ -462,7 +448,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child_scan:
         child_scan(args.child_scan)
-        return
+        return 0
     if args.quick:
         args.size_mib, args.mtail_mib, args.repeat = 128, 64, 1
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -473,7 +459,11 @@ def main() -> None:
     bench_mtail(args.workdir, args.mtail_mib, args.repeat, log)
     bench_polls(log, args.workdir)
     bench_memory(log, args.workdir)
+    if MISCOUNTS:
+        print("\ncounts that differ from the truth:\n  " + "\n  ".join(MISCOUNTS))
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -2,6 +2,9 @@
 # Installs the Debian packages the test suite needs, only those missing.
 set -euo pipefail
 packages=(unixodbc odbc-postgresql odbc-mariadb prometheus prometheus-alertmanager mtail wrk prometheus-sql-exporter faketime)
+# The container test (tests/test_container.py): podman with runc, its network plugins and iptables for
+# published ports, debootstrap for a base image when no container registry is reachable.
+packages+=(podman runc containernetworking-plugins iptables debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -33,8 +33,8 @@ NOT_RUN_HERE: list[tuple[str, str]] = [
     (r"sudo ", "runs as root on a service host (packages, users, /etc, systemd and its journal): this "
                "machine is not one; the files it installs are checked by tests/test_deploy.py"),
     (r"curl ", "asks an installed service at its address; tests/test_deploy.py probes a real exporter"),
-    (r"docker ", "needs a container engine that can pull python:3.11-slim; the Containerfile and its "
-                 "HEALTHCHECK are checked by tests/test_deploy.py"),
+    (r"docker ", "needs Docker and a registry to pull python:3.11-slim; tests/test_container.py builds the "
+                 "Containerfile with podman on a stand-in base, runs it and its HEALTHCHECK"),
     (r"kubectl -n monitoring ", "needs a Kubernetes cluster; the manifests are schema-checked by tests/test_deploy.py"),
     (r"promtool check web-config /etc/", "names the installed path; the shipped web config passes "
                                          "promtool in tests/test_deploy.py"),

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serving_flags(demo)
     add_demo_stack_arguments(demo)
 
+    health = commands.add_parser("healthcheck", allow_abbrev=False,
+                                 help="exit 0 when the exporter serving beside this process answers /-/healthy")
+    health.add_argument("--web.listen-address", dest="listen", default=None,
+                        help="where to ask (default: the serving exporter's own --web.listen-address)")
+
     drill = commands.add_parser("drill", allow_abbrev=False,
                                 help="practise a failure on the demo batch: inject it, time its alerts, restore")
     add_drill_arguments(drill)
@@ -123,7 +128,7 @@ def _probe_run_tables(config: Config) -> list[str]:
             db_config = config.databases[batch.database]
             db = BoundedDatabase(databases[batch.database], db_config.connect_timeout, db_config.query_timeout)
             try:
-                columns = resolve_columns(batch.runs, lambda sql, db=db: db.query(sql, ()))  # type: ignore[misc]
+                columns = resolve_columns(batch.runs, db.query)
             except MissingColumns as exc:
                 errors.append(f"{config.locate(('batches', name, 'runs', 'columns', exc.missing[0][0]))}: {exc}")
                 continue
@@ -133,8 +138,8 @@ def _probe_run_tables(config: Config) -> list[str]:
             if columns.business_date is None:
                 print(f"{name}: {no_business_date_note(batch.runs)}")
     finally:
-        for db in databases.values():
-            db.close()
+        for database in databases.values():
+            database.close()
     return errors
 
 
@@ -247,6 +252,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return serve_demo(args.dir, interval=args.interval, listen=args.listen, web_config=web_config)
 
 
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    from .healthcheck import run
+
+    return run(args.listen)
+
+
 def cmd_drill(args: argparse.Namespace) -> int:
     from .drill import run_drill
 
@@ -261,6 +272,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "rerun-check": rerun_command.run,
     "drill": cmd_drill,
+    "healthcheck": cmd_healthcheck,
 }
 
 

@@ -288,7 +288,7 @@ def serve_demo(folder: Path | None, *, interval: float | None, listen: str, web_
 
     folder = folder or Path(tempfile.mkdtemp(prefix="batch-exporter-demo-"))
     try:
-        config_path, simulator = prepare_demo(folder, **({"interval": interval} if interval else {}))
+        config_path, simulator = prepare_demo(folder, interval=interval or CONFIG_INTERVAL_SECONDS)
     except NotADemoError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1

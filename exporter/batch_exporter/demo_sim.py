@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -255,7 +256,7 @@ class AuthRun:
         last = self.fail_step if self.outcome in ("E", "A") else STEPS
         out: list[Step] = [(self.start, self._begin)]
         for k in range(1, last + 1):
-            out.append((self.start + self.duration * k / (STEPS + 1), lambda w, k=k: self._step(w, k)))
+            out.append((self.start + self.duration * k / (STEPS + 1), partial(self._step, k=k)))
         if self.outcome == "C":
             out.append((self.start + self.duration, self._complete))
         return out

@@ -230,8 +230,8 @@ def _signals_held() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(held):
-            signal.raise_signal(signum)
+        for held_signum in dict.fromkeys(held):
+            signal.raise_signal(held_signum)
 
 
 def _rewrite_rules(rules: dict[str, Any], overlay: Overlay) -> dict[str, Any]:

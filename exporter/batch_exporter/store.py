@@ -122,7 +122,7 @@ class _ViewCollector:
 def render(view: View) -> bytes:
     """Text exposition (format 0.0.4) of one view."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ViewCollector(view))  # type: ignore[arg-type]
+    registry.register(_ViewCollector(view))
     return generate_latest(registry)
 
 

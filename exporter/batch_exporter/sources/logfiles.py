@@ -16,12 +16,19 @@ from .errors import SourceError, summarize
 class LogConfigLike(Protocol):
     """The fields of one `batches.<batch>.logs.<name>` entry the log sources read."""
 
-    path: str
-    size_limit: int
-    encoding: str
-    patterns: Mapping[str, str]
-    max_line_bytes: int
-    max_path_series: int
+    # Read-only, as the sources only read them: a config's dict[str, str] then is a Mapping[str, str].
+    @property
+    def path(self) -> str: ...
+    @property
+    def size_limit(self) -> int: ...
+    @property
+    def encoding(self) -> str: ...
+    @property
+    def patterns(self) -> Mapping[str, str]: ...
+    @property
+    def max_line_bytes(self) -> int: ...
+    @property
+    def max_path_series(self) -> int: ...
     # follow_symlinks: bool, optional for duck-typed configs (tests, bench); see follows_symlinks()
 
 

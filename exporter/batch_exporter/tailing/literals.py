@@ -6,35 +6,69 @@
 - `line_local`: the pattern never looks past the line it matches in (no \\A, \\Z, lookaround or
   scoped `(?-m:...)`), so a search over a block of lines finds what a search per line finds.
 
-Uses `re._parser`, the parser behind `re.compile` (stable in shape since Python 3.11).
+Uses `re._parser`, the parser behind `re.compile`: private, stable in shape since Python 3.11, and
+promised by no one. When it cannot be imported, fails on a pattern, yields a node this module does
+not know, or answers a few known patterns wrongly, every answer here becomes "nothing promised"
+(no literals, not pure, not line-local): the scanner then runs every full regex on every line, which
+is slower and counts the same. That is logged once, at INFO.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
-from re import _constants as sre  # type: ignore[attr-defined]
-from re import _parser  # type: ignore[attr-defined]
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 MIN_LITERAL_BYTES = 3  # shorter literals hit nearly every line: not worth a prefilter
 
-_REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
-_STRING_ANCHORS = (sre.AT_BEGINNING_STRING, sre.AT_END_STRING)
-
 Literals = frozenset[str]
+
+_IMPORT_FAILURE: str | None = None
+_REPEAT_NAMES = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+try:
+    from re import _constants as sre  # type: ignore[attr-defined]
+    from re import _parser  # type: ignore[attr-defined]
+
+    _REPEATS = tuple(getattr(sre, name) for name in _REPEAT_NAMES)
+    _STRING_ANCHORS = (sre.AT_BEGINNING_STRING, sre.AT_END_STRING)
+    # The nodes `re._parser.parse` puts in a sequence (3.11-3.13); any other stops the walk.
+    _KNOWN_NODES = frozenset(
+        getattr(sre, name)
+        for name in (
+            *("LITERAL", "NOT_LITERAL", "ANY", "IN", "AT", "BRANCH", "SUBPATTERN", "ATOMIC_GROUP"),
+            *("GROUPREF", "GROUPREF_EXISTS", "ASSERT", "ASSERT_NOT", *_REPEAT_NAMES),
+        )
+    )
+except (ImportError, AttributeError) as exc:
+    _parser = None
+    _IMPORT_FAILURE = f"re._parser is not usable here ({type(exc).__name__}: {exc})"
+
+
+class _Unreadable(Exception):
+    """The parser's answer is not one this module can trust."""
+
+
+# Anything walking a parse tree of another shape can raise; none of it may escape to the scanner.
+_FAILURES = (_Unreadable, AttributeError, TypeError, ValueError, LookupError, re.error, RecursionError)
+
+_checked: tuple[object, str | None] | None = None  # (parser, why it failed the self-check or None)
+_NOT_YET = object()
+_reported: object = _NOT_YET  # the parser whose fallback was logged (so, once per process)
 
 
 def literal_options(pattern: str, char_ok: Callable[[str], bool]) -> list[Literals]:
     """Every set of literals found such that each match contains at least one member of the set,
     built only from characters `char_ok` accepts and each member at least MIN_LITERAL_BYTES long.
-    Empty when there is none: the caller then scans without a prefilter."""
-    parsed = _parser.parse(pattern)
-    ignorecase = bool(parsed.state.flags & re.IGNORECASE)
-    return [
-        option
-        for option in _options(parsed.data, ignorecase, char_ok)
-        if _min_bytes(option) >= MIN_LITERAL_BYTES
-    ]
+    Empty when there is none, or when the parser cannot be trusted: the caller then scans without
+    a prefilter."""
+    try:
+        return _literal_options(_parse(pattern), char_ok)
+    except _FAILURES as exc:
+        _fall_back(exc)
+        return []
 
 
 def rank(option: Literals) -> tuple[int, int, int]:
@@ -46,8 +80,59 @@ def rank(option: Literals) -> tuple[int, int, int]:
 
 def pure_literals(pattern: str) -> Literals | None:
     """The strings a pattern consists of when it is nothing but a case-sensitive string or an
-    alternation of such strings (``ERROR|FATAL``); None otherwise."""
-    parsed = _parser.parse(pattern)
+    alternation of such strings (``ERROR|FATAL``); None otherwise, or when the parser cannot be
+    trusted."""
+    try:
+        return _pure_literals(_parse(pattern))
+    except _FAILURES as exc:
+        _fall_back(exc)
+        return None
+
+
+def line_local(pattern: str) -> bool:
+    """True when the pattern never looks beyond the line it matches in; False when unsure."""
+    try:
+        return _line_local(_parse(pattern).data)
+    except _FAILURES as exc:
+        _fall_back(exc)
+        return False
+
+
+def _parse(pattern: str) -> Any:
+    """The parse tree of a pattern, from a parser that passed the self-check."""
+    global _checked
+    parser = _parser
+    if parser is None:
+        raise _Unreadable(_IMPORT_FAILURE)
+    if _checked is None or _checked[0] is not parser:
+        _checked = (parser, _self_check_failure(parser))
+    if _checked[1] is not None:
+        raise _Unreadable(_checked[1])
+    return parser.parse(pattern)
+
+
+def _ascii(ch: str) -> bool:
+    return ch.isascii()
+
+
+def _fall_back(exc: BaseException) -> None:
+    global _reported
+    if _reported is not _parser:
+        _reported = _parser
+        reason = str(exc) if isinstance(exc, _Unreadable) else f"{type(exc).__name__}: {exc}"
+        log.info("regex literal prefilter off, every pattern runs on every line (slower, same counts): %s", reason)
+
+
+def _literal_options(parsed: Any, char_ok: Callable[[str], bool]) -> list[Literals]:
+    ignorecase = bool(parsed.state.flags & re.IGNORECASE)
+    return [
+        option
+        for option in _options(parsed.data, ignorecase, char_ok)
+        if _min_bytes(option) >= MIN_LITERAL_BYTES
+    ]
+
+
+def _pure_literals(parsed: Any) -> Literals | None:
     if parsed.state.flags & re.IGNORECASE:
         return None
     items = list(parsed.data)
@@ -65,17 +150,12 @@ def pure_literals(pattern: str) -> Literals | None:
     return frozenset(alt for alt in alternatives if alt)
 
 
-def line_local(pattern: str) -> bool:
-    """True when the pattern never looks beyond the line it matches in."""
-    return _line_local(_parser.parse(pattern).data)
-
-
-def _plain_string(items: Iterable[tuple[object, object]]) -> str | None:
+def _plain_string(items: Iterable[tuple[Any, Any]]) -> str | None:
     chars = []
     for op, av in items:
         if op is not sre.LITERAL:
             return None
-        chars.append(chr(av))  # type: ignore[arg-type]
+        chars.append(chr(av))
     return "".join(chars)
 
 
@@ -87,8 +167,13 @@ def _min_bytes(option: Literals) -> int:
     return min(_utf8_size(lit) for lit in option)
 
 
+def _known(op: object) -> None:
+    if op not in _KNOWN_NODES:
+        raise _Unreadable(f"unknown regex node {op!r}")
+
+
 def _options(
-    items: Iterable[tuple[object, object]], ignorecase: bool, char_ok: Callable[[str], bool]
+    items: Iterable[tuple[Any, Any]], ignorecase: bool, char_ok: Callable[[str], bool]
 ) -> list[Literals]:
     """Literal sets any match of this sequence of regex items must contain one member of."""
     options: list[Literals] = []
@@ -100,21 +185,22 @@ def _options(
             run.clear()
 
     for op, av in items:
-        if op is sre.LITERAL and not ignorecase and char_ok(chr(av)):  # type: ignore[arg-type]
-            run.append(chr(av))  # type: ignore[arg-type]
+        _known(op)
+        if op is sre.LITERAL and not ignorecase and char_ok(chr(av)):
+            run.append(chr(av))
             continue
         flush()
         if op is sre.SUBPATTERN:
-            _, add_flags, del_flags, sub = av  # type: ignore[misc]
+            _, add_flags, del_flags, sub = av
             inner = (ignorecase or bool(add_flags & re.IGNORECASE)) and not del_flags & re.IGNORECASE
             options.extend(_options(sub.data, inner, char_ok))
         elif op is sre.ATOMIC_GROUP:
-            options.extend(_options(av.data, ignorecase, char_ok))  # type: ignore[attr-defined]
+            options.extend(_options(av.data, ignorecase, char_ok))
         elif op is sre.BRANCH:
             # One set per alternative (its best), joined: a match contains one of them whichever
             # alternative it took.
             chosen = []
-            for alternative in av[1]:  # type: ignore[index]
+            for alternative in av[1]:
                 found = [opt for opt in _options(alternative.data, ignorecase, char_ok) if opt]
                 if not found:
                     break
@@ -122,34 +208,79 @@ def _options(
             else:
                 options.append(frozenset().union(*chosen))
         elif op in _REPEATS:
-            low, _, sub = av  # type: ignore[misc]
+            low, _, sub = av
             if low >= 1:
                 options.extend(_options(sub.data, ignorecase, char_ok))
     flush()
     return options
 
 
-def _line_local(items: Iterable[tuple[object, object]]) -> bool:
+def _line_local(items: Iterable[tuple[Any, Any]]) -> bool:
     for op, av in items:
+        _known(op)
         if op is sre.AT and av in _STRING_ANCHORS:
             return False
         if op in (sre.ASSERT, sre.ASSERT_NOT):
             return False
         if op is sre.SUBPATTERN:
-            _, _, del_flags, sub = av  # type: ignore[misc]
+            _, _, del_flags, sub = av
             if del_flags & re.MULTILINE or not _line_local(sub.data):
                 return False
         elif op is sre.ATOMIC_GROUP:
-            if not _line_local(av.data):  # type: ignore[attr-defined]
+            if not _line_local(av.data):
                 return False
         elif op is sre.BRANCH:
-            if not all(_line_local(alt.data) for alt in av[1]):  # type: ignore[index]
+            if not all(_line_local(alt.data) for alt in av[1]):
                 return False
         elif op in _REPEATS:
-            if not _line_local(av[2].data):  # type: ignore[index]
+            if not _line_local(av[2].data):
                 return False
         elif op is sre.GROUPREF_EXISTS:
-            _, yes, no = av  # type: ignore[misc]
+            _, yes, no = av
             if not _line_local(yes.data) or (no is not None and not _line_local(no.data)):
                 return False
     return True
+
+
+def _options_ascii(tree: Any) -> object:
+    return _literal_options(tree, _ascii)
+
+
+def _line_local_tree(tree: Any) -> object:
+    return _line_local(tree.data)
+
+
+# Known answers that touch every node kind the walks read. A parser that still parses but has
+# changed what its nodes mean would otherwise give wrong literals, and wrong counts, silently.
+_SELF_CHECK: tuple[tuple[str, Callable[[Any], object], object], ...] = (
+    (r"^\S+ \S+ ERROR ", _options_ascii, [frozenset({" ERROR "})]),
+    ("(?i)timeout", _options_ascii, []),
+    (
+        r"at (?:timeout|deadline)x+ (?>abc)(?:def)+?(?:ghi)?+ ERR{2,}",
+        _options_ascii,
+        [frozenset({"at "}), frozenset({"timeout", "deadline"}), frozenset({"abc"}), frozenset({"def"}),
+         frozenset({" ER"})],
+    ),
+    ("ERROR|FATAL", _pure_literals, frozenset({"ERROR", "FATAL"})),
+    ("(?:abc)", _pure_literals, frozenset({"abc"})),
+    (r"ERR\w", _pure_literals, None),
+    ("(?i)ERROR", _pure_literals, None),
+    (r"^ERROR (\d+)[^x]*.$", _line_local_tree, True),
+    (r"(?<=x)ERROR", _line_local_tree, False),
+    (r"a(?!b)|c", _line_local_tree, False),
+    (r"\AERROR", _line_local_tree, False),
+    (r"(?:x\Z)+", _line_local_tree, False),
+    (r"(?-m:^x)", _line_local_tree, False),
+    (r"(x)?(?(1)y|\Z)", _line_local_tree, False),
+)
+
+
+def _self_check_failure(parser: Any) -> str | None:
+    for pattern, answer, expected in _SELF_CHECK:
+        try:
+            got = answer(parser.parse(pattern))
+        except _FAILURES as exc:
+            return f"self-check on {pattern!r} raised {type(exc).__name__}: {exc}"
+        if got != expected:
+            return f"self-check on {pattern!r} answered {got!r}, expected {expected!r}"
+    return None

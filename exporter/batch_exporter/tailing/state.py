@@ -16,13 +16,13 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
 
 from .paths import is_text, label
 
-KIND = "batch-exporter/logscan"
+KIND: Final = "batch-exporter/logscan"
 
 
 def encode_path(path: str) -> tuple[str, str | None]:
