@@ -83,7 +83,7 @@ def test_design_example_is_valid() -> None:
         ("table: batch_run", "table: batch_run; DROP TABLE x", "runs.table: 'batch_run; DROP TABLE x' is not a "
                                                               "plain column or table name"),
         ("query_timeout: 10s", "query_timeout: 0s", "conf.yml:4: databases.payments.query_timeout: Input should be "
-                                                    "greater than 0"),
+                                                    "greater than or equal to 0.1 (got 0.0)"),
         ("max_duration: 90m", "max_duration: 90m\n    poll_interval: 0",
          "batches.card-authorization.poll_interval: must be between 1s and 1h (got 0)"),
         ("max_duration: 90m", "max_duration: 90m\n    poll_interval: 2h",
