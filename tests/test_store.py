@@ -55,13 +55,22 @@ def test_render_only_on_change() -> None:
 
 
 def test_a_burst_of_changes_is_rendered_once_per_interval() -> None:
-    store = Store(["runs:a"], min_render_interval=60)
+    now = [500.0]
+    store = Store(["runs:a"], min_render_interval=60, monotonic=lambda: now[0])
     store.record_success(snapshot("runs:a", "a", 1), 1000.0, 0.1)
     first = store.payload()
     store.record_success(snapshot("runs:a", "a", 2), 1001.0, 0.1)
+    now[0] += 59.5
     assert store.payload() is first  # within the interval: the previous bytes
-    store._rendered_at -= 61  # the interval has passed
-    assert b'batch_run_attempts{batch="a"} 2.0' in store.payload()[0]
+    store.record_success(snapshot("runs:a", "a", 3), 1002.0, 0.1)
+    now[0] += 0.5  # the interval has passed: the latest change is rendered
+    second = store.payload()
+    assert b'batch_run_attempts{batch="a"} 3.0' in second[0]
+    store.record_success(snapshot("runs:a", "a", 4), 1003.0, 0.1)
+    now[0] += 59.5  # the interval restarts at the last render, not at the first
+    assert store.payload() is second
+    now[0] += 0.5
+    assert b'batch_run_attempts{batch="a"} 4.0' in store.payload()[0]
 
 
 def test_a_partial_snapshot_replaces_the_last_one_while_the_source_is_down() -> None:

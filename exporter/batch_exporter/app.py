@@ -76,13 +76,13 @@ def build_sources(config: Config, databases: dict[str, Database],
                   watching_since: Mapping[str, float] | None = None,
                   keep_log_state: bool = True,
                   handover: Mapping[str, LogState] | None = None) -> list[ScheduledSource]:
-    """Every source the configuration asks for, with its interval, deadline and database lane;
+    """Every source the configuration asks for, with its interval, deadline and database worker pool;
     `watching_since` keeps, across reloads, when each batch was first watched, and `handover` the
     state of each log scan source (by source name) that a reload retired. Raises StateDirError
     when the log state folder cannot be created or written; without `keep_log_state` (a one-off look)
     the logs are read from their start and no position is saved."""
     watching_since = watching_since or {}
-    lanes = {name: WorkerPool(name, db.max_connections) for name, db in config.databases.items()}
+    pools = {name: WorkerPool(name, db.max_connections) for name, db in config.databases.items()}
     scheduled: list[ScheduledSource] = []
     state_dir: Path | None = None
     chosen = log_state_dir(config) if keep_log_state else None
@@ -96,16 +96,16 @@ def build_sources(config: Config, databases: dict[str, Database],
         if batch.database is not None:
             db_config = config.databases[batch.database]
             db = databases[batch.database]
-            lane = lanes[batch.database]
+            pool = pools[batch.database]
             if batch.runs is not None:
                 runs = RunsSource(name, batch, db, text_timestamps=db_config.sqlite is not None,
                                   locate=config.locate)
                 deadline = poll_deadline(db_config, _STATEMENTS_PER_POLL)
-                scheduled.append(ScheduledSource(runs, interval, deadline, lane))
+                scheduled.append(ScheduledSource(runs, interval, deadline, pool))
             if batch.checks:
                 checks = ChecksSource(name, batch.checks, db)
                 deadline = poll_deadline(db_config, len(batch.checks))
-                scheduled.append(ScheduledSource(checks, interval, deadline, lane))
+                scheduled.append(ScheduledSource(checks, interval, deadline, pool))
         if batch.logs:
             scheduled += _log_sources(config, name, state_dir, handover or {})
     return scheduled
@@ -172,7 +172,7 @@ class Exporter:
         check did), and a reload leaves the old polls running."""
         self.poller.stop()
         databases = list(self._databases.values())
-        grace = max((s.deadline for s in self.sources if s.lane is not None and s.deadline), default=0.0)
+        grace = max((s.deadline for s in self.sources if s.database_pool is not None and s.deadline), default=0.0)
 
         def close() -> None:
             time.sleep(grace)

@@ -29,6 +29,7 @@ from .demo_sim import (
     DemoPaths,
     DemoSimulator,
     DemoWriter,
+    RunStatus,
     SettlementRun,
     Step,
     open_writer_connection,
@@ -170,11 +171,12 @@ def history_steps(now: datetime, seed: int) -> list[Step]:
         biz = night - timedelta(days=1)
         start = _tokyo(night, 2, 0) + rng.uniform(0, 40)
         duration = rng.uniform(40, 70) * 60
-        runs = [AuthRun(biz, 1, start, duration, "C", random.Random(rng.random()))]
+        runs = [AuthRun(biz, 1, start, duration, RunStatus.COMPLETED, random.Random(rng.random()))]
         if night in (failed, abended):
-            runs[0].outcome, runs[0].fail_step = ("E", 2) if night == failed else ("A", 3)
+            runs[0].outcome, runs[0].fail_step = (RunStatus.FAILED, 2) if night == failed else (RunStatus.ABENDED, 3)
             rerun_at = _tokyo(night, 3, 20 if night == failed else 5) + rng.uniform(0, 60)
-            runs.append(AuthRun(biz, 2, rerun_at, rng.uniform(45, 54) * 60, "C", random.Random(rng.random())))
+            runs.append(AuthRun(biz, 2, rerun_at, rng.uniform(45, 54) * 60, RunStatus.COMPLETED,
+                                random.Random(rng.random())))
         for run in runs:
             steps += run.steps()
         settlement = SettlementRun(biz, _tokyo(night, 4, 30) + rng.uniform(0, 30), rng.uniform(4, 9) * 60)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -36,6 +37,16 @@ SETTLEMENT_AT = 2 / 3
 SETTLEMENT_SHARE = (0.05, 0.10)
 STEPS = 5
 APP_LINE = "{stamp} {level:<5} [{thread}] {message}"
+
+
+class RunStatus(StrEnum):
+    """The codes the demo's job scheduler stores in job_execution.exec_status."""
+
+    RUNNING = "R"
+    COMPLETED = "C"
+    FAILED = "E"  # ended with an error and an exit code of its own
+    ABENDED = "A"  # the process died; the scheduler closed the run
+
 
 # Issuer test numbers only (the published 4111..., 5555..., 3530..., 3782... test cards), stored masked.
 TEST_CARDS = ("4111111111111111", "5555555555554444", "3530111333300000", "378282246310005")
@@ -136,13 +147,13 @@ class DemoWriter:
         with self.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO job_execution (job_name, biz_date, exec_status, start_ts, host_name)"
-                " VALUES (?, ?, 'R', ?, 'batch01')",
-                (job, biz_date.isoformat(), local_text(at)),
+                " VALUES (?, ?, ?, ?, 'batch01')",
+                (job, biz_date.isoformat(), RunStatus.RUNNING, local_text(at)),
             )
             assert cur.lastrowid is not None
             return cur.lastrowid
 
-    def end_run(self, exec_id: int, status: str, at: float, exit_code: int) -> None:
+    def end_run(self, exec_id: int, status: RunStatus, at: float, exit_code: int) -> None:
         with self.transaction() as conn:
             conn.execute(
                 "UPDATE job_execution SET exec_status = ?, end_ts = ?, exit_code = ? WHERE exec_id = ?",
@@ -235,15 +246,15 @@ Step = tuple[float, Callable[[DemoWriter], None]]
 class AuthRun:
     """One attempt of the authorization batch for a business date.
 
-    outcome: 'C' completes; 'E' fails cleanly at step `fail_step` (the rest of the file is marked ERROR);
-    'A' abends there: the process dies, in-flight rows stay AUTHORIZING and unread ones RECEIVED.
+    outcome: COMPLETED runs to the end; FAILED fails cleanly at step `fail_step` (the rest of the file is
+    marked ERROR); ABENDED dies there: in-flight rows stay AUTHORIZING and unread ones RECEIVED.
     """
 
     biz_date: date
     attempt: int
     start: float
     duration: float
-    outcome: str
+    outcome: RunStatus
     rng: random.Random
     fail_step: int = 0
     exec_id: int = 0
@@ -253,11 +264,11 @@ class AuthRun:
     declined: int = 0
 
     def steps(self) -> list[Step]:
-        last = self.fail_step if self.outcome in ("E", "A") else STEPS
+        last = self.fail_step if self.outcome in (RunStatus.FAILED, RunStatus.ABENDED) else STEPS
         out: list[Step] = [(self.start, self._begin)]
         for k in range(1, last + 1):
             out.append((self.start + self.duration * k / (STEPS + 1), partial(self._step, k=k)))
-        if self.outcome == "C":
+        if self.outcome == RunStatus.COMPLETED:
             out.append((self.start + self.duration, self._complete))
         return out
 
@@ -311,9 +322,9 @@ class AuthRun:
             slow = self.rng.randint(1500, 4000)
             w.app(at, [("WARN", thread, f"slow answer from authorization gateway: {slow} ms")])
             w.sdk(at, [("WARN", f"応答遅延を検出しました {slow}ms")])
-        if k == self.fail_step and self.outcome == "E":
+        if k == self.fail_step and self.outcome == RunStatus.FAILED:
             self._fail(w, at, chunk, thread)
-        elif k == self.fail_step and self.outcome == "A":
+        elif k == self.fail_step and self.outcome == RunStatus.ABENDED:
             self._abend(w, at, thread)
 
     def _fail(self, w: DemoWriter, at: float, chunk: list[int], thread: str) -> None:
@@ -327,22 +338,22 @@ class AuthRun:
             ("ERROR", "main", f"{len(chunk) + len(unread)} requests marked ERROR for re-submission"),
         ])
         w.set_states([(request_id, "ERROR", None) for request_id in chunk + unread], at)
-        w.end_run(self.exec_id, "E", at, exit_code=8)
-        w.app(at, [("ERROR", "main", f"{AUTH_JOB} aborted exec_id={self.exec_id} status=E")])
+        w.end_run(self.exec_id, RunStatus.FAILED, at, exit_code=8)
+        w.app(at, [("ERROR", "main", f"{AUTH_JOB} aborted exec_id={self.exec_id} status={RunStatus.FAILED}")])
 
     def _abend(self, w: DemoWriter, at: float, thread: str) -> None:
         # The process dies here: no summary, no end line; the job scheduler marks the run abended.
         w.app(at, [("WARN", thread, "heap usage 94% after full GC")])
         w.sdk(at, [("FATAL", "致命的エラー: セッションが切断されました rc=-999")])
-        w.end_run(self.exec_id, "A", at, exit_code=137)
+        w.end_run(self.exec_id, RunStatus.ABENDED, at, exit_code=137)
 
     def _complete(self, w: DemoWriter) -> None:
         at = self.start + self.duration
         self._finish_chunk(w, STEPS - 1, at)
-        w.end_run(self.exec_id, "C", at, exit_code=0)
+        w.end_run(self.exec_id, RunStatus.COMPLETED, at, exit_code=0)
         w.app(at, [
             ("INFO", "main", f"summary APPROVED={self.approved} DECLINED={self.declined} ERROR=0"),
-            ("INFO", "main", f"{AUTH_JOB} end exec_id={self.exec_id} status=C "
+            ("INFO", "main", f"{AUTH_JOB} end exec_id={self.exec_id} status={RunStatus.COMPLETED} "
                              f"elapsed={round(self.duration)}s"),
         ])
         w.sdk(at, [("INFO", f"接続を切断しました 送信件数={len(self.request_ids)}")])
@@ -368,9 +379,10 @@ class SettlementRun:
     def _end(self, w: DemoWriter) -> None:
         at = self.start + self.duration
         count, amount = w.settle(self.exec_id, self.biz_date, at)
-        w.end_run(self.exec_id, "C", at, exit_code=0)
+        w.end_run(self.exec_id, RunStatus.COMPLETED, at, exit_code=0)
         w.settlement(at, [("INFO", "main", f"settled {count} approvals, {amount} JPY"),
-                          ("INFO", "main", f"{SETTLEMENT_JOB} end exec_id={self.exec_id} status=C")])
+                          ("INFO", "main", f"{SETTLEMENT_JOB} end exec_id={self.exec_id} "
+                                           f"status={RunStatus.COMPLETED}")])
 
 
 def play(writer: DemoWriter, steps: list[Step]) -> None:
@@ -428,7 +440,7 @@ class DemoSimulator:
         return self._thread is not None
 
     def stop(self) -> None:
-        """Stop the thread and close the database; a run in progress stays running ('R')."""
+        """Stop the thread and close the database; a run in progress stays RUNNING."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -470,8 +482,8 @@ class DemoSimulator:
         """Close runs a killed demo left running, pick the next business date, queue the first night."""
         assert self._writer is not None
         with self._writer.transaction() as conn:
-            conn.execute("UPDATE job_execution SET exec_status = 'A', end_ts = ?, exit_code = 137"
-                         " WHERE exec_status = 'R'", (local_text(now),))
+            conn.execute("UPDATE job_execution SET exec_status = ?, end_ts = ?, exit_code = 137"
+                         " WHERE exec_status = ?", (RunStatus.ABENDED, local_text(now), RunStatus.RUNNING))
             latest = conn.execute("SELECT biz_date, exec_status FROM job_execution WHERE job_name = ?"
                                   " ORDER BY start_ts DESC, exec_id DESC LIMIT 1", (AUTH_JOB,)).fetchone()
             attempts = 0
@@ -480,7 +492,7 @@ class DemoSimulator:
                                         " AND biz_date = ?", (AUTH_JOB, latest[0])).fetchone()[0]
         if latest is None:
             self._next_date = datetime.fromtimestamp(now, TOKYO).date() - timedelta(days=1)
-        elif latest[1] in ("E", "A") and attempts < 2:
+        elif latest[1] in (RunStatus.FAILED, RunStatus.ABENDED) and attempts < 2:
             self._next_date, self._next_attempt = date.fromisoformat(latest[0]), attempts + 1
         else:
             self._next_date = date.fromisoformat(latest[0]) + timedelta(days=1)
@@ -512,14 +524,14 @@ class DemoSimulator:
         if self._now >= start + length:  # the machine slept through whole nights: start afresh, aligned
             start = self._now
             length = self._boundary_after(start) - start
-        outcome = "C"
+        outcome = RunStatus.COMPLETED
         if self._rng.random() < self._failure_rate:
-            outcome = "A" if self._rng.random() < 1 / 3 else "E"
+            outcome = RunStatus.ABENDED if self._rng.random() < 1 / 3 else RunStatus.FAILED
         auth = AuthRun(self._next_date, self._next_attempt, start, self._rng.uniform(*AUTH_SHARE) * length,
                        outcome, random.Random(self._rng.random()), fail_step=self._rng.randint(2, STEPS))
         settlement = SettlementRun(self._next_date, start + SETTLEMENT_AT * length,
                                    self._rng.uniform(*SETTLEMENT_SHARE) * length)
-        if outcome != "C" and self._next_attempt == 1:
+        if outcome != RunStatus.COMPLETED and self._next_attempt == 1:
             self._next_attempt = 2
         else:
             self._next_date += timedelta(days=1)

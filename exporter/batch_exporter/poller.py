@@ -34,7 +34,7 @@ class ScheduledSource:
     source: Source
     interval: float
     deadline: float | None = None  # seconds a poll may take before it is abandoned; None: no limit
-    lane: WorkerPool | None = None  # the database's worker threads; None: poll in the scheduler's thread
+    database_pool: WorkerPool | None = None  # the database's worker threads; None: poll in the scheduler's thread
 
 
 class _Worker:
@@ -157,8 +157,8 @@ class Poller:
         name = scheduled.source.name
         started = time.monotonic()
         try:
-            if scheduled.lane is not None:
-                snapshot = scheduled.lane.run(scheduled.source, scheduled.deadline)
+            if scheduled.database_pool is not None:
+                snapshot = scheduled.database_pool.run(scheduled.source, scheduled.deadline)
             else:
                 snapshot = scheduled.source.poll()
         except SourceError as exc:
@@ -189,9 +189,9 @@ class Poller:
 
     def start(self) -> None:
         """Start polling in the background, every source immediately and then on its interval."""
-        database_sources = sum(1 for s in self._sources if s.lane is not None)
-        # database polls wait for their lane inside a scheduler thread: they get threads of their
-        # own, so a slow database can never hold up the log and config sources
+        database_sources = sum(1 for s in self._sources if s.database_pool is not None)
+        # database polls wait for their pool's worker inside a scheduler thread: they get threads of
+        # their own, so a slow database can never hold up the log and config sources
         scheduler = BackgroundScheduler(
             executors={"default": SchedulerPool(max(2, min(len(self._sources) - database_sources, 8))),
                        "database": SchedulerPool(max(1, min(database_sources, 32)))},
@@ -206,7 +206,7 @@ class Poller:
             offset = timedelta(seconds=min(scheduled.interval, _SPREAD_SECONDS) * index / max(count, 1))
             scheduler.add_job(self.poll, "interval", args=[scheduled], seconds=scheduled.interval,
                               next_run_time=now + offset, id=scheduled.source.name, name=scheduled.source.name,
-                              executor="database" if scheduled.lane is not None else "default")
+                              executor="database" if scheduled.database_pool is not None else "default")
         scheduler.start()
         self._scheduler = scheduler
 
@@ -214,5 +214,6 @@ class Poller:
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
             self._scheduler = None
-        for lane in {id(s.lane): s.lane for s in self._sources if s.lane is not None}.values():
-            lane.close()
+        pools = {id(s.database_pool): s.database_pool for s in self._sources if s.database_pool is not None}
+        for pool in pools.values():
+            pool.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gzip
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -41,8 +41,10 @@ class Store:
     finishing together therefore costs one or two renders, not one per poll.
     """
 
-    def __init__(self, sources: Iterable[str], min_render_interval: float = 0.25) -> None:
+    def __init__(self, sources: Iterable[str], min_render_interval: float = 0.25,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._min_render_interval = min_render_interval
+        self._monotonic = monotonic
         self._rendered_at = float("-inf")
         self._lock = threading.Lock()
         self._snapshots: dict[str, Snapshot] = {}
@@ -94,7 +96,7 @@ class Store:
         if self._version == self._rendered_version:
             return self._payload
         first = self._rendered_version < 0
-        if not first and time.monotonic() - self._rendered_at < self._min_render_interval:
+        if not first and self._monotonic() - self._rendered_at < self._min_render_interval:
             return self._payload
         if not self._render_lock.acquire(blocking=first):
             return self._payload
@@ -105,7 +107,7 @@ class Store:
                 text = render(self.view())
                 self._payload = (text, gzip.compress(text, compresslevel=6))
                 self._rendered_version = version
-                self._rendered_at = time.monotonic()
+                self._rendered_at = self._monotonic()
             return self._payload
         finally:
             self._render_lock.release()

@@ -9,8 +9,6 @@ from typing import TextIO
 
 from .scenarios import Expected, Scenario
 
-RECEIVER_BY_SEVERITY = {"critical": "pager", "warning": "ticket", "info": "null"}
-
 
 @dataclass
 class AlertTimeline:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from ..demo_sim import AuthRun, play
+from ..demo_sim import AuthRun, RunStatus, play
 from .world import BATCH, DrillWorld
 
 Undo = Callable[[], None]
@@ -55,7 +55,7 @@ def _undo_runs(world: DrillWorld) -> Undo:
 def _log_limit(world: DrillWorld) -> Undo:
     now = world.now()
     with world.target.transaction() as writer:
-        play(writer, AuthRun(_next_date(world), 1, now - 70, 60.0, "C", world.rng()).steps())
+        play(writer, AuthRun(_next_date(world), 1, now - 70, 60.0, RunStatus.COMPLETED, world.rng()).steps())
     sdk = world.target.paths.sdk_log
     writer = world.target.writer
     lines, seq = 32, 0
@@ -77,7 +77,7 @@ def _log_limit(world: DrillWorld) -> Undo:
 
 def _log_silent(world: DrillWorld) -> Undo:
     start = world.now() - SILENCE_SECONDS
-    run = AuthRun(_next_date(world), 1, start, 3600.0, "C", world.rng())
+    run = AuthRun(_next_date(world), 1, start, 3600.0, RunStatus.COMPLETED, world.rng())
     with world.target.transaction() as writer:
         play(writer, run.steps()[:1])  # it starts, writes its first lines, and nothing after
     before = world.target.set_mtimes(world.target.log_files(), start + 1)
@@ -91,15 +91,15 @@ def _log_silent(world: DrillWorld) -> Undo:
 def _failed_run(world: DrillWorld) -> Undo:
     now = world.now()
     with world.target.transaction() as writer:
-        play(writer, AuthRun(_next_date(world), 1, now - 75, 60.0, "E", world.rng(), fail_step=2).steps())
+        play(writer, AuthRun(_next_date(world), 1, now - 75, 60.0, RunStatus.FAILED, world.rng(), fail_step=2).steps())
     return _undo_runs(world)
 
 
 def _blind_rerun(world: DrillWorld) -> Undo:
     now, day = world.now(), _next_date(world)
-    runs = [AuthRun(day, 1, now - 400, 60.0, "E", world.rng(), fail_step=2),
-            AuthRun(day, 2, now - 250, 60.0, "C", world.rng()),
-            AuthRun(day, 3, now - 100, 60.0, "C", world.rng())]
+    runs = [AuthRun(day, 1, now - 400, 60.0, RunStatus.FAILED, world.rng(), fail_step=2),
+            AuthRun(day, 2, now - 250, 60.0, RunStatus.COMPLETED, world.rng()),
+            AuthRun(day, 3, now - 100, 60.0, RunStatus.COMPLETED, world.rng())]
     with world.target.transaction() as writer:
         play(writer, [step for run in runs for step in run.steps()])
     return _undo_runs(world)
@@ -108,7 +108,7 @@ def _blind_rerun(world: DrillWorld) -> Undo:
 def _crash_no_rollback(world: DrillWorld) -> Undo:
     now = world.now()
     with world.target.transaction() as writer:
-        play(writer, AuthRun(_next_date(world), 1, now - 75, 60.0, "A", world.rng(), fail_step=3).steps())
+        play(writer, AuthRun(_next_date(world), 1, now - 75, 60.0, RunStatus.ABENDED, world.rng(), fail_step=3).steps())
     return _undo_runs(world)
 
 

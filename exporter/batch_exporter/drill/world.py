@@ -28,7 +28,7 @@ from .. import __version__
 from ..app import Exporter, Runtime
 from ..config import Config, load_config
 from ..demo import demo_config_text
-from ..demo_sim import AUTH_JOB, SDK_LOG_CAP_BYTES, TOKYO, AuthRun, play
+from ..demo_sim import AUTH_JOB, SDK_LOG_CAP_BYTES, TOKYO, AuthRun, RunStatus, play
 from ..store import render
 from ..web import MetricsServer
 from .target import DemoTarget, LogSnapshot, TargetError
@@ -82,7 +82,8 @@ class DrillWorld:
         self.baseline_date = (date.fromisoformat(str(last)) + timedelta(days=1) if last
                               else datetime.fromtimestamp(now, TOKYO).date() - timedelta(days=1))
         with self.target.transaction() as writer:
-            play(writer, AuthRun(self.baseline_date, 1, self.schedule_at + 5, 60.0, "C", self.rng()).steps())
+            baseline = AuthRun(self.baseline_date, 1, self.schedule_at + 5, 60.0, RunStatus.COMPLETED, self.rng())
+            play(writer, baseline.steps())
         self.target.snapshot_db("baseline")
         self._write_config()
 
@@ -117,7 +118,7 @@ class DrillWorld:
             "  WHERE b.merchant_ref = a.merchant_ref AND b.auth_state = 'APPROVED')"))
         with self.target.transaction() as writer:
             for exec_id in running:
-                writer.end_run(exec_id, "A", now, exit_code=137)
+                writer.end_run(exec_id, RunStatus.ABENDED, now, exit_code=137)
             writer.set_states([(r, "ERROR", None) for r in pending + doubled], now)
         sdk = self.target.paths.sdk_log
         if sdk.exists() and sdk.stat().st_size >= SDK_EMPTY_AT * SDK_LOG_CAP_BYTES:

@@ -21,7 +21,7 @@ class SourceError(Exception):
         self.snapshot = snapshot
 
 
-def summarize(problems: Sequence[str], shown: int = 3) -> str:
+def join_problems(problems: Sequence[str], shown: int = 3) -> str:
     """The first `shown` problems joined, and how many more there were."""
     more = len(problems) - shown
     return "; ".join(problems[:shown]) + (f" (and {more} more)" if more > 0 else "")

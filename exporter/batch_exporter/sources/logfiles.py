@@ -10,7 +10,7 @@ from typing import Protocol
 from ..masking import mask_path
 from ..snapshot import SampleBuilder, Snapshot
 from ..tailing.paths import expand, label
-from .errors import SourceError, summarize
+from .errors import SourceError, join_problems
 
 
 class LogConfigLike(Protocol):
@@ -74,7 +74,7 @@ class LogFileSource:
                 files.append((path, st))
         snapshot = self._build(files)
         if problems:
-            raise SourceError("io", f"log {self._log_name}: {summarize(problems)}", snapshot=snapshot)
+            raise SourceError("io", f"log {self._log_name}: {join_problems(problems)}", snapshot=snapshot)
         return snapshot
 
     def _build(self, files: list[tuple[str, os.stat_result]]) -> Snapshot:

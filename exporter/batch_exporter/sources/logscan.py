@@ -25,7 +25,7 @@ from ..tailing.state import (
     save,
     state_file_name,
 )
-from .errors import SourceError, summarize
+from .errors import SourceError, join_problems
 from .logfiles import LogConfigLike, follows_symlinks
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class LogScanSource:
                 problems.insert(0, f"cannot write state file {self._state_path}: {exc.strerror or exc}")
                 reason = "state"
         if problems:
-            raise SourceError(reason, f"log {self._log_name}: {summarize(problems)}", snapshot=self._snapshot)
+            raise SourceError(reason, f"log {self._log_name}: {join_problems(problems)}", snapshot=self._snapshot)
         return self._snapshot
 
     def _build(self) -> Snapshot:
