@@ -278,7 +278,8 @@ def poll_timings(config_path: Path, cursor: Any, repeat: int) -> list[Timing]:
     """Time the exporter's runs source (in-process, real ODBC) and its statements against the naive query."""
     from batch_exporter.config import load_config
     from batch_exporter.database import open_database
-    from batch_exporter.sources.runs import RunsSource, build_last_success_query, build_window_query
+    from batch_exporter.run_statements import build_last_success_query, build_window_query
+    from batch_exporter.sources.runs import RunsSource
 
     config = load_config(config_path)
     db_config = config.databases["bench"]

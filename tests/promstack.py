@@ -1,4 +1,4 @@
-"""Test-side name for `batch_exporter.stack` (the real Prometheus + Alertmanager on loopback).
+"""Test-side name for `batch_exporter.practice.stack` (the real Prometheus + Alertmanager on loopback).
 
 The code lives in the package so that `batch-exporter demo --stack` and `batch-exporter drill` use the
 same machinery as the tests; this module only re-exports it. `REPO_ROOT` here is the checkout the
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from batch_exporter.stack import (
+from batch_exporter.practice.stack import (
     ALERTMANAGER_CONFIG,
     EXPORTER_JOB,
     PROMETHEUS_CONFIG,

@@ -18,11 +18,11 @@ import pytest
 import yaml
 from apscheduler.triggers.cron import CronTrigger
 
-from batch_exporter import demo as demo_module
 from batch_exporter.app import Exporter
 from batch_exporter.config import load_config
-from batch_exporter.demo import CONFIG_INTERVAL_SECONDS, NotADemoError, create_demo, prepare_demo
-from batch_exporter.demo_sim import (
+from batch_exporter.practice import demo as demo_module
+from batch_exporter.practice.demo import CONFIG_INTERVAL_SECONDS, NotADemoError, create_demo, prepare_demo
+from batch_exporter.practice.demo_sim import (
     AUTH_SHARE,
     SETTLEMENT_AT,
     SETTLEMENT_SHARE,
@@ -33,7 +33,7 @@ from batch_exporter.demo_sim import (
 from batch_exporter.units import parse_duration, parse_size
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)  # 21:00 in Tokyo: last night's runs are over
-SHIPPED = Path(__file__).resolve().parents[1] / "exporter" / "batch_exporter" / "demo_data" / "demo.yml"
+SHIPPED = Path(__file__).resolve().parents[1] / "exporter" / "batch_exporter" / "practice" / "demo_data" / "demo.yml"
 TEST_BINS = {"411111", "555555", "353011", "378282"}
 
 

@@ -38,7 +38,7 @@ import pytest
 from batch_exporter.cli import build_parser
 from batch_exporter.config import parse_config
 from batch_exporter.database import open_database
-from batch_exporter.demo import create_demo
+from batch_exporter.practice.demo import create_demo
 from batch_exporter.sources.errors import SourceError
 from batch_exporter.sources.runs import RunsSource
 from db_servers import admin_connection, odbc_connection_string, requires_odbc, unique_name
@@ -506,6 +506,11 @@ def how_tested(block: Block) -> str | None:
             return "check-config by this file"
         if block.lang == "":
             return "log lines illustrating a pattern, not a command"
+    if doc == "architecture.md":
+        if block.lang in ("components", "dependencies"):
+            return "compared with the package's import graph by tests/test_architecture.py"
+        if block.lang == "":
+            return "a drawing of the data flow, not a command"
     if doc == "practise.md":
         if block.lang in ("sql", "sh"):
             return "run (SQL) or parsed (commands) by this file; the drills themselves by tests/test_drill.py"

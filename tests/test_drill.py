@@ -28,13 +28,13 @@ from typing import Any
 import pytest
 import yaml
 
-from batch_exporter.demo import prepare_demo
-from batch_exporter.drill.live import LiveDrill
-from batch_exporter.drill.report import Progress, timeline
-from batch_exporter.drill.scenarios import BY_NAME
-from batch_exporter.drill.target import DemoTarget, TargetError, open_target
-from batch_exporter.drill.world import DrillWorld
-from batch_exporter.stack import PromStack, ShippedFiles, WebhookRecorder, wait_until
+from batch_exporter.practice.demo import prepare_demo
+from batch_exporter.practice.drill.live import LiveDrill
+from batch_exporter.practice.drill.report import Progress, timeline
+from batch_exporter.practice.drill.scenarios import BY_NAME
+from batch_exporter.practice.drill.target import DemoTarget, TargetError, open_target
+from batch_exporter.practice.drill.world import DrillWorld
+from batch_exporter.practice.stack import PromStack, ShippedFiles, WebhookRecorder, wait_until
 from promstack import REPO_ROOT
 
 TABLES = ("job_execution", "auth_request", "settlement")

@@ -27,7 +27,8 @@ from batch_exporter.config import parse_config
 from batch_exporter.database import Database, open_database
 from batch_exporter.snapshot import Snapshot
 from batch_exporter.sources.errors import SourceError
-from batch_exporter.sources.runs import RunsSource, window_param
+from batch_exporter.sources.run_table import window_param
+from batch_exporter.sources.runs import RunsSource
 from db_servers import odbc_connection_string, requires_odbc, scratch_table
 from exporter_process import parse_exposition
 

@@ -22,6 +22,12 @@ def errors(series: dict, source: str, reason: str) -> float:  # type: ignore[typ
     return value(series, "batch_exporter_source_errors_total", source=source, reason=reason) or 0.0
 
 
+def failures(series: dict, source: str) -> float:  # type: ignore[type-arg]
+    """Failed polls of `source`, whatever the reason."""
+    return sum(v for (name, labels), v in series.items()
+               if name == "batch_exporter_source_errors_total" and dict(labels).get("source") == source)
+
+
 def probe_through(proxy: TcpProxy, tmp_path: Path, timeout: str) -> Path:
     """A config with one `SELECT 1` check on PostgreSQL reached through `proxy`."""
     from db_servers import odbc_connection_string
@@ -123,7 +129,8 @@ def test_database_unreachable_at_start_then_lost_and_restored(tmp_path: Path) ->
             proxy.cut()
             series = exporter.wait_for(lambda s: up(s, "checks:probe") == 0, timeout=30, what="loss mid-run")
             assert value(series, "batch_check_value", batch="probe", check="one") == 1  # last good value kept
-            time.sleep(2)
+            failed = failures(series, "checks:probe")
+            exporter.wait_for(lambda s: failures(s, "checks:probe") > failed, what="another failed poll")
             proxy.restore()
             exporter.wait_for(lambda s: up(s, "checks:probe") == 1, timeout=60, what="recovery mid-run")
             assert "PWD" not in exporter.log()

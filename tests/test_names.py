@@ -7,11 +7,11 @@ import random
 from datetime import date
 from pathlib import Path
 
-from batch_exporter.demo import SCHEMA
-from batch_exporter.demo_sim import AuthRun, DemoPaths, DemoWriter, RunStatus, open_writer_connection, play
-from batch_exporter.drill.scenarios import SCENARIOS
 from batch_exporter.poller import ScheduledSource, WorkerPool
-from batch_exporter.practice_flags import SCENARIO_NAMES, add_drill_arguments
+from batch_exporter.practice.demo import SCHEMA
+from batch_exporter.practice.demo_sim import AuthRun, DemoPaths, DemoWriter, RunStatus, open_writer_connection, play
+from batch_exporter.practice.drill.scenarios import SCENARIOS
+from batch_exporter.practice.flags import SCENARIO_NAMES, add_drill_arguments
 from batch_exporter.snapshot import Snapshot
 from batch_exporter.sources.errors import join_problems
 

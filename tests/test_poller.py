@@ -1,4 +1,4 @@
-"""Poller lanes: bounded threads (so bounded connections) per database, deadlines that abandon a stuck poll."""
+"""Database worker pools: bounded threads (so bounded connections) per database, deadlines that abandon a stuck poll."""
 from __future__ import annotations
 
 import threading
@@ -46,28 +46,28 @@ def _join_poll_threads(pool: str, timeout: float = 10) -> None:
 
 def test_sources_of_one_database_share_at_most_size_threads() -> None:
     seen: set[int] = set()
-    lane = WorkerPool("db", 2)
-    sources = [ScheduledSource(ThreadRecorder(f"runs:b{i}", seen), 30, 10, lane) for i in range(12)]
+    pool = WorkerPool("db", 2)
+    sources = [ScheduledSource(ThreadRecorder(f"runs:b{i}", seen), 30, 10, pool) for i in range(12)]
     store = Store(s.source.name for s in sources)
     assert Poller(store, sources).poll_all_once()
     assert 1 <= len(seen) <= 2
     assert store.all_polled()
-    lane.close()
+    pool.close()
 
 
 def test_a_stuck_poll_is_abandoned_and_reported_until_it_returns() -> None:
-    lane = WorkerPool("stuckdb", 1)
+    pool = WorkerPool("stuckdb", 1)
     blocking = Blocking()
     with pytest.raises(SourceError) as first:
-        lane.run(blocking, 0.05)
+        pool.run(blocking, 0.05)
     assert first.value.reason == "timeout" and "0.05s" in str(first.value)
     with pytest.raises(SourceError, match="stuck") as second:
-        lane.run(blocking, 0.05)
+        pool.run(blocking, 0.05)
     assert second.value.reason == "timeout"
     blocking.release.set()
     _join_poll_threads("stuckdb")  # the abandoned call has returned and its thread ended
-    assert lane.run(blocking, 1).source == "checks:stuck"
-    lane.close()
+    assert pool.run(blocking, 1).source == "checks:stuck"
+    pool.close()
 
 
 def test_failures_are_recorded_with_their_reason() -> None:
@@ -104,9 +104,9 @@ def test_a_failure_that_carries_a_partial_snapshot_exports_it() -> None:
             raise SourceError("io", f"log {self.name}: cannot read one of its files", snapshot=out.build(self.name))
 
     inline, pooled = PartlyFailing("inline"), PartlyFailing("pooled")
-    lane = WorkerPool("db", 1)  # the error crosses a worker thread on the way
+    pool = WorkerPool("db", 1)  # the error crosses a worker thread on the way
     store = Store([inline.name, pooled.name], min_render_interval=0)
-    poller = Poller(store, [ScheduledSource(inline, 30), ScheduledSource(pooled, 30, 5, lane)])
+    poller = Poller(store, [ScheduledSource(inline, 30), ScheduledSource(pooled, 30, 5, pool)])
     for polls in (1, 2):
         assert not poller.poll_all_once()
         text = store.payload()[0].decode()
@@ -114,7 +114,7 @@ def test_a_failure_that_carries_a_partial_snapshot_exports_it() -> None:
             assert f'batch_log_lines_total{{batch="b",log="{name}"}} {10.0 * polls}' in text
             assert f'batch_exporter_source_up{{source="{name}"}} 0.0' in text
             assert f'batch_exporter_source_errors_total{{reason="io",source="{name}"}} {float(polls)}' in text
-    lane.close()
+    pool.close()
 
 
 def test_a_stuck_poll_does_not_keep_the_process_from_exiting(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -139,23 +139,23 @@ def test_a_stuck_poll_does_not_keep_the_process_from_exiting(tmp_path) -> None: 
 
 
 def test_a_stuck_worker_is_skipped_while_another_connection_is_free() -> None:
-    lane = WorkerPool("db", 2)
+    pool = WorkerPool("db", 2)
     blocking = Blocking()
     with pytest.raises(SourceError):
-        lane.run(blocking, 0.05)  # one worker is now stuck in its abandoned call
+        pool.run(blocking, 0.05)  # one worker is now stuck in its abandoned call
     seen: set[int] = set()
     for index in range(4):
-        assert lane.run(ThreadRecorder(f"runs:b{index}", seen, delay=0), 1).source == f"runs:b{index}"
+        assert pool.run(ThreadRecorder(f"runs:b{index}", seen, delay=0), 1).source == f"runs:b{index}"
     assert len(seen) == 1  # always the free worker
     blocking.release.set()
-    lane.close()
+    pool.close()
 
 
 def test_no_poll_thread_starts_after_the_pool_is_closed() -> None:
-    lane = WorkerPool("closed", 1)
-    lane.close()
+    pool = WorkerPool("closed", 1)
+    pool.close()
     with pytest.raises(SourceError) as stopped:
-        lane.run(ThreadRecorder("runs:x", set()), 1)
+        pool.run(ThreadRecorder("runs:x", set()), 1)
     assert stopped.value.reason == "stopped"
     assert not [t for t in threading.enumerate() if t.name.startswith("poll-closed")]
 
@@ -184,8 +184,8 @@ def test_a_slow_database_does_not_hold_up_local_sources() -> None:
                 enough.set()
             return Snapshot(self.name)
 
-    lane = WorkerPool("slowdb", 1)
-    sources = [ScheduledSource(StuckDb(i), 0.05, 30, lane) for i in range(30)] + [ScheduledSource(Local(), 0.05)]
+    pool = WorkerPool("slowdb", 1)
+    sources = [ScheduledSource(StuckDb(i), 0.05, 30, pool) for i in range(30)] + [ScheduledSource(Local(), 0.05)]
     poller = Poller(Store(s.source.name for s in sources), sources)
     poller.start()
     try:

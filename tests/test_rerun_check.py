@@ -23,8 +23,8 @@ import pytest
 
 from batch_exporter.config import LogConfig, parse_config
 from batch_exporter.database import Database, QueryError
-from batch_exporter.demo import create_demo, demo_config_text
-from batch_exporter.demo_sim import AuthRun, DemoWriter, open_writer_connection, play
+from batch_exporter.practice.demo import create_demo, demo_config_text
+from batch_exporter.practice.demo_sim import AuthRun, DemoWriter, open_writer_connection, play
 from batch_exporter.rerun import (
     Attempt,
     BoundedDatabase,
@@ -41,7 +41,8 @@ from batch_exporter.rerun import (
 from batch_exporter.runsummary import RunRow
 from batch_exporter.sources.checks import ChecksSource, check_value
 from batch_exporter.sources.errors import SourceError
-from batch_exporter.sources.runs import RunsSource, window_param
+from batch_exporter.sources.run_table import window_param
+from batch_exporter.sources.runs import RunsSource
 from batch_exporter.tailing.paths import expand
 from db_servers import odbc_connection_string, requires_odbc, scratch_table
 

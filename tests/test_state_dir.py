@@ -145,6 +145,18 @@ def _wait_counts(exporter: ExporterProcess, lines: int, errors: int) -> Series:
         what=f"{lines} lines and {errors} errors")
 
 
+def _wait_polls(exporter: ExporterProcess, source: str, polls: int) -> Series:
+    """Scrape until `source` has finished `polls` more polls than the first scrape shows."""
+    series = exporter.scrape()
+    for _ in range(polls):
+        seen = value(series, "batch_exporter_source_last_success_timestamp_seconds", source=source)
+        series = exporter.wait_for(
+            lambda s, seen=seen: (value(s, "batch_exporter_source_last_success_timestamp_seconds", source=source)
+                                  or 0) > (seen or 0),
+            what=f"another poll of {source}")
+    return series
+
+
 @posix_only
 def test_a_restarted_process_counts_the_lines_written_while_it_was_down_once(tmp_path: Path) -> None:
     """The systemd default ($STATE_DIRECTORY) with no state_dir in the file: a restart neither counts
@@ -169,8 +181,9 @@ def test_a_restarted_process_counts_the_lines_written_while_it_was_down_once(tmp
     restarted_at = time.time()
     with running_exporter(config, tmp_path, env=env) as second:
         series = _wait_counts(second, 6, 4)
-        time.sleep(2.5)  # two more polls: nothing is added twice
-        series = _wait_counts(second, 6, 4)
+        series = _wait_polls(second, "logscan:auth/app", 2)  # two more polls: nothing is added twice
+        assert (value(series, "batch_log_lines_total", **LINES), value(series, "batch_log_matches_total", **ERROR)) \
+            == (6, 4)
         assert value(series, "batch_log_rotations_total", **LINES) == 1
         last_match = value(series, "batch_log_last_match_timestamp_seconds", **ERROR)
         assert last_match is not None and last_match >= restarted_at  # when it was read, not written

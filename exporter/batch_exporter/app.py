@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from .config import Config, DatabaseConfig
 from .database import Database, QueryError, odbc_dialect, open_database
 from .poller import Poller, ScheduledSource, WorkerPool
-from .runsummary import MAX_ATTEMPTS_WITH_RECORDS
 from .sources.batchinfo import BatchInfoSource
 from .sources.checks import ChecksSource
 from .sources.runs import RunsSource
@@ -23,9 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# the runs source may send in one poll: on its first, two column probes and the sample of a start time;
-# then the window, the last success, and the records of each attempt read
-_STATEMENTS_PER_POLL = 5 + MAX_ATTEMPTS_WITH_RECORDS
 _DEADLINE_MARGIN = 2.0
 
 
@@ -100,7 +96,7 @@ def build_sources(config: Config, databases: dict[str, Database],
             if batch.runs is not None:
                 runs = RunsSource(name, batch, db, text_timestamps=db_config.sqlite is not None,
                                   locate=config.locate)
-                deadline = poll_deadline(db_config, _STATEMENTS_PER_POLL)
+                deadline = poll_deadline(db_config, runs.max_statements_per_poll)
                 scheduled.append(ScheduledSource(runs, interval, deadline, pool))
             if batch.checks:
                 checks = ChecksSource(name, batch.checks, db)
@@ -180,48 +176,3 @@ class Exporter:
                 db.close()
 
         threading.Thread(target=close, name="close-databases", daemon=True).start()
-
-
-class Runtime:
-    """What the HTTP server talks to; swaps exporters on reload so serving never stops."""
-
-    def __init__(self, exporter: Exporter) -> None:
-        self._exporter = exporter
-        self._lock = threading.Lock()
-
-    @property
-    def exporter(self) -> Exporter:
-        return self._exporter
-
-    def metrics_payload(self) -> tuple[bytes, bytes]:
-        return self._exporter.store.payload()
-
-    def is_ready(self) -> bool:
-        return self._exporter.store.all_polled()
-
-    def replace(self, config: Config) -> None:
-        """Apply a new, already validated configuration: build and poll it once, then swap.
-
-        The old exporter keeps serving until the new one is ready; if building the new one fails,
-        the exception propagates and the old one stays in place. Its log scans stop reading first
-        and hand their counters and positions over: the new ones go on from there, so no counter
-        goes back, and no line is counted by both (the old ones serve their last counts meanwhile).
-        """
-        with self._lock:
-            old = self._exporter
-            handover = old.retire_logs()
-            try:
-                new = Exporter(config, old.watching_since, handover=handover)
-            except BaseException:
-                old.resume_logs()
-                raise
-            try:
-                new.poller.poll_all_once()
-            except BaseException:
-                new.stop()
-                old.resume_logs()
-                raise
-            self._exporter = new
-            old.stop()
-            new.start()
-            log.info("configuration reloaded: %d sources", len(new.sources))

@@ -1,25 +1,26 @@
-"""Command line: run, once, check-config, schema, demo."""
+"""Command line: run, once, check-config, schema, rerun-check, healthcheck, and the practice tools
+(demo, drill). The composition root: it may import the core and practice/, and nothing imports it."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from . import __version__
-from .app import Exporter, Runtime, log_state_dir, open_databases
+from .app import log_state_dir, open_databases
 from .config import Config, ConfigError, json_schema, load_config
 from .database import QueryError
 from .masking import MaskingFilter
-from .practice_flags import add_demo_stack_arguments, add_drill_arguments
+from .practice.flags import add_demo_stack_arguments, add_drill_arguments
 from .rerun import command as rerun_command
 from .rerun.bounded import BoundedDatabase
-from .sources.run_columns import MissingColumns, no_business_date_note, resolve_columns
+from .service import ExporterService, serve
+from .sources.run_columns import MissingColumns
+from .sources.run_table import probe_columns
 from .state_dir import StateDirError, inspect
-from .web import DEFAULT_PORT, MetricsServer
+from .web import DEFAULT_PORT
 from .webconfig import WebConfig, WebConfigError, load_web_config
 
 log = logging.getLogger("batch_exporter")
@@ -128,15 +129,15 @@ def _probe_run_tables(config: Config) -> list[str]:
             db_config = config.databases[batch.database]
             db = BoundedDatabase(databases[batch.database], db_config.connect_timeout, db_config.query_timeout)
             try:
-                columns = resolve_columns(batch.runs, db.query)
+                resolved = probe_columns(batch.runs, db.query)
             except MissingColumns as exc:
                 errors.append(f"{config.locate(('batches', name, 'runs', 'columns', exc.missing[0][0]))}: {exc}")
                 continue
             except QueryError as exc:
                 print(f"{name}: the run table's columns could not be checked now: {exc}")
                 continue
-            if columns.business_date is None:
-                print(f"{name}: {no_business_date_note(batch.runs)}")
+            if resolved.business_date_note is not None:
+                print(f"{name}: {resolved.business_date_note}")
     finally:
         for database in databases.values():
             database.close()
@@ -152,83 +153,14 @@ def cmd_once(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
-    exporter = Exporter(config, keep_log_state=False)  # a look: from the files' start, nothing saved
+    service = ExporterService(config, keep_log_state=False)  # a look: from the files' start, nothing saved
     try:
-        ok = exporter.poller.poll_all_once()
-        sys.stdout.buffer.write(exporter.store.payload()[0])
+        ok = service.poll_once()
+        sys.stdout.buffer.write(service.metrics_payload()[0])
         sys.stdout.flush()
     finally:
-        exporter.stop()
+        service.stop()
     return 0 if ok else 1
-
-
-def serve(config: Config, config_path: Path | None, listen: str, web_config: WebConfig | None,
-          stop: threading.Event | None = None, web_config_path: Path | None = None) -> int:
-    """Serve until SIGINT/SIGTERM (or `stop`); SIGHUP re-reads the configuration file and the web
-    config file (TLS, users); a file that no longer validates is reported and the running one kept."""
-    try:
-        runtime = Runtime(Exporter(config))
-    except StateDirError as exc:
-        print(f"cannot start: {exc}", file=sys.stderr)
-        return 1
-    try:
-        server = MetricsServer(listen, runtime, web_config, version=__version__)
-        server.start()
-    except (OSError, ValueError) as exc:
-        print(f"cannot serve on --web.listen-address {listen!r}: {exc}", file=sys.stderr)
-        runtime.exporter.stop()
-        return 1
-    runtime.exporter.start()
-    log.info("serving on %s (port %d), %d sources", listen, server.port, len(runtime.exporter.sources))
-    stop = stop or threading.Event()
-    reload_requested = threading.Event()
-
-    def on_stop(signum: int, _frame: object) -> None:
-        stop.set()
-
-    def on_hup(signum: int, _frame: object) -> None:
-        reload_requested.set()
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGTERM, on_stop)
-        if hasattr(signal, "SIGHUP") and config_path is not None:
-            signal.signal(signal.SIGHUP, on_hup)
-    try:
-        while not stop.wait(0.5):
-            if reload_requested.is_set():
-                reload_requested.clear()
-                _reload(runtime, config_path)
-                _reload_web(server, web_config_path)
-    finally:
-        server.shutdown()
-        runtime.exporter.stop()
-    return 0
-
-
-def _reload(runtime: Runtime, config_path: Path | None) -> None:
-    if config_path is None:
-        return
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        log.error("reload refused, keeping the running configuration:\n%s", exc)
-        return
-    try:
-        runtime.replace(config)
-    except Exception:  # the process is serving: report, keep the running configuration
-        log.exception("reload failed, keeping the running configuration")
-
-
-def _reload_web(server: MetricsServer, path: Path | None) -> None:
-    if path is None:
-        return
-    try:
-        server.reload_web_config(load_web_config(path))
-    except WebConfigError as exc:
-        log.error("web config reload refused, keeping the running one:\n%s", exc)
-        return
-    log.info("web configuration reloaded from %s", path)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -241,10 +173,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.stack:
-        from .demo_stack import run_demo_stack
+        from .practice.demo_stack import run_demo_stack
 
         return run_demo_stack(args)
-    from .demo import serve_demo
+    from .practice.demo import serve_demo
 
     ok, web_config = _load_web(args.web_config)
     if not ok:
@@ -259,7 +191,7 @@ def cmd_healthcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
-    from .drill import run_drill
+    from .practice.drill import run_drill
 
     return run_drill(args)
 

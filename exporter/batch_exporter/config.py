@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from .database import odbc_dialect
+from .run_statements import build_last_success_query, build_sample_query, build_window_query, probe_statement
 from .schedule import CronSchedule, ScheduleError
 from .sqlcheck import StatementError, check_read_only
 from .tailing.encoding import resolve as resolve_encoding
@@ -407,12 +408,8 @@ def _dialect(database: DatabaseConfig | None) -> str | None:
 
 def _runs_statements(runs: RunsConfig) -> list[str]:
     """Every statement the runs source builds from the configured table, where, columns or query."""
-    from .sources.run_columns import runs_from  # the sources import this module
-    from .sources.runs import build_last_success_query, build_sample_query, build_window_query
-
-    source, where = runs_from(runs)
     return [build_window_query(runs), build_last_success_query(runs), build_sample_query(runs),
-            f"SELECT * FROM {source} WHERE 1 = 0{where}"]
+            probe_statement(runs, "*")]
 
 
 def _shorten(sql: str | None, limit: int = 160) -> str:

@@ -5,8 +5,6 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -14,6 +12,7 @@ from typing import Protocol
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from .deadline_thread import Closed, DeadlineMissed, DeadlineThread, StillStuck
 from .snapshot import Snapshot
 from .sources.errors import SourceError
 from .store import Store
@@ -37,68 +36,6 @@ class ScheduledSource:
     database_pool: WorkerPool | None = None  # the database's worker threads; None: poll in the scheduler's thread
 
 
-class _Worker:
-    """One long-lived thread per slot, so a thread-bound DB connection survives between polls.
-
-    A poll that misses its deadline is abandoned with its thread (a driver call cannot always be
-    interrupted); while that thread is still stuck, no further thread is started for the slot.
-    Threads are daemons: a stuck driver call must not keep the process from exiting.
-    """
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._jobs: queue.SimpleQueue[tuple[Source, Future[Snapshot]] | None] | None = None
-        self._stuck: Future[Snapshot] | None = None
-        self._closed = False
-
-    @property
-    def stuck(self) -> bool:
-        """True while a poll abandoned at its deadline is still inside its call."""
-        return self._stuck is not None and not self._stuck.done()
-
-    def _start_thread(self) -> queue.SimpleQueue[tuple[Source, Future[Snapshot]] | None]:
-        jobs: queue.SimpleQueue[tuple[Source, Future[Snapshot]] | None] = queue.SimpleQueue()
-        threading.Thread(target=self._serve, args=(jobs,), name=f"poll-{self._name}", daemon=True).start()
-        self._jobs = jobs
-        return jobs
-
-    @staticmethod
-    def _serve(jobs: queue.SimpleQueue[tuple[Source, Future[Snapshot]] | None]) -> None:
-        while (job := jobs.get()) is not None:
-            source, future = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(source.poll())
-            except BaseException as exc:  # handed to the waiting caller
-                future.set_exception(exc)
-
-    def run(self, source: Source, deadline: float | None, remaining: float | None) -> Snapshot:
-        """Poll within `remaining` seconds (what is left of the source's `deadline`)."""
-        if self._closed:
-            raise SourceError("stopped", "the exporter is stopping or reloading")
-        if self._stuck is not None:
-            if not self._stuck.done():
-                raise SourceError("timeout", "the previous poll is still stuck past its deadline")
-            self._stuck = None
-        jobs = self._jobs or self._start_thread()
-        future: Future[Snapshot] = Future()
-        jobs.put((source, future))
-        try:
-            return future.result(timeout=remaining)
-        except FutureTimeout:
-            self._stuck = future
-            jobs.put(None)  # the abandoned thread ends once its call returns
-            self._jobs = None
-            raise SourceError("timeout", f"poll did not finish within {deadline:g}s") from None
-
-    def close(self) -> None:
-        self._closed = True
-        if self._jobs is not None:
-            self._jobs.put(None)
-            self._jobs = None
-
-
 class WorkerPool:
     """At most `size` worker threads for one database, so at most `size` connections (plus one
     abandoned per worker while it is stuck); sources of that database take turns on them."""
@@ -107,8 +44,8 @@ class WorkerPool:
         self.name = name
         self.size = size
         # first in, first out: a worker whose abandoned poll is still stuck goes to the back
-        self._idle: queue.Queue[_Worker] = queue.Queue()
-        self._workers = [_Worker(f"{name}-{index}") for index in range(size)]
+        self._idle: queue.Queue[DeadlineThread] = queue.Queue()
+        self._workers = [DeadlineThread(f"poll-{name}-{index}") for index in range(size)]
         for worker in self._workers:
             self._idle.put(worker)
 
@@ -117,11 +54,17 @@ class WorkerPool:
         worker = self._take_worker(deadline, started)
         try:
             remaining = None if deadline is None else max(0.001, deadline - (time.monotonic() - started))
-            return worker.run(source, deadline, remaining)
+            return worker.call(source.poll, remaining)
+        except DeadlineMissed:
+            raise SourceError("timeout", f"poll did not finish within {deadline:g}s") from None
+        except StillStuck:
+            raise SourceError("timeout", "the previous poll is still stuck past its deadline") from None
+        except Closed:
+            raise SourceError("stopped", "the exporter is stopping or reloading") from None
         finally:
             self._idle.put(worker)
 
-    def _take_worker(self, deadline: float | None, started: float) -> _Worker:
+    def _take_worker(self, deadline: float | None, started: float) -> DeadlineThread:
         """An idle worker that is not stuck; a stuck one goes back to the end of the queue."""
         stuck_seen = 0
         while True:

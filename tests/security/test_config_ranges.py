@@ -80,7 +80,8 @@ def test_the_schema_documents_each_range() -> None:
         assert "1 to 63 letters" in properties[field]["description"]
 
 
-@pytest.mark.parametrize("example", ["deploy/windows/config.yml", "exporter/batch_exporter/demo_data/demo.yml"])
+@pytest.mark.parametrize("example", ["deploy/windows/config.yml",
+                                     "exporter/batch_exporter/practice/demo_data/demo.yml"])
 def test_shipped_examples_stay_within_the_ranges(example: str) -> None:
     root = Path(__file__).resolve().parents[2]
     from batch_exporter.config import parse_config

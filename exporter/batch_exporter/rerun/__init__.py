@@ -5,7 +5,7 @@ checks) and reads the tails of the configured logs. Nothing is written anywhere.
 
 - evidence: what is gathered (attempts, checks) and the pure logic that picks a date's attempts
 - gather: reading it through the batch's database and from its logs
-- bounded: database calls with a deadline of the command's own, so a hung server cannot hang it
+- bounded: database calls with a deadline of the command's own (deadline_thread.py), so a hung server cannot hang it
 - logs: matching lines from the tails of log files modified since the latest attempt started
 - verdict: the rules, in the order they apply, and the verdict (exit 0 safe, 1 unsafe, 2 unknown)
 - report, phrases: the text and JSON reports and the wording they share with the rules

@@ -17,16 +17,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from ..config import BatchConfig, Config, DatabaseConfig, RunsConfig
 from ..database import Database, QueryError, open_database
 from ..masking import mask_digits
-from ..runsummary import attempts_worth_reading, date_key, records_by_state
+from ..runsummary import attempts_worth_reading, date_key
 from ..sources.checks import check_value
-from ..sources.run_columns import MissingColumns, no_business_date_note, resolve_columns
-from ..sources.runs import build_sample_query, build_window_query, window_param
-from ..values import EpochUnit, read_epoch_columns
+from ..sources.run_columns import MissingColumns
+from ..sources.run_table import RunTable, TimestampsContradicted, UnreadableRow
 from .bounded import BoundedDatabase
 from .evidence import (
     MAX_ATTEMPTS_READ,
@@ -98,35 +96,34 @@ def _unavailable(exc: QueryError, name: str, db: DatabaseConfig) -> str:
 
 def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Database,
                  db_config: DatabaseConfig) -> Evidence:
-    tz = ZoneInfo(runs.timezone)
-    start = window_start(ev.now, runs.lookback, tz, ev.requested_date)
-    ev = replace(ev, window_start=start)
     assert batch.database is not None
-    sqlite = db_config.sqlite is not None
+    # the run table read as the exporter's runs source reads it: the same columns, boundary and rows
+    table = RunTable(ev.batch, runs, batch.records, db.query, text_timestamps=db_config.sqlite is not None)
+    start = window_start(ev.now, runs.lookback, table.tz, ev.requested_date)
+    ev = replace(ev, window_start=start)
+    mapping = runs.status.model_dump()
+    parsed = []
     try:
-        # the columns, and the shape of the window boundary, as the exporter's runs source finds them
-        columns = resolve_columns(runs, db.query)
-        sample = db.query(build_sample_query(runs))
-        param = window_param(start, tz, text=sqlite, sample=sample[0][0] if sample else None,
-                             timestamps=runs.timestamps)
-        rows = db.query(build_window_query(runs, columns), (param,))
+        resolved = table.columns()
+        rows = table.window(start)
+        if resolved.business_date_note is not None:
+            ev = replace(ev, business_date_note=resolved.business_date_note)
+        for number, raw in enumerate(rows, 1):
+            try:
+                parsed.append(parse_run(raw, mapping, table.tz))
+            except ValueError as exc:
+                raise UnreadableRow(number, exc) from None
     except MissingColumns as exc:
         return replace(ev, run_table_error=f"batches.{ev.batch}.runs.columns: {exc}")
     except QueryError as exc:
         return replace(ev, run_table_error=f"the run table could not be read: "
                                            f"{_unavailable(exc, batch.database, db_config)}")
-    if columns.business_date is None:
-        ev = replace(ev, business_date_note=no_business_date_note(runs))
-    mapping = runs.status.model_dump()
-    unit: EpochUnit = "milliseconds" if runs.timestamps == "epoch_milliseconds" else "seconds"
-    parsed = []
-    for number, raw in enumerate(rows, 1):
-        try:
-            parsed.append(parse_run(read_epoch_columns(raw, {3: "started_at", 4: "ended_at"}, unit), mapping, tz))
-        except ValueError as exc:
-            return replace(ev, run_table_error=f"the run table returned a row it cannot read (row {number}): "
-                                               f"{exc}")
-    chosen, attempts, recent = select_attempts(parsed, ev.requested_date, tz, ev.now)
+    except TimestampsContradicted as exc:
+        return replace(ev, run_table_error=f"batches.{ev.batch}.runs.timestamps: {exc}")
+    except UnreadableRow as exc:
+        return replace(ev, run_table_error=f"the run table returned a row it cannot read (row {exc.number}): "
+                                           f"{exc}")
+    chosen, attempts, recent = select_attempts(parsed, ev.requested_date, table.tz, ev.now)
     chosen_ids = {id(a) for a in attempts}
     others = [a for a in parsed if a.row.status == "running" and id(a) not in chosen_ids]
     ev = replace(ev, business_date=chosen, attempts=attempts, other_running=others, recent_dates=recent)
@@ -134,18 +131,16 @@ def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Databas
         return ev
     chosen_positions = set(attempts_worth_reading([a.row for a in attempts], ev.now, ev.max_duration,
                                                   limit=MAX_ATTEMPTS_READ))
-    read = [_read_records(a, batch.records.query, db, batch.database, db_config) if i in chosen_positions else a
+    read = [_read_records(a, table, batch.database, db_config) if i in chosen_positions else a
             for i, a in enumerate(attempts)]
     return replace(ev, attempts=read, attempts_not_read=len(attempts) - len(chosen_positions))
 
 
-def _read_records(a: Attempt, sql: str, db: Database, name: str, db_config: DatabaseConfig) -> Attempt:
+def _read_records(a: Attempt, table: RunTable, name: str, db_config: DatabaseConfig) -> Attempt:
     try:
-        rows = db.query(sql, (a.key,))
+        return replace(a, records=table.records(a.key, state_text=mask_digits))
     except QueryError as exc:
         return replace(a, records_error=_unavailable(exc, name, db_config))
-    try:
-        return replace(a, records=records_by_state(rows, state_text=mask_digits))
     except ValueError as exc:
         return replace(a, records_error=f"the records query returned a row it cannot read: {exc}")
 

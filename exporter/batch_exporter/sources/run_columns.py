@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from ..config import RunColumns, RunsConfig
 from ..database import QueryError
+from ..run_statements import probe_statement
 
 BUSINESS_DATE = "business_date"
 _REQUIRED = ("run_id", "status", "started_at", "ended_at")
@@ -25,14 +26,6 @@ class MissingColumns(ValueError):
         super().__init__(f"{source} returns no column for {names}")
 
 
-def runs_from(runs: RunsConfig) -> tuple[str, str]:
-    """(FROM part, extra AND condition) of the run table or the user's query."""
-    if runs.query is not None:
-        # on lines of their own: a trailing `-- comment` in the user's query must not swallow ours
-        return f"(\n{runs.query.strip().rstrip(';')}\n) runs_q", ""
-    return str(runs.table), f" AND ({runs.where})" if runs.where else ""
-
-
 def describe_source(runs: RunsConfig) -> str:
     return f"the run table {runs.table}" if runs.table is not None else "the runs query"
 
@@ -41,14 +34,9 @@ def resolve_columns(runs: RunsConfig, probe: Probe) -> RunColumns:
     """The configured columns, checked against what the source returns, with `business_date` filled in
     when the source has a column of that name. Raises MissingColumns, or the QueryError of a source that
     cannot be read at all (a connection lost, a query that does not run)."""
-    source, where = runs_from(runs)
-
-    def select(columns: str) -> str:
-        return f"SELECT {columns} FROM {source} WHERE 1 = 0{where}"
-
     def returns(column: str) -> bool:
         try:
-            probe(select(column))
+            probe(probe_statement(runs, column))
         except QueryError as exc:
             if exc.reason != "query":
                 raise
@@ -56,17 +44,30 @@ def resolve_columns(runs: RunsConfig, probe: Probe) -> RunColumns:
         return True
 
     c = runs.columns
-    mapped = {field: getattr(c, field) for field in _REQUIRED}
-    if c.business_date is not None:
-        mapped["business_date"] = c.business_date
+    mapped = _mapped(c)
     if not returns(", ".join(mapped.values())):
-        probe(select("*"))  # the source itself fails: its own error says why
+        probe(probe_statement(runs, "*"))  # the source itself fails: its own error says why
         missing = [(field, column) for field, column in mapped.items() if not returns(column)]
         if missing:
             raise MissingColumns(describe_source(runs), missing)
     if c.business_date is None and returns(BUSINESS_DATE):
         return c.model_copy(update={"business_date": BUSINESS_DATE})
     return c
+
+
+def max_probe_statements(runs: RunsConfig) -> int:
+    """The most SELECTs resolve_columns sends: the mapped columns together; when that is refused, the
+    source alone and each column alone; then a `business_date` column, unless one is mapped."""
+    c = runs.columns
+    return 1 + 1 + len(_mapped(c)) + (1 if c.business_date is None else 0)
+
+
+def _mapped(c: RunColumns) -> dict[str, str]:
+    """The configured column of each field the source must return."""
+    mapped = {field: getattr(c, field) for field in _REQUIRED}
+    if c.business_date is not None:
+        mapped["business_date"] = c.business_date
+    return mapped
 
 
 def no_business_date_note(runs: RunsConfig) -> str:

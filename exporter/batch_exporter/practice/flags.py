@@ -18,9 +18,11 @@ def add_stack_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--alertmanager-bin", default=None,
                        help="Alertmanager binary (default: prometheus-alertmanager or alertmanager on PATH)")
     group.add_argument("--rules-dir", type=Path, default=None,
-                       help="folder of *.rules.yml and alertmanager.yml (default: alerts/ of the checkout)")
+                       help="folder of *.rules.yml and alertmanager.yml (default: alerts/ of the checkout, else the "
+                            "installed package's copy)")
     group.add_argument("--prometheus-config", type=Path, default=None,
-                       help="Prometheus config to start from (default: deploy/prometheus/prometheus.yml)")
+                       help="Prometheus config to start from (default: deploy/prometheus/prometheus.yml of the "
+                            "checkout, else the installed package's copy)")
     group.add_argument("--alertmanager-config", type=Path, default=None,
                        help="Alertmanager config (default: alertmanager.yml in the rules folder)")
 

@@ -24,13 +24,12 @@ from pathlib import Path
 
 import yaml
 
-from .. import __version__
-from ..app import Exporter, Runtime
-from ..config import Config, load_config
+from ... import __version__
+from ...config import Config, load_config
+from ...service import ExporterService
+from ...web import MetricsServer
 from ..demo import demo_config_text
 from ..demo_sim import AUTH_JOB, SDK_LOG_CAP_BYTES, TOKYO, AuthRun, RunStatus, play
-from ..store import render
-from ..web import MetricsServer
 from .target import DemoTarget, LogSnapshot, TargetError
 
 log = logging.getLogger(__name__)
@@ -64,7 +63,7 @@ class DrillWorld:
         self.schedule_at = 0.0
         self.baseline_date = date.min
         self._logs_before: LogSnapshot | None = None
-        self._runtime: Runtime | None = None
+        self._service: ExporterService | None = None
         self._server: MetricsServer | None = None
         self._rng = random.Random(20261127)
 
@@ -161,7 +160,7 @@ class DrillWorld:
         batch["max_duration"] = MAX_DURATION
         config["batches"] = {BATCH: batch}
         header = ("# The demo's demo.yml with the drill's timings (batch-exporter drill writes this file;\n"
-                  "# see batch_exporter/drill/world.py).\n")
+                  "# see batch_exporter/practice/drill/world.py).\n")
         self.config_path.write_text(header + yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
                                     encoding="utf-8")
 
@@ -175,33 +174,28 @@ class DrillWorld:
         read after the last injection (a background poll begun before it could land later).
         """
         self.link_database()
-        runtime = Runtime(Exporter(self._config()))
-        runtime.exporter.poller.poll_all_once()
-        self._runtime = runtime
+        service = ExporterService(self._config())
+        service.poll_once()
+        self._service = service
         if not serve:
             return None
-        self._server = MetricsServer("127.0.0.1:0", runtime, None, version=__version__)
+        self._server = MetricsServer("127.0.0.1:0", service, None, version=__version__)
         self._server.start()
-        runtime.exporter.start()
+        service.start()
         return f"127.0.0.1:{self._server.port}"
 
     def stop_exporter(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server = None
-        if self._runtime is not None:
-            self._runtime.exporter.stop()
-            self._runtime = None
+        if self._service is not None:
+            self._service.stop()
+            self._service = None
 
     def reload(self) -> None:
         """What SIGHUP does: a new exporter for the same config (new database connections), polled once."""
-        assert self._runtime is not None
-        if self._server is not None:
-            self._runtime.replace(self._config())
-            return
-        self._runtime.exporter.stop()
-        self._runtime = Runtime(Exporter(self._config()))
-        self._runtime.exporter.poller.poll_all_once()
+        assert self._service is not None
+        self._service.reload(self._config())
 
     def link_database(self) -> None:
         self._link.parent.mkdir(parents=True, exist_ok=True)
@@ -219,10 +213,9 @@ class DrillWorld:
 
     def scrape(self) -> str:
         """Poll every source once and return the exposition the exporter would serve."""
-        assert self._runtime is not None
-        self._runtime.exporter.poller.poll_all_once()
-        # rendered here: the served payload may be up to a render interval old
-        return render(self._runtime.exporter.store.view()).decode("utf-8")
+        assert self._service is not None
+        self._service.poll_once()
+        return self._service.exposition().decode("utf-8")
 
     def close(self) -> None:
         """Stop the exporter and put the demo back exactly as found."""

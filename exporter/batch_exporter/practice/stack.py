@@ -6,9 +6,10 @@ temporary folder with the repository's layout (`deploy/prometheus/prometheus.yml
 the copies. The shipped files are never modified.
 
 The shipped files are found in the source checkout the package runs from (an editable install or
-`python -m` from the repository) or in the current folder when it is a checkout; elsewhere name them
-with `ShippedFiles.locate(rules_dir=..., prometheus_config=...)` (the `--rules-dir` and
-`--prometheus-config` flags of `demo --stack` and `drill`).
+`python -m` from the repository), else in the current folder when it is a checkout, else in the
+installed package, where setup.py copies them when the wheel is built (`batch_exporter/shipped/`, with
+the repository's layout). Other files are named with `ShippedFiles.locate(rules_dir=...,
+prometheus_config=...)` (the `--rules-dir` and `--prometheus-config` flags of `demo --stack` and `drill`).
 
 Used by `batch-exporter demo --stack`, `batch-exporter drill` and the end-to-end tests. Needs only the
 standard library and PyYAML, plus the Debian `prometheus` and `prometheus-alertmanager` binaries.
@@ -19,6 +20,9 @@ standard library and PyYAML, plus the Debian `prometheus` and `prometheus-alertm
 """
 from __future__ import annotations
 
+import atexit
+import functools
+import importlib.resources
 import json
 import shutil
 import signal
@@ -30,7 +34,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -38,8 +42,10 @@ from typing import Any, Self, TypeVar
 
 import yaml
 
-# The checkout this package was loaded from, when it was (exporter/batch_exporter/stack.py).
-PACKAGE_CHECKOUT = Path(__file__).resolve().parents[2]
+# The checkout this package was loaded from, when it was (exporter/batch_exporter/practice/stack.py).
+PACKAGE_CHECKOUT = Path(__file__).resolve().parents[3]
+# The copy of the shipped files in an installed package (batch_exporter/shipped/, made by setup.py).
+INSTALLED_SHIPPED = "shipped"
 PROMETHEUS_CONFIG = Path("deploy/prometheus/prometheus.yml")
 ALERTMANAGER_CONFIG = Path("alerts/alertmanager.yml")
 RULES_GLOB = "alerts/*.rules.yml"
@@ -80,12 +86,13 @@ class ShippedFiles:
         prometheus_config: Path | None = None,
         alertmanager_config: Path | None = None,
     ) -> ShippedFiles:
-        """Explicit paths win; the rest come from `root`, else the package's checkout, else the cwd.
+        """Explicit paths win; the rest come from `root`, else the package's checkout, else the cwd when
+        it is a checkout, else the installed package's copy.
 
         `rules_dir` holds the `*.rules.yml` files and, unless `alertmanager_config` is given, the
         Alertmanager config as `alertmanager.yml` (the layout of the repository's `alerts/`).
         """
-        base = root if root is not None else _find_checkout()
+        base = root if root is not None else _find_shipped_root()
         if rules_dir is None and base is not None:
             rules_dir = base / RULES_GLOB.split("/")[0]
         if prometheus_config is None and base is not None:
@@ -94,9 +101,10 @@ class ShippedFiles:
             alertmanager_config = rules_dir / ALERTMANAGER_CONFIG.name
         if rules_dir is None or prometheus_config is None or alertmanager_config is None:
             raise StackError(
-                "cannot find the shipped alert rules and Prometheus config: this installation is not a "
-                "source checkout. Run from a batch-exporter checkout (pip install -e .), or pass "
-                "--rules-dir ALERTS_DIR and --prometheus-config deploy/prometheus/prometheus.yml"
+                "cannot find the shipped alert rules and Prometheus config: neither this installation "
+                "(batch_exporter/shipped/, copied there when the package is built) nor a source checkout "
+                "has them. Reinstall batch-exporter, run from a checkout (pip install -e .), or pass "
+                "--rules-dir ALERTS_DIR and --prometheus-config PROMETHEUS_YML"
             )
         rules = tuple(sorted(Path(rules_dir).glob(RULES_PATTERN)))
         if not rules:
@@ -107,11 +115,32 @@ class ShippedFiles:
         return cls(Path(prometheus_config), rules, Path(alertmanager_config))
 
 
-def _find_checkout() -> Path | None:
+def _has_shipped_files(root: Path) -> bool:
+    return (root / PROMETHEUS_CONFIG).is_file() and any(root.glob(RULES_GLOB))
+
+
+def _find_shipped_root() -> Path | None:
+    """A folder with the repository's layout: the package's checkout, the cwd, or the installed copy."""
     for candidate in (PACKAGE_CHECKOUT, Path.cwd()):
-        if (candidate / PROMETHEUS_CONFIG).is_file() and any(candidate.glob(RULES_GLOB)):
+        if _has_shipped_files(candidate):
             return candidate
-    return None
+    installed = _installed_shipped()
+    return installed if installed is not None and _has_shipped_files(installed) else None
+
+
+# what as_file extracted from a zipped installation, removed when the process exits
+_EXTRACTED = ExitStack()
+atexit.register(_EXTRACTED.close)
+
+
+@functools.cache
+def _installed_shipped() -> Path | None:
+    """The installed package's copy of the shipped files, as a real folder (Prometheus reads paths)."""
+    folder = importlib.resources.files("batch_exporter").joinpath(INSTALLED_SHIPPED)
+    if not folder.is_dir():
+        return None  # an editable install or a checkout: setup.py made no copy
+    # the folder itself when installed from a wheel; a temporary copy when imported from a zip (Python 3.12+)
+    return _EXTRACTED.enter_context(importlib.resources.as_file(folder))
 
 
 def _shipped(repo_root: Path | None, shipped: ShippedFiles | None) -> ShippedFiles:

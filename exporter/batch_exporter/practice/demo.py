@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from ..tailing.state import state_file_name
 from .demo_sim import (
     TOKYO,
     AuthRun,
@@ -35,10 +36,9 @@ from .demo_sim import (
     open_writer_connection,
     play,
 )
-from .tailing.state import state_file_name
 
 if TYPE_CHECKING:
-    from .webconfig import WebConfig
+    from ..webconfig import WebConfig
 
 __all__ = ["DemoPaths", "DemoSimulator", "NotADemoError", "create_demo", "prepare_demo", "demo_config_text",
            "serve_demo", "why_not_demo", "schema_difference", "read_schema", "open_read_only", "SCHEMA"]
@@ -210,7 +210,7 @@ def create_demo(folder: Path, *, now: datetime, seed: int = 7) -> DemoPaths:
 
 
 def _template() -> str:
-    return resources.files("batch_exporter").joinpath("demo_data", "demo.yml").read_text(encoding="utf-8")
+    return resources.files("batch_exporter.practice").joinpath("demo_data", "demo.yml").read_text(encoding="utf-8")
 
 
 def demo_config_text(folder: Path) -> str:
@@ -286,7 +286,8 @@ def serve_demo(folder: Path | None, *, interval: float | None, listen: str, web_
     has loaded and left after the simulator has stopped (`demo --stack` runs Prometheus and Alertmanager
     there); without it, one line says where the data is.
     """
-    from .cli import _load, serve
+    from ..config import ConfigError, load_config
+    from ..service import serve
 
     folder = folder or Path(tempfile.mkdtemp(prefix="batch-exporter-demo-"))
     try:
@@ -297,8 +298,10 @@ def serve_demo(folder: Path | None, *, interval: float | None, listen: str, web_
     except OSError as exc:
         print(f"demo: cannot make the demo data in {folder}: {exc}", file=sys.stderr)
         return 1
-    config = _load(config_path)
-    if config is None:
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
         return 1
     if around is None:
         print(f"demo data in {folder}; config {config_path}", flush=True)

@@ -65,7 +65,7 @@ def _print_notification(notification: Notification) -> None:
 
 def _scrape_target(listen: str) -> tuple[str, str]:
     """(listen address to serve on, HOST:PORT for Prometheus); port 0 becomes a free port."""
-    from .web import parse_listen_address
+    from ..web import parse_listen_address
 
     host, port = parse_listen_address(listen)
     port = port or free_port()

@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from ...units import parse_duration
 from ..stack import EXPORTER_JOB
-from ..units import parse_duration
 from .report import AlertTimeline, ScenarioResult
 from .scenarios import Expected, Scenario
 from .world import BATCH, DrillWorld
