@@ -5,15 +5,16 @@ opened). Read-only is enforced in layers, because each one alone can be switched
 
 1. ``sqlcheck`` refuses anything but a single SELECT before it reaches the driver;
 2. the session is read-only where the driver allows it: SQLite ``mode=ro`` with ATTACH disabled and
-   an authorizer that allows only reads; PostgreSQL ``default_transaction_read_only``; MariaDB/MySQL
-   ``SET SESSION TRANSACTION READ ONLY``; SQL Server ``ApplicationIntent=ReadOnly`` (a routing hint);
+   an authorizer that allows only reads; through ODBC, what the server's dialect (``dialects``) sets:
+   PostgreSQL ``default_transaction_read_only``; MariaDB/MySQL ``SET SESSION TRANSACTION READ ONLY``;
+   SQL Server ``ApplicationIntent=ReadOnly`` (a routing hint);
 3. ODBC runs with autocommit off and every query is rolled back, never committed;
 4. the account should only be granted SELECT (documented for users, not checkable here).
 
-Deadlines: SQLite checks one in its progress handler; ODBC cancels from a timer thread and also sets
-the server's own statement limit (PostgreSQL ``statement_timeout``, MariaDB ``max_statement_time``,
-MySQL ``max_execution_time``, SQL Server query timeout). PostgreSQL and MariaDB sessions run in UTC, so
-TIMESTAMPTZ / TIMESTAMP-with-zone values arrive as naive UTC and NOW() is UTC.
+Deadlines: SQLite checks one in its progress handler; ODBC cancels from a timer thread and the dialect
+also sets the server's own statement limit (PostgreSQL ``statement_timeout``, MariaDB
+``max_statement_time``, MySQL ``max_execution_time``, SQL Server query timeout). PostgreSQL and MariaDB
+sessions run in UTC, so TIMESTAMPTZ / TIMESTAMP-with-zone values arrive as naive UTC and NOW() is UTC.
 
 Each calling thread gets its own connection (pyodbc.threadsafety == 1). A timeout keeps the connection;
 a broken connection is dropped and the next call reconnects, with a backoff after connect failures.
@@ -39,6 +40,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, Self
 
+from . import dialects
+from .dialects.base import Dialect, Pairs, SessionSpoiled, driver_of, parse_odbc, rows_of, unbrace
 from .masking import mask_digits, strip_invisible
 from .sqlcheck import StatementError, check_read_only
 
@@ -141,9 +144,9 @@ class _Backoff:
 class _PerThreadDatabase(Database):
     """Shared machinery: statement check, one connection per thread, drop and reconnect, backoff."""
 
-    def __init__(self, name: str, dialect: str | None, clock: Clock) -> None:
+    def __init__(self, name: str, dialect: Dialect, clock: Clock) -> None:
         self.name = name
-        self.dialect = dialect  # sqlcheck dialect, None when the server kind is unknown
+        self.dialect = dialect  # how the server reads statements, and (ODBC) how its session is set up
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: dict[int, tuple[weakref.ref[threading.Thread], Any]] = {}
@@ -247,7 +250,7 @@ def _authorize_reads(action: int, *_: object) -> int:
 
 class _SqliteDatabase(_PerThreadDatabase):
     def __init__(self, name: str, path: str, query_timeout: float, clock: Clock) -> None:
-        super().__init__(name, "sqlite", clock)
+        super().__init__(name, dialects.dialect_named("sqlite"), clock)
         self.path = Path(path).expanduser().absolute()
         self._uri = self.path.as_uri() + "?mode=ro"
         self._query_timeout = query_timeout
@@ -335,24 +338,11 @@ def _sqlite_file_problem(path: Path) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ ODBC
 
-_TIMEOUT_STATES = frozenset({"57014", "HYT00", "HYT01", "HY008", "HY018"})
-_TIMEOUT_NATIVE = frozenset(
-    {1317, 1969, 3024}
-)  # MariaDB/MySQL: interrupted, max_statement_time, max_execution_time
-_LOST_STATES = frozenset({"57P01", "57P02", "57P03"})  # PostgreSQL: backend terminated; class 08 is lost too
-_LOST_NATIVE = frozenset({2006, 2013, 2055})  # MySQL client: gone away, lost during query
-# psqlODBC reports some losses as the general HY000 with one of these texts
-_LOST_TEXTS = (
-    "connection has been lost",
-    "connection lost",
-    "server closed the connection",
-    "no connection to the server",
-)
+# ODBC-standard codes, whatever the server; each dialect adds its own (Dialect.error_codes)
+_TIMEOUT_STATES = frozenset({"HYT00", "HYT01", "HY008", "HY018"})
+_LOST_STATE_CLASS = "08"
 _MISSING_DRIVER_STATES = frozenset({"IM002", "IM003"})
 _NATIVE_CODE = re.compile(r"\((-?\d+)\)\s*\(SQL\w+\)\s*$")
-
-
-_HEAD_CURSOR = "batch_exporter_head"
 
 
 class _OdbcDatabase(_PerThreadDatabase):
@@ -361,7 +351,7 @@ class _OdbcDatabase(_PerThreadDatabase):
     ) -> None:
         self._pyodbc = _load_pyodbc(name)
         try:
-            dialect = odbc_dialect(connection_string)
+            dialect, _ = _checked_dialect(connection_string)
             hardened = harden_connection_string(
                 connection_string, query_timeout=query_timeout, connect_timeout=connect_timeout
             )
@@ -398,84 +388,41 @@ class _OdbcDatabase(_PerThreadDatabase):
         return connection
 
     def _start_session(self, connection: Any) -> None:
-        seconds = math.ceil(self._query_timeout)
-        if self.dialect == "mysql":
-            cursor = connection.cursor()
-            version = str(cursor.execute("SELECT VERSION()").fetchone()[0]).lower()
-            limit = (
-                f"max_statement_time = {self._query_timeout:.3f}"
-                if "mariadb" in version
-                else f"max_execution_time = {math.ceil(self._query_timeout * 1000)}"
-            )
-            for statement in (
-                "SET SESSION TRANSACTION READ ONLY",
-                f"SET SESSION {limit}",
-                "SET SESSION time_zone = '+00:00'",
-            ):
-                cursor.execute(statement)
-            cursor.close()
-            connection.rollback()
-        elif self.dialect == "mssql":
-            connection.timeout = seconds
-        elif self.dialect is None:
-            try:
-                connection.timeout = seconds  # query timeout, where the driver supports it
-            except self._pyodbc.Error:
-                _log.debug("database %r: driver has no query timeout; relying on cancel", self.name)
+        self.dialect.start_session(connection, self._query_timeout, self._pyodbc.Error, self.name)
 
     def _execute(self, connection: Any, sql: str, params: tuple[object, ...], limit: int | None) -> list[Row]:
         cursor = connection.cursor()
         watchdog = _Watchdog(cursor.cancel, self._query_timeout)
         try:
             with watchdog:
-                rows = self._fetch(connection, cursor, sql, params, limit)
+                rows = self._fetch(cursor, sql, params, limit)
         except self._pyodbc.Error as exc:
             state, _, native = _odbc_error(exc)
-            if watchdog.fired or state in _TIMEOUT_STATES or native in _TIMEOUT_NATIVE:
+            codes = self.dialect.error_codes
+            if watchdog.fired or state in _TIMEOUT_STATES | codes.timeout_states or native in codes.timeout_native:
                 reason: Reason = "timeout"
                 message = f"query stopped at the {self._query_timeout:g}s deadline ({_describe(exc, sql)})"
-            elif _connection_lost(state, exc, native):
+            elif _connection_lost(state, exc, native, self.dialect):
                 reason, message = "connect", f"connection lost ({_describe(exc, sql)})"
             else:
                 reason, message = "query", f"query failed: {_describe(exc, sql)}"
             self._end(connection, broken=reason == "connect")
             raise QueryError(reason, f"database {self.name!r}: {message}") from None
+        except SessionSpoiled as spoiled:
+            self._drop(connection)  # every later query would run in the changed session
+            raise QueryError(
+                "connect", f"database {self.name!r}: {spoiled}, reconnecting: {_describe(spoiled.error)}"
+            ) from None
         finally:
             _close_quietly(cursor)
         self._end(connection, broken=False)
         return rows
 
-    def _fetch(
-        self, connection: Any, cursor: Any, sql: str, params: tuple[object, ...], limit: int | None
-    ) -> list[Row]:
-        # psqlODBC and MariaDB's driver read the whole result into memory at execute, so a limit is
-        # also asked of the server: a cursor of ours on PostgreSQL (gone at the rollback that ends every
-        # query), sql_select_limit on MariaDB/MySQL. Other drivers stream, and fetchmany is enough.
-        if limit is not None and self.dialect == "postgresql":
-            cursor.execute(f"DECLARE {_HEAD_CURSOR} NO SCROLL CURSOR FOR {sql}\n", *params)
-            cursor.execute(f"FETCH FORWARD {int(limit)} FROM {_HEAD_CURSOR}")
-        elif limit is not None and self.dialect == "mysql":
-            cursor.execute(f"SET SESSION sql_select_limit = {int(limit)}")
-            try:
-                cursor.execute(sql, *params)
-                return [tuple(row) for row in cursor.fetchmany(limit)] if cursor.description else []
-            finally:
-                self._lift_select_limit(connection, cursor)
-        else:
-            cursor.execute(sql, *params)
-        if not cursor.description:
-            return []
-        return [tuple(row) for row in (cursor.fetchall() if limit is None else cursor.fetchmany(limit))]
-
-    def _lift_select_limit(self, connection: Any, cursor: Any) -> None:
-        try:
-            cursor.execute("SET SESSION sql_select_limit = DEFAULT")
-        except self._pyodbc.Error as exc:
-            # a session left limited would cut every later result short: never use it again
-            self._drop(connection)
-            raise QueryError(
-                "connect", f"database {self.name!r}: could not lift the row limit, reconnecting: {_describe(exc)}"
-            ) from None
+    def _fetch(self, cursor: Any, sql: str, params: tuple[object, ...], limit: int | None) -> list[Row]:
+        if limit is not None:
+            return self.dialect.fetch_head(cursor, sql, params, limit, self._pyodbc.Error)
+        cursor.execute(sql, *params)
+        return rows_of(cursor, None)
 
     def _end(self, connection: Any, broken: bool) -> None:
         """Roll back (never commit); a connection that cannot even roll back is dropped."""
@@ -521,11 +468,12 @@ class _Watchdog:
                 _log.debug("cancelling a statement failed", exc_info=True)
 
 
-def _connection_lost(state: str, exc: Exception, native: int | None) -> bool:
-    if state.startswith("08") or state in _LOST_STATES or native in _LOST_NATIVE:
+def _connection_lost(state: str, exc: Exception, native: int | None, dialect: Dialect) -> bool:
+    codes = dialect.error_codes
+    if state.startswith(_LOST_STATE_CLASS) or state in codes.lost_states or native in codes.lost_native:
         return True
     text = _odbc_error(exc)[1].lower()
-    return state == "HY000" and any(phrase in text for phrase in _LOST_TEXTS)
+    return state == "HY000" and any(phrase in text for phrase in codes.lost_texts)
 
 
 def _load_pyodbc(name: str) -> ModuleType:
@@ -598,115 +546,39 @@ def redact(text: str, sql: str = "", limit: int = 300) -> str:
 
 
 def odbc_dialect(connection_string: str) -> str | None:
-    """The server kind behind an ODBC connection string, from its Driver= (None for a bare DSN).
+    """The server kind behind an ODBC connection string, from its Driver=: the name of its dialect (None
+    for a bare DSN or a driver no dialect recognises).
 
     Raises ValueError for a malformed string or a key the exporter does not allow for that driver
     (see allowed_odbc_keys); the message names the key, never its value.
     """
-    pairs = _parse_odbc(connection_string)
-    dialect = _driver_dialect(pairs)
-    check_odbc_keys(pairs, _driver_family(pairs))
-    return dialect
+    dialect, _ = _checked_dialect(connection_string)
+    return None if dialects.is_generic(dialect) else dialect.name
 
 
-def _driver_dialect(pairs: list[tuple[str, str]]) -> str | None:
-    driver = _unbrace(_odbc_get(pairs, "driver") or "").lower()
-    if "postgres" in driver or "psqlodbc" in driver:
-        return "postgresql"
-    if any(tag in driver for tag in ("mariadb", "mysql", "maodbc", "myodbc")):
-        return "mysql"
-    if any(tag in driver for tag in ("sql server", "msodbcsql", "sqlncli")):
-        return "mssql"
-    if "sqlite" in driver:
-        return "sqlite"
-    return None
+def _checked_dialect(connection_string: str) -> tuple[Dialect, Pairs]:
+    """The dialect and the parsed pairs, once every key has been checked for that dialect's driver."""
+    pairs = parse_odbc(connection_string)
+    dialect = dialects.dialect_for_pairs(pairs)
+    check_odbc_keys(pairs, dialect.key_family(driver_of(pairs)))
+    return dialect, pairs
 
 
-# Keys per driver family that change nothing but where and how to connect, or how values are fetched.
-# Everything else is refused: drivers run SQL from keys (psqlODBC ConnSettings, MariaDB InitStmt), read
-# more settings from files (MariaDB USE_MYCNF), reconnect silently (and lose the read-only session), or
-# rewrite statements; psqlODBC also takes two-character abbreviations (A6 is ConnSettings).
-
-
-def _keys(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_KEYS_EVERYWHERE = _keys("driver uid pwd")
-_ALLOWED_KEYS: dict[str | None, frozenset[str]] = {
-    "postgresql": _keys(
-        "server servername port database username password sslmode pqopt usedeclarefetch fetch boolsaschar "
-        "maxvarcharsize maxlongvarcharsize textaslongvarchar unknownsaslongvarchar byteaaslongvarbinary "
-        "keepalivetime keepaliveinterval readonly"
-    ),
-    "mariadb": _keys(
-        "server port database db user password socket conn_timeout read_timeout write_timeout sslkey sslcert "
-        "sslca sslcapath sslcipher sslverify sslcrl sslcrlpath tlsversion forcetls sslfp sslfplist"
-    ),
-    "mssql": _keys(
-        "server address addr database encrypt trustservercertificate hostnameincertificate servercertificate "
-        "applicationintent multisubnetfailover trusted_connection authentication connectretrycount "
-        "connectretryinterval app wsid transparentnetworkipresolution serverspn keepalive "
-        "keepaliveinterval"
-    ),
-    "freetds": _keys("server servername port database tds_version clientcharset encryption"),
-    "sqlite": _keys("database timeout nocreat stepapi shortnames longnames bigint jdconv"),
-    None: _keys("server port database"),
-}
-_REFUSED_BECAUSE = {
-    "connsettings": "the driver runs its SQL on every connect, which can lift the read-only session",
-    "a6": "it is psqlODBC's short name of ConnSettings, whose SQL runs on every connect",
-    "initstmt": "the driver runs its SQL on every connect, which can write or lift the read-only session",
-    "use_mycnf": "it makes the driver read my.cnf, whose init-command runs SQL on every connect",
-    "option": "its bit flags include automatic reconnect (which loses the read-only session) and "
-              "multiple statements per query",
-    "auto_reconnect": "a silent reconnect loses the read-only session",
-    "multi_statements": "it lets one query carry several statements",
-    "useserversideprepare": "it makes the driver paste parameters into the statement text itself",
-    "no_ssps": "it makes the driver paste parameters into the statement text itself",
-    "plugin_dir": "it makes the driver load client plugins (code) from that folder",
-    "attachdbfilename": "it attaches a database file to the server",
-    "filedsn": "it reads further keys from a file the exporter cannot check",
-    "dsn": "a DSN takes its settings from odbc.ini (or the Windows registry), which may hold keys that run SQL "
-           "on every connect (ConnSettings, InitStmt) and which the exporter cannot check; without a Driver= "
-           "key the exporter cannot even harden the session. Write the keys out: Driver={...};Server=...;"
-           "Database=...",
-    "savefile": "it writes the connection string, password included, to a file",
-    "debug": "it writes statements and values to a driver log file",
-    "commlog": "it writes statements and values to a driver log file",
-    "quotedid": "it changes how the server reads quotes in statements",
-    "ansinpw": "it changes how the server reads statements",
-    "loadext": "it loads SQLite extensions (code) into the driver",
-}
-_PQOPT_KEYS = _keys(
-    "sslmode sslrootcert sslcert sslkey sslcrl sslcrldir sslsni sslcompression requiressl gssencmode "
-    "channel_binding krbsrvname connect_timeout keepalives keepalives_idle keepalives_interval keepalives_count "
-    "tcp_user_timeout target_session_attrs application_name passfile options"
-)
-_PQOPT_SETTINGS = _keys(
-    "timezone application_name lock_timeout idle_in_transaction_session_timeout statement_timeout work_mem "
-    "datestyle intervalstyle extra_float_digits"
-)
-
-
-def _driver_family(pairs: list[tuple[str, str]]) -> str | None:
-    driver = _unbrace(_odbc_get(pairs, "driver") or "").lower()
-    dialect = _driver_dialect(pairs)
-    if dialect == "mysql":
-        return "mariadb"
-    if dialect is None and ("freetds" in driver or "tdsodbc" in driver):
-        return "freetds"
-    return dialect
+# Keys that change nothing but where and how to connect, or how values are fetched, are allowed per driver
+# family (each dialect lists its own). Everything else is refused: drivers run SQL from keys (psqlODBC
+# ConnSettings, MariaDB InitStmt), read more settings from files (MariaDB USE_MYCNF), reconnect silently
+# (and lose the read-only session), or rewrite statements.
 
 
 def allowed_odbc_keys(family: str | None) -> frozenset[str]:
     """Lower-case keys accepted for a driver family (postgresql, mariadb, mssql, freetds, sqlite, None)."""
-    return _KEYS_EVERYWHERE | _ALLOWED_KEYS[family]
+    return dialects.allowed_keys(family)
 
 
 def check_odbc_keys(pairs: list[tuple[str, str]], family: str | None) -> None:
     """Raise ValueError naming the first key (never a value) that the driver ``family`` may not be given."""
     allowed = allowed_odbc_keys(family)
+    owner = dialects.dialect_for_key_family(family)
     driver_name = "an unrecognised driver or a DSN" if family is None else f"the {family} driver"
     seen: set[str] = set()
     for key, value in pairs:
@@ -717,169 +589,22 @@ def check_odbc_keys(pairs: list[tuple[str, str]], family: str | None) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_ -]+", key):
             raise ValueError(f"key {key!r} is not allowed because it is not a plain name")
         if lower not in allowed:
-            why = _REFUSED_BECAUSE.get(lower, "the exporter does not know it to be harmless for "
-                                              f"{driver_name} (see docs/connection-strings.md)")
+            why = dialects.refusal_reason(lower) or (
+                f"the exporter does not know it to be harmless for {driver_name} (see docs/connection-strings.md)"
+            )
             raise ValueError(f"key {key} is not allowed because {why}")
         if value.startswith("{") and "}}" in value:
             raise ValueError(f"key {key} is not allowed with '}}}}' inside braces: drivers read it differently")
-        if lower == "pqopt":
-            _check_pqopt(_unbrace(value))
-
-
-def _check_pqopt(text: str) -> None:
-    for key, value in _parse_conninfo(text).items():
-        if key.lower() not in _PQOPT_KEYS:
-            raise ValueError(f"key pqopt is not allowed with {key}: the exporter does not know it to be harmless")
-        if key.lower() == "options":
-            _check_pg_options(value)
-
-
-def _check_pg_options(options: str) -> None:
-    words = options.split()
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word == "-c" and i + 1 < len(words):
-            setting, i = words[i + 1], i + 2
-        elif word.startswith(("-c", "--")) and len(word) > 2:
-            setting, i = word[2:], i + 1
-        else:
-            raise ValueError("key pqopt is not allowed with options other than -c name=value settings")
-        name = setting.split("=", 1)[0].lower()
-        if name not in _PQOPT_SETTINGS:
-            raise ValueError(f"key pqopt is not allowed with options -c {name}: it changes the session "
-                             "(allowed: " + ", ".join(sorted(_PQOPT_SETTINGS)) + ")")
+        owner.check_odbc_value(lower, unbrace(value))
 
 
 def harden_connection_string(connection_string: str, *, query_timeout: float, connect_timeout: float) -> str:
-    """Add the per-driver read-only and timeout settings that the user has not set already.
+    """Add the dialect's read-only and timeout settings (Dialect.harden) that the user has not set already.
 
     PostgreSQL gets ``pqopt`` options (read-only transactions, statement_timeout, UTC), merged after any
     the user gave so that ours win; MariaDB/MySQL gets CONN/READ/WRITE timeouts so that a silent peer
     cannot block forever; SQL Server gets ``ApplicationIntent=ReadOnly``.
     """
-    pairs = _parse_odbc(connection_string)
-    dialect = odbc_dialect(connection_string)
-    if dialect == "postgresql":
-        user_pqopt = _unbrace(_odbc_pop(pairs, "pqopt") or "")
-        options = (
-            f"-c default_transaction_read_only=on -c statement_timeout={math.ceil(query_timeout * 1000)} "
-            "-c TimeZone=UTC"
-        )
-        pairs.append(("pqopt", _brace(_merge_pqopt(user_pqopt, options, math.ceil(connect_timeout)))))
-    elif dialect == "mysql":
-        socket_seconds = math.ceil(query_timeout) + 5  # a backstop behind max_statement_time and cancel
-        for key, value in (
-            ("CONN_TIMEOUT", math.ceil(connect_timeout)),
-            ("READ_TIMEOUT", socket_seconds),
-            ("WRITE_TIMEOUT", socket_seconds),
-        ):
-            if _odbc_get(pairs, key) is None:
-                pairs.append((key, str(value)))
-    elif dialect == "mssql" and _odbc_get(pairs, "applicationintent") is None:
-        pairs.append(("ApplicationIntent", "ReadOnly"))
+    dialect, pairs = _checked_dialect(connection_string)
+    pairs = dialect.harden(pairs, query_timeout=query_timeout, connect_timeout=connect_timeout)
     return "".join(f"{key}={value};" for key, value in pairs)
-
-
-def _parse_odbc(text: str) -> list[tuple[str, str]]:
-    """``key=value;`` pairs; values keep their {braces}. Errors give positions, never the text."""
-    pairs: list[tuple[str, str]] = []
-    i, n = 0, len(text)
-    while i < n:
-        if text[i] in "; \t\r\n":
-            i += 1
-            continue
-        equals = text.find("=", i)
-        if equals < 0:
-            raise ValueError(f"ODBC connection string: attribute without '=' at character {i}")
-        key = text[i:equals].strip()
-        j = equals + 1
-        while j < n and text[j] in " \t":
-            j += 1
-        if j < n and text[j] == "{":
-            end = j + 1
-            while True:
-                close = text.find("}", end)
-                if close < 0:
-                    raise ValueError(f"ODBC connection string: '{{' at character {j} is never closed")
-                if text.startswith("}}", close):
-                    end = close + 2
-                    continue
-                end = close + 1
-                break
-            value = text[j:end]
-            rest = text.find(";", end)
-            if text[end : n if rest < 0 else rest].strip():
-                raise ValueError(f"ODBC connection string: text after '}}' at character {end}")
-            i = n if rest < 0 else rest
-        else:
-            end = text.find(";", j)
-            end = n if end < 0 else end
-            value = text[j:end].strip()
-            i = end
-        pairs.append((key, value))
-    return pairs
-
-
-def _odbc_get(pairs: list[tuple[str, str]], key: str) -> str | None:
-    return next((value for name, value in pairs if name.lower() == key.lower()), None)
-
-
-def _odbc_pop(pairs: list[tuple[str, str]], key: str) -> str | None:
-    found = _odbc_get(pairs, key)
-    pairs[:] = [(name, value) for name, value in pairs if name.lower() != key.lower()]
-    return found
-
-
-def _unbrace(value: str) -> str:
-    if len(value) >= 2 and value.startswith("{") and value.endswith("}"):
-        return value[1:-1].replace("}}", "}")
-    return value
-
-
-def _brace(value: str) -> str:
-    return "{" + value.replace("}", "}}") + "}"
-
-
-def _merge_pqopt(user: str, options: str, connect_timeout: int) -> str:
-    """libpq conninfo with our ``-c`` options appended after the user's (the last setting wins)."""
-    settings = _parse_conninfo(user)
-    merged = " ".join(part for part in (settings.get("options", ""), options) if part)
-    settings["options"] = merged
-    settings.setdefault("connect_timeout", str(connect_timeout))
-    return " ".join(f"{key}='{_conninfo_escape(value)}'" for key, value in settings.items())
-
-
-def _parse_conninfo(text: str) -> dict[str, str]:
-    """libpq ``key=value key='quoted value'`` syntax (backslash escapes)."""
-    settings: dict[str, str] = {}
-    i, n = 0, len(text)
-    while i < n:
-        if text[i].isspace():
-            i += 1
-            continue
-        equals = text.find("=", i)
-        if equals < 0:
-            raise ValueError(f"ODBC connection string: pqopt has a setting without '=' at character {i}")
-        key = text[i:equals].strip()
-        i = equals + 1
-        while i < n and text[i].isspace():
-            i += 1
-        quoted = i < n and text[i] == "'"
-        i += quoted
-        value = []
-        while i < n and (text[i] != "'" if quoted else not text[i].isspace()):
-            if text[i] == "\\" and i + 1 < n:
-                i += 1
-            value.append(text[i])
-            i += 1
-        if quoted:
-            if i >= n:
-                raise ValueError("ODBC connection string: pqopt has an unterminated quoted value")
-            i += 1
-        settings[key] = "".join(value)
-    return settings
-
-
-def _conninfo_escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("'", "\\'")

@@ -5,6 +5,7 @@ MySQL as an unterminated one; MySQL runs ``/*! ... */`` comments; ``$$...$$`` is
 PostgreSQL). A statement therefore passes only if it is a single SELECT/WITH under every reading of
 the dialect (or of all dialects when the server is unknown). A general-purpose SQL lexer picks one
 reading, which is exactly the gap an attacker-shaped statement would use.
+The readings are the dialects' own (``dialects``, ``Reading``); this module only applies them.
 
 Every reading is the server's own, character for character: which characters end a ``--`` comment
 (PostgreSQL ``\\n`` and ``\\r``, the others ``\\n`` only), what follows MySQL's ``--``, which bytes
@@ -23,7 +24,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+from . import dialects
+from .dialects.base import Dialect, Reading
 
 
 class StatementError(ValueError):
@@ -37,57 +41,8 @@ class StatementError(ValueError):
         super().__init__(f"{detail} at line {self.line}, column {self.column} (offset {offset})")
 
 
-@dataclass(frozen=True)
-class _Reading:
-    """How one server splits text into literals, quoted names, comments and code."""
-
-    label: str
-    backslash_escapes: bool = False  # '\'' continues a '...' literal
-    double_quote_backslash: bool = False  # ... and a "..." one (MySQL: "..." is a string)
-    escape_string_prefix: bool = False  # PostgreSQL E'...' always takes backslash escapes
-    dollar_quotes: bool = False  # PostgreSQL $tag$...$tag$
-    brackets: bool = False  # [quoted name]
-    brackets_double: bool = False  # ']]' inside [...] is a ']' (SQL Server; SQLite ends at the first ']')
-    line_comment_ends: str = "\n"  # characters that end a -- or # comment
-    sqlite_variables: bool = False  # SQLite $name(...) / @name(...) / :name(...) / #name(...) tokens
-    backticks: bool = False  # `quoted name`
-    nested_comments: bool = False
-    hash_comments: bool = False
-    dash_comment_needs_space: bool = False  # MySQL: '--' starts a comment only before whitespace
-    executable_comments: bool = False  # MySQL /*! ... */ is code
-
-
-_POSTGRESQL = _Reading(
-    "PostgreSQL", escape_string_prefix=True, dollar_quotes=True, nested_comments=True, line_comment_ends="\n\r"
-)
-_MYSQL = _Reading(
-    "MySQL/MariaDB",
-    backslash_escapes=True,
-    double_quote_backslash=True,
-    backticks=True,
-    hash_comments=True,
-    dash_comment_needs_space=True,
-    executable_comments=True,
-)
-_READINGS: dict[str, tuple[_Reading, ...]] = {
-    "postgresql": (
-        _POSTGRESQL,
-        replace(_POSTGRESQL, label="PostgreSQL with standard_conforming_strings=off", backslash_escapes=True),
-    ),
-    "mysql": (
-        _MYSQL,
-        replace(
-            _MYSQL,
-            label="MySQL/MariaDB with NO_BACKSLASH_ESCAPES",
-            backslash_escapes=False,
-            double_quote_backslash=False,
-        ),
-    ),
-    "mssql": (_Reading("SQL Server", brackets=True, brackets_double=True, nested_comments=True),),
-    "sqlite": (_Reading("SQLite", brackets=True, backticks=True, sqlite_variables=True),),
-}
-DIALECTS = tuple(_READINGS)
-_ALL_READINGS = tuple(reading for readings in _READINGS.values() for reading in readings)
+# The names of the dialects registered when this module was loaded (check_read_only reads the registry).
+DIALECTS = tuple(dialect.name for dialect in dialects.DIALECTS)
 
 _WHY = {
     "changes data": "INSERT UPDATE DELETE MERGE UPSERT REPLACE TRUNCATE UPDATETEXT WRITETEXT",
@@ -136,16 +91,17 @@ class _Token:
     offset: int
 
 
-def check_read_only(sql: str, dialect: str | None = None) -> None:
+def check_read_only(sql: str, dialect: str | Dialect | None = None) -> None:
     """Raise StatementError unless ``sql`` is exactly one SELECT or WITH ... SELECT statement.
 
-    ``dialect`` (one of DIALECTS) narrows the check to how that server reads text; None checks every
-    reading, so a statement accepted here is accepted by any server.
+    ``dialect`` (a registered dialect or its name) narrows the check to how that server reads text; None
+    checks every reading, so a statement accepted here is accepted by any server. An unknown name is a
+    ValueError.
     """
-    if dialect is not None and dialect not in _READINGS:
-        raise ValueError(f"unknown SQL dialect {dialect!r}; expected one of {', '.join(DIALECTS)} or None")
-    readings = _READINGS[dialect] if dialect is not None else _ALL_READINGS
-    failures: list[tuple[_Reading, StatementError]] = []
+    if not isinstance(dialect, Dialect):
+        dialect = dialects.dialect_named(dialect)
+    readings = dialect.readings
+    failures: list[tuple[Reading, StatementError]] = []
     for reading in readings:
         try:
             _check(_tokens(sql, reading), sql)
@@ -205,7 +161,7 @@ def _is(token: _Token, punct: str) -> bool:
     return token.kind == "punct" and token.text == punct
 
 
-def _tokens(sql: str, reading: _Reading) -> list[_Token]:
+def _tokens(sql: str, reading: Reading) -> list[_Token]:
     """Split ``sql`` the way ``reading`` does, dropping whitespace and comments."""
     if (nul := sql.find("\0")) >= 0:
         raise StatementError("a NUL character ends the text early for some drivers and servers", nul, sql)
@@ -265,14 +221,14 @@ def _add(tokens: list[_Token], kind: str, sql: str, start: int, end: int) -> int
     return end
 
 
-def _dash_comment(sql: str, i: int, reading: _Reading) -> bool:
+def _dash_comment(sql: str, i: int, reading: Reading) -> bool:
     if not reading.dash_comment_needs_space or i + 2 >= len(sql):
         return True
     follower = ord(sql[i + 2])
     return follower <= 32 or follower == 127  # MySQL: my_isspace() or my_iscntrl(), ASCII only
 
 
-def _line_comment_end(sql: str, start: int, reading: _Reading) -> int:
+def _line_comment_end(sql: str, start: int, reading: Reading) -> int:
     ends = [found for char in reading.line_comment_ends if (found := sql.find(char, start)) >= 0]
     end = min(ends) + 1 if ends else len(sql)
     lone = next((k for k in range(start, end) if sql[k] == "\r" and not sql.startswith("\n", k + 1)), None)
