@@ -101,7 +101,8 @@ fi
 context=$work/context
 rm -rf "$context"
 mkdir -p "$context"
-tar -C "$repo" -c --exclude=__pycache__ --exclude='*.egg-info' pyproject.toml README.md exporter | tar -C "$context" -x
+tar -C "$repo" -c --exclude=__pycache__ --exclude='*.egg-info' pyproject.toml setup.py MANIFEST.in README.md exporter \
+  alerts deploy/prometheus dashboards | tar -C "$context" -x
 
 say "building $image from Containerfile"
 # --format docker keeps the HEALTHCHECK; pip inside the build trusts the registry with the host's CA bundle.
@@ -168,4 +169,10 @@ podman run --rm --no-healthcheck --entrypoint python "$image" -c \
   'import pyodbc, sys; missing = {"PostgreSQL Unicode", "MariaDB Unicode"} - set(pyodbc.drivers()); sys.exit(sorted(missing) or 0)' \
   || fail "pyodbc in the image does not see the drivers"
 say "ODBC drivers: $(tr '\n' ' ' <<<"$drivers")"
+# drill and demo --stack find the shipped rules, routing and Prometheus config inside the installed wheel
+shipped=$(podman run --rm --no-healthcheck --entrypoint python "$image" -c \
+  'from batch_exporter.practice.stack import ShippedFiles; s = ShippedFiles.locate(); print(len(s.rules), s.alertmanager_config.name, s.prometheus_config.name)') \
+  || fail "the image's package does not carry the shipped files"
+[[ $shipped == "1 alertmanager.yml prometheus.yml" ]] || fail "shipped files in the image: $shipped"
+say "shipped files: $shipped"
 say "OK"

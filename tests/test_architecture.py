@@ -30,7 +30,7 @@ def package_modules() -> dict[str, Path]:
 def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
     """Every node, except what sits under `if TYPE_CHECKING:`."""
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
             yield from (n for child in node.orelse for n in [child, *_runtime_nodes(child)])
             continue
         yield node
@@ -52,14 +52,15 @@ def imports(name: str, path: Path, modules: dict[str, Path]) -> Iterator[tuple[s
             taken = []
             for alias in node.names:
                 if f"{target}.{alias.name}" in modules:  # `from package import submodule`
-                    yield f"{target}.{alias.name}", [], node.lineno
+                    yield f"{target}.{alias.name}", [alias.name], node.lineno
                 else:
                     taken.append(alias.name)
-            yield target, taken, node.lineno
+            if taken:
+                yield target, taken, node.lineno
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name in modules:
-                    yield alias.name, [], node.lineno
+                    yield alias.name, [alias.name.rpartition(".")[2]], node.lineno
 
 
 def module_graph() -> dict[str, set[str]]:
@@ -189,3 +190,19 @@ def test_type_checking_imports_are_left_out_and_late_imports_kept() -> None:
     tree = ast.parse(source)
     seen = [ast.unparse(n) for n in _runtime_nodes(tree) if isinstance(n, ast.ImportFrom)]
     assert seen == ["from typing import TYPE_CHECKING", "from .cli import _load"]
+    # only a plain `if TYPE_CHECKING:` is skipped: these bodies run
+    for test in ("not TYPE_CHECKING", "TYPE_CHECKING or sys.flags.dev_mode"):
+        tree = ast.parse(f"if {test}:\n    from .cli import _load\n")
+        assert [ast.unparse(n) for n in _runtime_nodes(tree) if isinstance(n, ast.ImportFrom)] \
+            == ["from .cli import _load"]
+
+
+def test_a_private_module_imported_from_its_package_counts_as_a_private_name(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "_hidden.py").write_text("")
+    (package / "user.py").write_text("from . import _hidden\nimport pkg._hidden\n")
+    modules = {"pkg": package / "__init__.py", "pkg._hidden": package / "_hidden.py", "pkg.user": package / "user.py"}
+    found = list(imports("pkg.user", package / "user.py", modules))
+    assert found == [("pkg._hidden", ["_hidden"], 1), ("pkg._hidden", ["_hidden"], 2)]

@@ -226,3 +226,49 @@ def test_numeric_status_codes_compare_like_database_values() -> None:
     runs = parse_config(text, "conf.yml", ENV, Path("/")).batches["card-authorization"].runs
     assert runs is not None
     assert (runs.status.success, runs.status.failed, runs.status.running) == (["1"], ["9"], ["R"])
+
+
+def test_check_config_ends_when_a_database_never_answers_and_closing_it_would_block(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepted the connection and then went silent: the probe is abandoned at the command's
+    deadline, and the stuck connection is not closed from the main thread (a driver blocks there)."""
+    import threading
+    from collections.abc import Sequence
+
+    from batch_exporter import cli
+    from batch_exporter.config import Config
+    from batch_exporter.database import Database
+
+    released = threading.Event()
+
+    class Silent(Database):
+        name = "main"
+
+        def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+            released.wait(60)
+            return []
+
+        def close(self) -> None:
+            released.wait(60)  # as a driver does while another thread is inside a call on the connection
+
+    def silent_databases(config: Config) -> dict[str, Database]:
+        return {"main": Silent()}
+
+    config = parse_config(textwrap.dedent(f"""
+        databases:
+          main: {{sqlite: '{tmp_path / "runs.db"}', connect_timeout: 1s, query_timeout: 1s}}
+        batches:
+          b:
+            database: main
+            runs: {{table: job_runs, status: {{success: [OK], failed: [NG]}}}}
+        """), "exporter.yml")
+    monkeypatch.setattr(cli, "open_databases", silent_databases)
+    result: list[list[str]] = []
+    probing = threading.Thread(target=lambda: result.append(cli._probe_run_tables(config)), daemon=True)
+    try:
+        probing.start()
+        probing.join(30)
+        assert not probing.is_alive(), "check-config hung on a silent database"
+        assert result == [[]]  # not a located error: the columns could not be checked now
+    finally:
+        released.set()

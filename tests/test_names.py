@@ -20,7 +20,7 @@ PACKAGE = TESTS.parent / "exporter" / "batch_exporter"
 
 
 def test_drill_command_offers_every_scenario_in_the_order_all_runs_them() -> None:
-    # practice_flags keeps its own copy so that the serving process need not import the drill machinery
+    # practice/flags.py keeps its own copy so that the serving process need not import the drill machinery
     assert tuple(scenario.name for scenario in SCENARIOS) == SCENARIO_NAMES
     parser = argparse.ArgumentParser()
     add_drill_arguments(parser)

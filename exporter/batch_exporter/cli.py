@@ -122,14 +122,19 @@ def _probe_run_tables(config: Config) -> list[str]:
     reached now (its columns are then checked when the exporter starts)."""
     errors: list[str] = []
     databases = open_databases(config)
+    # every probe through a deadline of the command's own; a database is closed on the thread that used
+    # it, and one stuck in a call past its deadline is left to the process's exit (closing it would block)
+    bounded: dict[str, BoundedDatabase] = {}
     try:
         for name, batch in config.batches.items():
             if batch.runs is None or batch.database is None:
                 continue
             db_config = config.databases[batch.database]
-            db = BoundedDatabase(databases[batch.database], db_config.connect_timeout, db_config.query_timeout)
+            if batch.database not in bounded:
+                bounded[batch.database] = BoundedDatabase(databases[batch.database], db_config.connect_timeout,
+                                                          db_config.query_timeout)
             try:
-                resolved = probe_columns(batch.runs, db.query)
+                resolved = probe_columns(batch.runs, bounded[batch.database].query)
             except MissingColumns as exc:
                 errors.append(f"{config.locate(('batches', name, 'runs', 'columns', exc.missing[0][0]))}: {exc}")
                 continue
@@ -139,8 +144,11 @@ def _probe_run_tables(config: Config) -> list[str]:
             if resolved.business_date_note is not None:
                 print(f"{name}: {resolved.business_date_note}")
     finally:
-        for database in databases.values():
-            database.close()
+        for database_name, database in databases.items():
+            if database_name in bounded:
+                bounded[database_name].close()
+            else:
+                database.close()
     return errors
 
 

@@ -42,6 +42,8 @@ class DeadlineThread:
         self._jobs: queue.SimpleQueue[_Job | None] | None = None
         self._stuck: Future[Any] | None = None
         self._closed = False
+        # close() may come from another thread (a stop) while a call is being queued
+        self._lock = threading.Lock()
 
     @property
     def stuck(self) -> bool:
@@ -51,29 +53,33 @@ class DeadlineThread:
     def call(self, function: Callable[[], T], timeout: float | None) -> T:
         """`function()` on this thread, waited for at most `timeout` seconds (None: no limit); its
         exception is raised here. Raises DeadlineMissed, StillStuck or Closed."""
-        if self._closed:
-            raise Closed(self.name)
-        if self._stuck is not None:
-            if not self._stuck.done():
-                raise StillStuck(self.name)
-            self._stuck = None
-        jobs = self._jobs or self._start_thread()
         future: Future[T] = Future()
-        jobs.put((function, future))
+        with self._lock:
+            if self._closed:
+                raise Closed(self.name)
+            if self._stuck is not None:
+                if not self._stuck.done():
+                    raise StillStuck(self.name)
+                self._stuck = None
+            jobs = self._jobs or self._start_thread()
+            jobs.put((function, future))
         try:
             return future.result(timeout=timeout)
         except FutureTimeout:
-            self._stuck = future
-            jobs.put(None)  # the abandoned thread ends once its call returns
-            self._jobs = None
+            with self._lock:
+                self._stuck = future
+                if self._jobs is jobs:
+                    jobs.put(None)  # the abandoned thread ends once its call returns
+                    self._jobs = None
             raise DeadlineMissed(self.name) from None
 
     def close(self) -> None:
         """No more calls; the thread ends after the call it is running, if any."""
-        self._closed = True
-        if self._jobs is not None:
-            self._jobs.put(None)
-            self._jobs = None
+        with self._lock:
+            self._closed = True
+            if self._jobs is not None:
+                self._jobs.put(None)
+                self._jobs = None
 
     def _start_thread(self) -> queue.SimpleQueue[_Job | None]:
         jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()

@@ -58,8 +58,9 @@ class ExporterService:
         return render(self._exporter.store.view())
 
     def start(self) -> None:
-        self._exporter.start()
-        self._started = True
+        with self._lock:
+            self._exporter.start()
+            self._started = True
 
     def reload(self, config: Config | None = None) -> None:
         """Apply a new configuration (by default `config_path` read again): build it, poll it once, swap.
@@ -93,8 +94,9 @@ class ExporterService:
             log.info("configuration reloaded: %d sources", len(new.sources))
 
     def stop(self) -> None:
-        self._started = False
-        self._exporter.stop()
+        with self._lock:  # not halfway through a reload: the exporter it swaps in would keep running
+            self._started = False
+            self._exporter.stop()
 
 
 def serve(config: Config, config_path: Path | None, listen: str, web_config: WebConfig | None,

@@ -516,9 +516,13 @@ class _HTTPServer(ThreadingHTTPServer):
         self.slots = _Slots(limits.max_connections)
         self._stop_requested = threading.Event()
         self._stopped = threading.Event()
-        self._wake_reader, self._wake_writer = socket.socketpair()
         # Unused: _finish_connection builds each _Handler itself, handing it the connection's slot.
         super().__init__((bind_host, port), BaseHTTPRequestHandler, bind_and_activate=False)
+        try:
+            self._wake_reader, self._wake_writer = socket.socketpair()
+        except BaseException:
+            self.socket.close()
+            raise
         try:
             if family == socket.AF_INET6 and host == "":
                 self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)

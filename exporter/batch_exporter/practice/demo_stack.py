@@ -5,7 +5,7 @@ removed on exit). Their receivers are pointed at a small webhook receiver in thi
 every notification, so a page shows up in the terminal. Ctrl-C or SIGTERM stops the exporter, the
 simulator and both servers, in that order; during startup it stops whatever has started.
 
-Its flags are defined in `practice_flags` (shared with `batch-exporter drill`).
+Its flags are defined in `practice/flags.py` (shared with `batch-exporter drill`).
 """
 from __future__ import annotations
 
