@@ -668,10 +668,13 @@ class _FakePyodbc:
         class Cursor:
             description = (("one",),)
 
-            def execute(self, *_: object) -> Cursor:
-                if fake.connects == 1:
+            def execute(self, sql: str, *_: object) -> Cursor:
+                if fake.connects == 1 and not sql.startswith("SELECT current_setting("):  # the query, not the check
                     raise fake.Error("HY000", "[HY000] The connection has been lost (35) (SQLExecDirectW)")
                 return self
+
+            def fetchone(self) -> tuple[str, str, str]:
+                return ("on", "5s", "UTC")  # the session check at connect: our settings took
 
             def fetchall(self) -> list[tuple[int]]:
                 return [(1,)]
@@ -699,3 +702,112 @@ def test_psqlodbc_connection_has_been_lost_is_a_connect_error_and_reconnects(mon
     assert error.reason == "connect" and "connection lost" in str(error)
     assert db.query("SELECT 1") == [(1,)]
     assert fake.connects == 2
+
+
+# --- PostgreSQL: the session is checked once, at connect ------------------------------------------------
+
+
+class _FakePostgresOdbc:
+    """Just enough of pyodbc for a PostgreSQL driver that reports the given session settings."""
+
+    class Error(Exception):
+        pass
+
+    def __init__(self, settings: tuple[str, str, str]) -> None:
+        self.settings = settings
+        self.statements: list[str] = []
+        self.closed = 0
+
+    def drivers(self) -> list[str]:
+        return ["Devart ODBC Driver for PostgreSQL"]
+
+    def connect(self, *_: object, **__: object) -> Any:
+        fake = self
+
+        class Cursor:
+            description = (("one",),)
+
+            def execute(self, sql: str, *_: object) -> Cursor:
+                fake.statements.append(sql)
+                return self
+
+            def fetchone(self) -> tuple[str, str, str]:
+                return fake.settings
+
+            def fetchall(self) -> list[tuple[int]]:
+                return [(1,)]
+
+            def cancel(self) -> None: ...
+
+            def close(self) -> None: ...
+
+        class Connection:
+            def cursor(self) -> Cursor:
+                return Cursor()
+
+            def rollback(self) -> None: ...
+
+            def close(self) -> None:
+                fake.closed += 1
+
+        return Connection()
+
+
+_DEVART = "Driver={Devart ODBC Driver for PostgreSQL};Server=db;Database=ledger"
+_SETTINGS_CHECK = (
+    "SELECT current_setting('default_transaction_read_only'), current_setting('statement_timeout'), "
+    "current_setting('TimeZone')"
+)
+
+
+def test_postgresql_session_is_checked_by_one_statement_at_connect_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FakePostgresOdbc(("on", "30s", "UTC"))
+    monkeypatch.setattr(database, "_load_pyodbc", lambda name: fake)
+    db = open_database("ledger", odbc=_DEVART, query_timeout=30)
+    assert db.query("SELECT 1") == [(1,)]
+    assert db.query("SELECT 1") == [(1,)]
+    assert fake.statements == [_SETTINGS_CHECK, "SELECT 1", "SELECT 1"]
+
+
+@pytest.mark.parametrize(
+    "settings, wrong",
+    [
+        (("off", "30s", "UTC"), "default_transaction_read_only is 'off' (expected 'on')"),
+        (("on", "0", "UTC"), "statement_timeout is '0' (expected the query timeout)"),
+        (("on", "30s", "Europe/Paris"), "TimeZone is 'Europe/Paris' (expected 'UTC')"),
+    ],
+)
+def test_postgresql_session_that_did_not_take_our_settings_is_refused(
+    monkeypatch: pytest.MonkeyPatch, settings: tuple[str, str, str], wrong: str
+) -> None:
+    fake = _FakePostgresOdbc(settings)
+    monkeypatch.setattr(database, "_load_pyodbc", lambda name: fake)
+    db = open_database("ledger", odbc=_DEVART, query_timeout=30)
+    error = failure(db.query, "SELECT 1")
+    assert error.reason == "connect"
+    assert str(error).startswith("database 'ledger': the session did not take the exporter's read-only")
+    assert wrong in str(error)
+    assert "use the psqlODBC driver" in str(error)
+    assert fake.statements == [_SETTINGS_CHECK]  # the query never ran
+    assert fake.closed == 1
+
+
+@requires_odbc("postgresql")
+def test_postgresql_session_check_passes_with_psqlodbc_and_refuses_a_bare_session() -> None:
+    import pyodbc
+
+    from batch_exporter.dialects import dialect_named
+    from batch_exporter.dialects.base import SessionNotHardened
+
+    postgresql = dialect_named("postgresql")
+    hardened = harden_connection_string(odbc_connection_string("postgresql"), query_timeout=5, connect_timeout=5)
+    for connection_string, refused in ((hardened, False), (odbc_connection_string("postgresql"), True)):
+        connection = pyodbc.connect(connection_string, autocommit=False, timeout=5)
+        try:
+            if refused:
+                with pytest.raises(SessionNotHardened, match="default_transaction_read_only is 'off'"):
+                    postgresql.start_session(connection, 5, pyodbc.Error, "test")
+            else:
+                postgresql.start_session(connection, 5, pyodbc.Error, "test")
+        finally:
+            connection.close()

@@ -37,8 +37,9 @@ DETECTED = [
 ]
 INTERFACE = {
     "name", "drives", "key_family", "odbc_keys", "refused_odbc_keys", "check_odbc_value", "harden",
-    "start_session", "error_codes", "fetch_head", "readings",
+    "start_session", "error_codes", "fetch_head", "readings", "side_effect_functions",
 }
+REQUIRED_KINDS = {"postgresql", "mysql", "mssql", "sqlite", "odbc"}
 
 
 def every_dialect() -> tuple[Dialect, ...]:
@@ -50,15 +51,21 @@ def test_each_dialect_is_found_from_the_driver_it_names(connection_string: str, 
     assert dialects.dialect_for_odbc(connection_string).name == name
 
 
-def test_five_dialects_with_unique_names_and_key_families() -> None:
+def test_the_five_required_dialects_with_unique_names_and_key_families() -> None:
     names = [dialect.name for dialect in every_dialect()]
-    assert names == ["postgresql", "mysql", "mssql", "sqlite", "odbc"]
+    assert set(names) >= REQUIRED_KINDS
+    assert len(names) == len(set(names))
+    assert names[-1] == "odbc"
     families = [family for dialect in every_dialect() for family in dialect.odbc_keys]
     assert len(families) == len(set(families))
     assert {dialect.name: dialects.dialect_named(dialect.name) for dialect in dialects.DIALECTS} == {
         dialect.name: dialect for dialect in dialects.DIALECTS
     }
     assert dialects.dialect_named(None) is dialects.GENERIC_ODBC
+    assert dialects.dialect_named("odbc") is dialects.GENERIC_ODBC
+    assert dialects.dialect_names() == tuple(names)
+    with pytest.raises(ValueError, match="unknown SQL dialect 'no-such-server'; expected one of .*odbc or None"):
+        dialects.dialect_named("no-such-server")
 
 
 def test_no_dialect_allows_a_key_that_some_dialect_refuses() -> None:
@@ -82,6 +89,22 @@ def test_an_unknown_server_is_checked_under_every_known_reading() -> None:
         assert dialect.error_codes.timeout_native <= codes.timeout_native
         assert dialect.error_codes.lost_states <= codes.lost_states
         assert set(dialect.error_codes.lost_texts) <= set(codes.lost_texts)
+        assert dialect.error_codes.permission_states <= codes.permission_states
+        assert dialect.error_codes.permission_native <= codes.permission_native
+        assert dialect.side_effect_functions <= dialects.GENERIC_ODBC.side_effect_functions
+
+
+def test_each_server_owns_its_side_effect_functions() -> None:
+    assert "nextval" in dialects.dialect_named("postgresql").side_effect_functions
+    assert "get_lock" in dialects.dialect_named("mysql").side_effect_functions
+    assert "get_lock" not in dialects.dialect_named("postgresql").side_effect_functions
+
+
+@pytest.mark.parametrize("name", [*dialects.dialect_names(), None])
+def test_every_known_side_effect_function_is_refused_whatever_the_server(name: str | None) -> None:
+    for sql in ("SELECT GET_LOCK('r', 0)", "SELECT nextval('s')", "SELECT pg_stat_reset_shared('wal')"):
+        with pytest.raises(StatementError, match="outlive a read-only transaction"):
+            check_read_only(sql, name)
 
 
 def test_check_read_only_takes_a_dialect_or_its_name() -> None:
@@ -119,8 +142,9 @@ class FakeDb2(Dialect):
     name = "db2"
     odbc_keys: Mapping[str | None, frozenset[str]] = {"db2": keys("hostname port database protocol")}
     refused_odbc_keys: Mapping[str, str] = {"currentfunctionpath": "it changes which functions a name calls"}
-    error_codes = ErrorCodes(timeout_native=frozenset({-952}))
+    error_codes = ErrorCodes(timeout_native=frozenset({-952}), permission_native=frozenset({-551}))
     readings = (Reading("Db2 (made up)", hash_comments=True),)
+    side_effect_functions = keys("admin_cmd")
 
     def drives(self, driver: str) -> bool:
         return "db2" in driver
@@ -186,6 +210,19 @@ def test_a_new_dialect_reads_statements_its_own_way(db2: Dialect) -> None:
     assert db2.readings[0] in dialects.dialect_for_odbc("Driver={Oracle 21 ODBC driver}").readings
 
 
+def test_a_new_dialect_s_side_effect_functions_are_refused_whatever_the_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls_admin_cmd = "SELECT sysproc.admin_cmd('REORG TABLE t') FROM sysibm.sysdummy1"
+    check_read_only(calls_admin_cmd, "postgresql")  # not a known function yet
+    db2 = FakeDb2()
+    monkeypatch.setattr(dialects, "DIALECTS", (*dialects.DIALECTS, db2))
+    assert "db2" in dialects.dialect_names()
+    for name in ("db2", "postgresql", None):
+        with pytest.raises(StatementError, match=r"admin_cmd\(\) has effects that outlive"):
+            check_read_only(calls_admin_cmd, name)
+
+
 class _FakePyodbc:
     """Just enough of pyodbc: every query fails with the native code given."""
 
@@ -226,7 +263,7 @@ class _FakePyodbc:
         return Connection()
 
 
-@pytest.mark.parametrize("native, reason", [(-952, "timeout"), (1317, "query")])
+@pytest.mark.parametrize("native, reason", [(-952, "timeout"), (-551, "permission"), (1317, "query")])
 def test_a_new_dialect_sets_up_the_session_and_names_its_timeouts(
     db2: Dialect, monkeypatch: pytest.MonkeyPatch, native: int, reason: str
 ) -> None:

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batch_exporter.sqlcheck import DIALECTS, StatementError, check_read_only
+from batch_exporter import dialects
+from batch_exporter.sqlcheck import StatementError, check_read_only, dialect_names
 
 ACCEPTED = [
     "SELECT 1",
@@ -146,9 +147,10 @@ def test_postgresql_reading_also_covers_legacy_backslash_strings() -> None:
 
 
 def test_unknown_dialect_is_a_programming_error() -> None:
-    with pytest.raises(ValueError, match="unknown SQL dialect 'oracle'"):
-        check_read_only("SELECT 1", "oracle")
-    assert set(DIALECTS) == {"postgresql", "mysql", "mssql", "sqlite"}
+    with pytest.raises(ValueError, match="unknown SQL dialect 'no-such-server'"):
+        check_read_only("SELECT 1", "no-such-server")
+    assert dialect_names() == (*(dialect.name for dialect in dialects.DIALECTS), "odbc")
+    assert {"postgresql", "mysql", "mssql", "sqlite"} <= set(dialect_names())
 
 
 def test_statement_error_is_a_value_error() -> None:

@@ -5,21 +5,19 @@ opened). Read-only is enforced in layers, because each one alone can be switched
 
 1. ``sqlcheck`` refuses anything but a single SELECT before it reaches the driver;
 2. the session is read-only where the driver allows it: SQLite ``mode=ro`` with ATTACH disabled and
-   an authorizer that allows only reads; through ODBC, what the server's dialect (``dialects``) sets:
-   PostgreSQL ``default_transaction_read_only``; MariaDB/MySQL ``SET SESSION TRANSACTION READ ONLY``;
-   SQL Server ``ApplicationIntent=ReadOnly`` (a routing hint);
+   an authorizer that allows only reads; through ODBC, whatever the server's dialect sets (each module of
+   ``dialects`` says how: ``Dialect.harden`` and ``Dialect.start_session``);
 3. ODBC runs with autocommit off and every query is rolled back, never committed;
 4. the account should only be granted SELECT (documented for users, not checkable here).
 
 Deadlines: SQLite checks one in its progress handler; ODBC cancels from a timer thread and the dialect
-also sets the server's own statement limit (PostgreSQL ``statement_timeout``, MariaDB
-``max_statement_time``, MySQL ``max_execution_time``, SQL Server query timeout). PostgreSQL and MariaDB
-sessions run in UTC, so TIMESTAMPTZ / TIMESTAMP-with-zone values arrive as naive UTC and NOW() is UTC.
+also sets the server's own statement limit where it has one, and puts the session in UTC where it can.
 
 Each calling thread gets its own connection (pyodbc.threadsafety == 1). A timeout keeps the connection;
 a broken connection is dropped and the next call reconnects, with a backoff after connect failures.
-Error messages carry the database name and the SQLSTATE (for SQLite, the file's path and what is wrong
-with it), never the connection string or row values.
+Driver errors become a QueryError reason from the ODBC-standard SQLSTATEs and the dialect's own codes
+(``Dialect.error_codes``). Error messages carry the database name and the SQLSTATE (for SQLite, the
+file's path and what is wrong with it), never the connection string or row values.
 """
 
 from __future__ import annotations
@@ -41,12 +39,22 @@ from types import ModuleType
 from typing import Any, Literal, Self
 
 from . import dialects
-from .dialects.base import Dialect, Pairs, SessionSpoiled, driver_of, parse_odbc, rows_of, unbrace
+from .dialects.base import (
+    Dialect,
+    Pairs,
+    SessionNotHardened,
+    SessionSpoiled,
+    driver_of,
+    parse_odbc,
+    rows_of,
+    unbrace,
+)
 from .masking import mask_digits, strip_invisible
 from .sqlcheck import StatementError, check_read_only
 
-Reason = Literal["connect", "timeout", "query", "driver_missing"]
-REASONS: tuple[Reason, ...] = ("connect", "timeout", "query", "driver_missing")
+# permission: the login is refused, or the account lacks a grant for what the statement reads
+Reason = Literal["connect", "timeout", "query", "permission", "driver_missing"]
+REASONS: tuple[Reason, ...] = ("connect", "timeout", "query", "permission", "driver_missing")
 Row = tuple[object, ...]
 Clock = Callable[[], float]
 
@@ -178,7 +186,7 @@ class _PerThreadDatabase(Database):
 
     @abstractmethod
     def _connect(self) -> Any:
-        """A new connection, or QueryError('connect' / 'driver_missing')."""
+        """A new connection, or QueryError('connect' / 'permission' / 'driver_missing')."""
 
     @abstractmethod
     def _execute(self, connection: Any, sql: str, params: tuple[object, ...], limit: int | None) -> list[Row]:
@@ -341,6 +349,7 @@ def _sqlite_file_problem(path: Path) -> str | None:
 # ODBC-standard codes, whatever the server; each dialect adds its own (Dialect.error_codes)
 _TIMEOUT_STATES = frozenset({"HYT00", "HYT01", "HY008", "HY018"})
 _LOST_STATE_CLASS = "08"
+_PERMISSION_STATE_CLASS = "28"  # invalid authorization specification: the login is refused
 _MISSING_DRIVER_STATES = frozenset({"IM002", "IM003"})
 _NATIVE_CODE = re.compile(r"\((-?\d+)\)\s*\(SQL\w+\)\s*$")
 
@@ -377,6 +386,10 @@ class _OdbcDatabase(_PerThreadDatabase):
                     f"database {self.name!r}: ODBC driver or DSN not found ({_describe(exc)}); "
                     f"installed drivers: {installed}",
                 ) from None
+            if _permission_refused(state, exc, self.dialect):
+                raise QueryError(
+                    "permission", f"database {self.name!r}: login refused: {_describe(exc)}"
+                ) from None
             raise QueryError("connect", f"database {self.name!r}: connect failed: {_describe(exc)}") from None
         try:
             self._start_session(connection)
@@ -385,6 +398,9 @@ class _OdbcDatabase(_PerThreadDatabase):
             raise QueryError(
                 "connect", f"database {self.name!r}: read-only session setup failed: {_describe(exc)}"
             ) from None
+        except SessionNotHardened as refused:
+            _close_quietly(connection)
+            raise QueryError("connect", f"database {self.name!r}: {refused}") from None
         return connection
 
     def _start_session(self, connection: Any) -> None:
@@ -404,6 +420,8 @@ class _OdbcDatabase(_PerThreadDatabase):
                 message = f"query stopped at the {self._query_timeout:g}s deadline ({_describe(exc, sql)})"
             elif _connection_lost(state, exc, native, self.dialect):
                 reason, message = "connect", f"connection lost ({_describe(exc, sql)})"
+            elif _permission_refused(state, exc, self.dialect):
+                reason, message = "permission", f"permission denied: {_describe(exc, sql)}"
             else:
                 reason, message = "query", f"query failed: {_describe(exc, sql)}"
             self._end(connection, broken=reason == "connect")
@@ -474,6 +492,15 @@ def _connection_lost(state: str, exc: Exception, native: int | None, dialect: Di
         return True
     text = _odbc_error(exc)[1].lower()
     return state == "HY000" and any(phrase in text for phrase in codes.lost_texts)
+
+
+def _permission_refused(state: str, exc: Exception, dialect: Dialect) -> bool:
+    codes = dialect.error_codes
+    native = _odbc_error(exc)[2]
+    return (
+        state.startswith(_PERMISSION_STATE_CLASS) or state in codes.permission_states
+        or native in codes.permission_native
+    )
 
 
 def _load_pyodbc(name: str) -> ModuleType:
@@ -599,12 +626,8 @@ def check_odbc_keys(pairs: list[tuple[str, str]], family: str | None) -> None:
 
 
 def harden_connection_string(connection_string: str, *, query_timeout: float, connect_timeout: float) -> str:
-    """Add the dialect's read-only and timeout settings (Dialect.harden) that the user has not set already.
-
-    PostgreSQL gets ``pqopt`` options (read-only transactions, statement_timeout, UTC), merged after any
-    the user gave so that ours win; MariaDB/MySQL gets CONN/READ/WRITE timeouts so that a silent peer
-    cannot block forever; SQL Server gets ``ApplicationIntent=ReadOnly``.
-    """
+    """Add the dialect's read-only and timeout settings that the user has not set already (what each
+    server gets is its dialect's ``harden``, in ``dialects``)."""
     dialect, pairs = _checked_dialect(connection_string)
     pairs = dialect.harden(pairs, query_timeout=query_timeout, connect_timeout=connect_timeout)
     return "".join(f"{key}={value};" for key, value in pairs)

@@ -104,7 +104,11 @@ CONTRACT: tuple[MetricSpec, ...] = (
           "Time of the source's latest successful poll."),
     _spec("batch_exporter_source_poll_duration_seconds", "gauge", ("source",),
           "Duration of the source's latest poll."),
-    _spec("batch_exporter_source_errors_total", "counter", ("source", "reason"), "Failed polls by reason."),
+    _spec("batch_exporter_source_errors_total", "counter", ("source", "reason"),
+          "Failed polls by reason: `connect` (database unreachable, connection lost, session not read-only), "
+          "`timeout`, `query` (the statement failed), `permission` (the login is refused or the account lacks "
+          "a grant), `driver_missing`, `data` (rows the exporter cannot use), `io` (log files), `state` (the "
+          "log state file), `stopped` (the exporter is stopping or reloading)."),
     _spec("batch_exporter_build_info", "gauge", ("version",), "Build information; always 1."),
 )
 

@@ -1,23 +1,20 @@
 """Refuse any SQL that is not one plain SELECT: the first of the read-only layers.
 
-Servers disagree on how text is quoted and commented (PostgreSQL reads ``'\\'`` as a whole string,
-MySQL as an unterminated one; MySQL runs ``/*! ... */`` comments; ``$$...$$`` is a string only in
-PostgreSQL). A statement therefore passes only if it is a single SELECT/WITH under every reading of
-the dialect (or of all dialects when the server is unknown). A general-purpose SQL lexer picks one
-reading, which is exactly the gap an attacker-shaped statement would use.
-The readings are the dialects' own (``dialects``, ``Reading``); this module only applies them.
-
-Every reading is the server's own, character for character: which characters end a ``--`` comment
-(PostgreSQL ``\\n`` and ``\\r``, the others ``\\n`` only), what follows MySQL's ``--``, which bytes
-make up a name or a dollar-quote tag. Where servers disagree on text that no monitoring query needs, the
-text is refused outright: a carriage return without a line feed inside a ``--`` or ``#`` comment, NUL,
-and, outside literals and quoted names, control characters and characters beyond ASCII that are neither
-letters, marks nor digits (Unicode spaces, punctuation).
+Servers disagree on how text is quoted and commented. A statement therefore passes only if it is a single
+SELECT/WITH under every reading of the dialect (or of all dialects when the server is unknown). A
+general-purpose SQL lexer picks one reading, which is exactly the gap an attacker-shaped statement would
+use. The readings are the dialects' own (``Dialect.readings`` in ``dialects``: each module says how its
+server reads text); this module only applies them. Where servers disagree on text that no monitoring
+query needs, the text is refused outright: a carriage return without a line feed inside a ``--`` or ``#``
+comment, NUL, and, outside literals and quoted names, control characters and characters beyond ASCII that
+are neither letters, marks nor digits (Unicode spaces, punctuation).
 
 Keywords that start other statements are refused anywhere outside literals, quoted names and comments:
-SQL Server runs ``SELECT 1 DELETE FROM t`` as two statements without a ``;``. Functions with side
-effects (``nextval``, ``pg_terminate_backend``) cannot be seen in the text; the read-only session and a
-SELECT-only account are the layers that stop them.
+SQL Server runs ``SELECT 1 DELETE FROM t`` as two statements without a ``;``. Calls to functions whose
+effect outlives a read-only transaction are refused by name: each dialect lists its server's
+(``Dialect.side_effect_functions``), and every registered dialect's list applies whatever the server, as
+a name harmless on one server may be another's. Functions not listed are left to the read-only session
+and a SELECT-only account.
 """
 
 from __future__ import annotations
@@ -25,6 +22,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from . import dialects
 from .dialects.base import Dialect, Reading
@@ -41,8 +39,10 @@ class StatementError(ValueError):
         super().__init__(f"{detail} at line {self.line}, column {self.column} (offset {offset})")
 
 
-# The names of the dialects registered when this module was loaded (check_read_only reads the registry).
-DIALECTS = tuple(dialect.name for dialect in dialects.DIALECTS)
+def dialect_names() -> tuple[str, ...]:
+    """The dialect names check_read_only takes (besides None): the registered dialects', now."""
+    return dialects.dialect_names()
+
 
 _WHY = {
     "changes data": "INSERT UPDATE DELETE MERGE UPSERT REPLACE TRUNCATE UPDATETEXT WRITETEXT",
@@ -57,20 +57,6 @@ _WHY = {
     "reaches another server": "OPENROWSET OPENQUERY OPENDATASOURCE",
 }
 _FORBIDDEN = {word: why for why, words in _WHY.items() for word in words.split()}
-# Functions a read-only transaction still lets run, whose effect outlives it: session locks held on
-# the exporter's long-lived connection, replication slots that keep the server's WAL, statistics
-# reset, configuration reloaded, backends killed, server files read, sequences moved, other servers
-# reached. Refused when called, whatever schema prefix they carry.
-_SIDE_EFFECT_FUNCTION = re.compile(
-    r"pg_(try_)?advisory_\w*|pg_create_\w*|pg_drop_replication_slot|pg_replication_slot_advance"
-    r"|pg_stat_reset\w*|pg_reload_conf|pg_rotate_logfile|pg_switch_wal|pg_switch_xlog|pg_promote"
-    r"|pg_terminate_backend|pg_cancel_backend|pg_logical_emit_message|pg_read_file|pg_read_binary_file"
-    r"|pg_ls_\w*|pg_stat_file|pg_file_\w*|pg_notify|set_config|setval|nextval|lo_\w*|dblink\w*"
-    r"|txid_current|pg_current_xact_id|pg_export_snapshot"
-    r"|get_lock|release_lock|release_all_locks|is_used_lock|load_file|master_pos_wait|source_pos_wait"
-    r"|master_gtid_wait|sys_exec|sys_eval",
-    re.IGNORECASE,
-)
 _FUNCTIONS = {"INSERT", "REPLACE"}  # string functions when followed by '('
 _ROW_LOCK_AFTER_FOR = {"UPDATE", "SHARE", "NO", "KEY"}
 
@@ -101,10 +87,12 @@ def check_read_only(sql: str, dialect: str | Dialect | None = None) -> None:
     if not isinstance(dialect, Dialect):
         dialect = dialects.dialect_named(dialect)
     readings = dialect.readings
+    # every registered dialect's functions, whatever the server
+    side_effect_function = _function_pattern(dialects.GENERIC_ODBC.side_effect_functions)
     failures: list[tuple[Reading, StatementError]] = []
     for reading in readings:
         try:
-            _check(_tokens(sql, reading), sql)
+            _check(_tokens(sql, reading), sql, side_effect_function)
         except StatementError as err:
             failures.append((reading, err))
     if not failures:
@@ -117,7 +105,16 @@ def check_read_only(sql: str, dialect: str | Dialect | None = None) -> None:
     raise StatementError(f"{first.detail} (as {first_reading.label} reads it)", first.offset, sql)
 
 
-def _check(tokens: list[_Token], sql: str) -> None:
+@lru_cache(maxsize=8)
+def _function_pattern(names: frozenset[str]) -> re.Pattern[str]:
+    """Matches (fullmatch, any case) the ``names``; one ending in ``*`` stands for every name it begins."""
+    alternatives = sorted(
+        re.escape(name[:-1]) + r"\w*" if name.endswith("*") else re.escape(name) for name in names
+    )
+    return re.compile("|".join(alternatives) or r"(?!)", re.IGNORECASE)
+
+
+def _check(tokens: list[_Token], sql: str, side_effect_function: re.Pattern[str]) -> None:
     if tokens and _is(tokens[-1], ";"):
         tokens = tokens[:-1]
     if not tokens:
@@ -133,7 +130,7 @@ def _check(tokens: list[_Token], sql: str) -> None:
         following = tokens[index + 1] if index + 1 < len(tokens) else None
         if token.kind in ("word", "name") and following is not None and _is(following, "("):
             called = token.text.strip('"`[]')
-            if _SIDE_EFFECT_FUNCTION.fullmatch(called):
+            if side_effect_function.fullmatch(called):
                 raise StatementError(f"{called}() has effects that outlive a read-only transaction (locks, "
                                      "replication slots, server state, files) and is not allowed", token.offset, sql)
         if token.kind != "word" or (index and _is(tokens[index - 1], ".")):

@@ -25,15 +25,19 @@ DIALECTS: tuple[Dialect, ...] = (PostgreSql(), MySql(), SqlServer(), Sqlite())
 GENERIC_ODBC: Dialect = GenericOdbc(lambda: DIALECTS)
 
 
+def dialect_names() -> tuple[str, ...]:
+    """The names of the registered dialects, GENERIC_ODBC's last."""
+    return (*(dialect.name for dialect in DIALECTS), GENERIC_ODBC.name)
+
+
 def dialect_named(name: str | None) -> Dialect:
-    """The registered dialect called ``name``; None means the server is unknown (GENERIC_ODBC)."""
+    """The registered dialect called ``name``; None (or GENERIC_ODBC's name) means the server is unknown."""
     if name is None:
         return GENERIC_ODBC
-    for dialect in DIALECTS:
+    for dialect in (*DIALECTS, GENERIC_ODBC):
         if dialect.name == name:
             return dialect
-    names = ", ".join(dialect.name for dialect in DIALECTS)
-    raise ValueError(f"unknown SQL dialect {name!r}; expected one of {names} or None")
+    raise ValueError(f"unknown SQL dialect {name!r}; expected one of {', '.join(dialect_names())} or None")
 
 
 def dialect_for_driver(driver: str) -> Dialect:
@@ -90,6 +94,7 @@ __all__ = [
     "dialect_for_odbc",
     "dialect_for_pairs",
     "dialect_named",
+    "dialect_names",
     "is_generic",
     "refusal_reason",
 ]

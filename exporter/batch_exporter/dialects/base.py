@@ -3,8 +3,9 @@
 A dialect says whether an ODBC ``Driver=`` names one of its drivers; which connection-string keys those
 drivers may be given, and which values of them are safe; what to add to the connection string and run at
 connect so that the session is read-only, bounded by a server-side statement timeout and in UTC; which
-driver errors mean a timeout or a lost connection; how to fetch only the first rows of a result; and how
-the server reads SQL text (the ``sqlcheck`` readings).
+driver errors mean a timeout, a lost connection or a refused permission; how to fetch only the first rows
+of a result; how the server reads SQL text (the ``sqlcheck`` readings); and which of its functions have
+effects that outlive a read-only transaction.
 
 Every member is abstract, so a dialect that leaves one out cannot be instantiated.
 """
@@ -50,10 +51,10 @@ class Reading:
 
 @dataclass(frozen=True)
 class ErrorCodes:
-    """Driver errors that mean a timeout or a lost connection rather than a failed query.
+    """Driver errors that mean a timeout, a lost connection or a permission refused, rather than a failed query.
 
-    Only the server's own: the ODBC-standard ones (HYT00, HY008, class 08, ...) hold for every dialect
-    and are known to database.py.
+    Only the server's own: the ODBC-standard ones (HYT00, HY008, class 08, class 28, ...) hold for every
+    dialect and are known to database.py.
     """
 
     timeout_states: frozenset[str] = frozenset()
@@ -61,15 +62,27 @@ class ErrorCodes:
     lost_states: frozenset[str] = frozenset()
     lost_native: frozenset[int] = frozenset()
     lost_texts: tuple[str, ...] = ()  # lower-case phrases that make a general HY000 a lost connection
+    # the login refused, or the account lacks a grant for what the statement touches
+    permission_states: frozenset[str] = frozenset()
+    permission_native: frozenset[int] = frozenset()
 
     def __or__(self, other: ErrorCodes) -> ErrorCodes:
         return ErrorCodes(
-            self.timeout_states | other.timeout_states,
-            self.timeout_native | other.timeout_native,
-            self.lost_states | other.lost_states,
-            self.lost_native | other.lost_native,
-            self.lost_texts + tuple(text for text in other.lost_texts if text not in self.lost_texts),
+            timeout_states=self.timeout_states | other.timeout_states,
+            timeout_native=self.timeout_native | other.timeout_native,
+            lost_states=self.lost_states | other.lost_states,
+            lost_native=self.lost_native | other.lost_native,
+            lost_texts=self.lost_texts + tuple(text for text in other.lost_texts if text not in self.lost_texts),
+            permission_states=self.permission_states | other.permission_states,
+            permission_native=self.permission_native | other.permission_native,
         )
+
+
+class SessionNotHardened(Exception):
+    """A new session did not take the read-only, timeout or time-zone settings: it must not be used.
+
+    The message says which setting and what to change, never the connection string.
+    """
 
 
 class SessionSpoiled(Exception):
@@ -121,7 +134,8 @@ class Dialect(ABC):
     def start_session(
         self, connection: Any, query_timeout: float, driver_error: type[Exception], database: str
     ) -> None:
-        """Make a new pyodbc connection read-only, bounded and in UTC where the connection string could not.
+        """Make a new pyodbc connection read-only, bounded and in UTC where the connection string could not,
+        and raise SessionNotHardened where it can tell that the session is not.
 
         ``driver_error`` is pyodbc.Error (the caller turns it into a connect error); ``database`` names
         the database in log lines.
@@ -130,7 +144,7 @@ class Dialect(ABC):
     @property
     @abstractmethod
     def error_codes(self) -> ErrorCodes:
-        """Our server's and drivers' codes for a timeout or a lost connection."""
+        """Our server's and drivers' codes for a timeout, a lost connection or a permission refused."""
 
     @abstractmethod
     def fetch_head(
@@ -144,6 +158,14 @@ class Dialect(ABC):
     @abstractmethod
     def readings(self) -> tuple[Reading, ...]:
         """Every way our server may read statement text (settings change it); sqlcheck requires all to agree."""
+
+    @property
+    @abstractmethod
+    def side_effect_functions(self) -> frozenset[str]:
+        """Lower-case names of our server's functions whose effect outlives a read-only transaction (session
+        locks, replication slots, server state, files, sequences, other servers); a name ending in ``*``
+        stands for every name with that prefix. sqlcheck refuses calls to those of every registered dialect,
+        whatever the server, so that a name listed here is refused everywhere."""
 
     def __repr__(self) -> str:
         return f"<dialect {self.name}>"

@@ -41,6 +41,9 @@ class MySql(Dialect):
     error_codes = ErrorCodes(
         timeout_native=frozenset({1317, 1969, 3024}),  # interrupted, max_statement_time, max_execution_time
         lost_native=frozenset({2006, 2013, 2055}),  # client: gone away, lost during query
+        # access denied to the database, to the account (login), to a table, to a column; a privilege
+        # missing (SUPER and the like); EXECUTE denied on a routine
+        permission_native=frozenset({1044, 1045, 1142, 1143, 1227, 1370}),
     )
     readings = (
         _READING,
@@ -50,6 +53,10 @@ class MySql(Dialect):
             backslash_escapes=False,
             double_quote_backslash=False,
         ),
+    )
+    side_effect_functions = keys(
+        "get_lock release_lock release_all_locks is_used_lock load_file master_pos_wait source_pos_wait "
+        "master_gtid_wait sys_exec sys_eval"
     )
 
     def drives(self, driver: str) -> bool:

@@ -1,7 +1,7 @@
 """Any other ODBC driver (the one the exporter does not recognise, FreeTDS among them), and a bare DSN.
 
 Nothing is known of the server, so statements must pass every known dialect's reading, any known error
-code counts, and only the ODBC-standard query timeout is set.
+code counts, any known side-effect function is refused, and only the ODBC-standard query timeout is set.
 """
 
 from __future__ import annotations
@@ -70,3 +70,7 @@ class GenericOdbc(Dialect):
     def readings(self) -> tuple[Reading, ...]:
         """Every reading of every known dialect: a statement accepted here is accepted by any server."""
         return tuple(reading for dialect in self._known() for reading in dialect.readings)
+
+    @property
+    def side_effect_functions(self) -> frozenset[str]:
+        return frozenset().union(*(dialect.side_effect_functions for dialect in self._known()))

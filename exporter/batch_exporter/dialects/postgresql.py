@@ -7,7 +7,19 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from .base import Dialect, ErrorCodes, Pairs, Reading, Row, brace, keys, odbc_pop, rows_of, unbrace
+from .base import (
+    Dialect,
+    ErrorCodes,
+    Pairs,
+    Reading,
+    Row,
+    SessionNotHardened,
+    brace,
+    keys,
+    odbc_pop,
+    rows_of,
+    unbrace,
+)
 
 # libpq settings allowed inside pqopt, and the -c settings allowed inside its options
 _PQOPT_KEYS = keys(
@@ -20,6 +32,11 @@ _PQOPT_SETTINGS = keys(
     "datestyle intervalstyle extra_float_digits"
 )
 _HEAD_CURSOR = "batch_exporter_head"
+_SESSION_SETTINGS = (
+    "SELECT current_setting('default_transaction_read_only'), current_setting('statement_timeout'), "
+    "current_setting('TimeZone')"
+)
+_UTC_NAMES = frozenset({"utc", "etc/utc"})
 _READING = Reading(
     "PostgreSQL", escape_string_prefix=True, dollar_quotes=True, nested_comments=True, line_comment_ends="\n\r"
 )
@@ -44,6 +61,8 @@ class PostgreSql(Dialect):
     }
     error_codes = ErrorCodes(
         timeout_states=frozenset({"57014"}),  # query_canceled: statement_timeout
+        # invalid_authorization_specification, invalid_password, insufficient_privilege
+        permission_states=frozenset({"28000", "28P01", "42501"}),
         lost_states=frozenset({"57P01", "57P02", "57P03"}),  # backend terminated
         # psqlODBC reports some losses as the general HY000 with one of these texts
         lost_texts=(
@@ -57,6 +76,13 @@ class PostgreSql(Dialect):
     readings = (
         _READING,
         replace(_READING, label="PostgreSQL with standard_conforming_strings=off", backslash_escapes=True),
+    )
+    side_effect_functions = keys(
+        "pg_advisory_* pg_try_advisory_* pg_create_* pg_drop_replication_slot pg_replication_slot_advance "
+        "pg_stat_reset* pg_reload_conf pg_rotate_logfile pg_switch_wal pg_switch_xlog pg_promote "
+        "pg_terminate_backend pg_cancel_backend pg_logical_emit_message pg_read_file pg_read_binary_file pg_ls_* "
+        "pg_stat_file pg_file_* pg_notify set_config setval nextval lo_* dblink* txid_current pg_current_xact_id "
+        "pg_export_snapshot"
     )
 
     def drives(self, driver: str) -> bool:
@@ -84,7 +110,31 @@ class PostgreSql(Dialect):
     def start_session(
         self, connection: Any, query_timeout: float, driver_error: type[Exception], database: str
     ) -> None:
-        pass  # the pqopt options added by harden already did it
+        """Check that the pqopt options added by harden took: only psqlODBC reads pqopt, and a driver that
+        ignores it (other PostgreSQL drivers match ``drives`` too) would leave the session writable and
+        unbounded. One statement per connection."""
+        cursor = connection.cursor()
+        try:
+            read_only, statement_timeout, time_zone = cursor.execute(_SESSION_SETTINGS).fetchone()
+        finally:
+            cursor.close()
+        connection.rollback()  # the next query starts its own transaction (and NOW()) afresh
+        wrong = [
+            f"{name} is {value!r} (expected {expected})"
+            for name, value, expected, took in (
+                ("default_transaction_read_only", read_only, "'on'", str(read_only).lower() == "on"),
+                ("statement_timeout", statement_timeout, "the query timeout", str(statement_timeout) != "0"),
+                ("TimeZone", time_zone, "'UTC'", str(time_zone).lower() in _UTC_NAMES),
+            )
+            if not took
+        ]
+        if wrong:
+            raise SessionNotHardened(
+                "the session did not take the exporter's read-only, timeout and UTC settings ("
+                + "; ".join(wrong)
+                + "): they are passed in psqlODBC's pqopt key, which this driver ignores; use the psqlODBC "
+                "driver (Driver={PostgreSQL Unicode})"
+            )
 
     def fetch_head(
         self, cursor: Any, sql: str, params: tuple[object, ...], limit: int, driver_error: type[Exception]

@@ -19,6 +19,7 @@ class Sqlite(Dialect):
     }
     error_codes = ErrorCodes()  # the ODBC-standard codes say it all
     readings = (Reading("SQLite", brackets=True, backticks=True, sqlite_variables=True),)
+    side_effect_functions: frozenset[str] = frozenset()  # the authorizer of a file allows reads only
 
     def drives(self, driver: str) -> bool:
         return "sqlite" in driver

@@ -25,8 +25,12 @@ class SqlServer(Dialect):
         "quotedid": "it changes how the server reads quotes in statements",
         "ansinpw": "it changes how the server reads statements",
     }
-    error_codes = ErrorCodes()  # the ODBC-standard codes say it all
+    error_codes = ErrorCodes(
+        # login failed; SELECT / other permission denied on an object or a column; permission denied in a database
+        permission_native=frozenset({18456, 229, 230, 262}),
+    )
     readings = (Reading("SQL Server", brackets=True, brackets_double=True, nested_comments=True),)
+    side_effect_functions: frozenset[str] = frozenset()  # its procedures (EXEC) are refused as keywords
 
     def drives(self, driver: str) -> bool:
         return any(tag in driver for tag in ("sql server", "msodbcsql", "sqlncli"))

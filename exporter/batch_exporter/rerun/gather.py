@@ -89,7 +89,8 @@ def gather(config: Config, batch_name: str, *, business_date: str | None = None,
 
 def _unavailable(exc: QueryError, name: str, db: DatabaseConfig) -> str:
     what = {"connect": "cannot be reached", "timeout": "did not answer in time",
-            "driver_missing": "has no driver installed", "query": "refused the query"}[exc.reason]
+            "driver_missing": "has no driver installed", "query": "refused the query",
+            "permission": "refuses this account (login refused or a grant missing)"}[exc.reason]
     detail = str(exc).removeprefix(f"database {name!r}: ")
     return f"database {describe_database(name, db)} {what}: {mask_digits(detail)}"
 
