@@ -40,6 +40,7 @@ from db_servers import (
     requires_odbc,
     scratch_table,
 )
+from fake_pyodbc import FakePyodbc
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 UTC_ZONE = ZoneInfo("UTC")
@@ -649,53 +650,15 @@ def test_error_messages_hide_values(odbc_db: tuple[str, Database]) -> None:
     assert "SQLSTATE 22" in str(error) and "4111" not in str(error)
 
 
-class _FakePyodbc:
-    """Just enough of pyodbc for one connection whose first query fails the way psqlODBC reports a loss."""
-
-    class Error(Exception):
-        pass
-
-    def __init__(self) -> None:
-        self.connects = 0
-
-    def drivers(self) -> list[str]:
-        return ["PostgreSQL Unicode"]
-
-    def connect(self, *_: object, **__: object) -> Any:
-        self.connects += 1
-        fake = self
-
-        class Cursor:
-            description = (("one",),)
-
-            def execute(self, sql: str, *_: object) -> Cursor:
-                if fake.connects == 1 and not sql.startswith("SELECT current_setting("):  # the query, not the check
-                    raise fake.Error("HY000", "[HY000] The connection has been lost (35) (SQLExecDirectW)")
-                return self
-
-            def fetchone(self) -> tuple[str, str, str]:
-                return ("on", "5s", "UTC")  # the session check at connect: our settings took
-
-            def fetchall(self) -> list[tuple[int]]:
-                return [(1,)]
-
-            def cancel(self) -> None: ...
-
-            def close(self) -> None: ...
-
-        class Connection:
-            def cursor(self) -> Cursor:
-                return Cursor()
-
-            def rollback(self) -> None: ...
-
-            def close(self) -> None: ...
-
-        return Connection()
+def _lost_on_first_connection(fake: FakePyodbc, number: int, sql: str) -> None:
+    """The first connection's query fails the way psqlODBC reports a loss (its session check passes)."""
+    if number == 1 and not sql.startswith("SELECT current_setting("):
+        raise fake.Error("HY000", "[HY000] The connection has been lost (35) (SQLExecDirectW)")
 
 
 def test_psqlodbc_connection_has_been_lost_is_a_connect_error_and_reconnects(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = _FakePyodbc()
+    # the session check at connect: our settings took
+    fake = FakePyodbc("PostgreSQL Unicode", on_execute=_lost_on_first_connection, fetchone=("on", "5s", "UTC"))
     monkeypatch.setattr(database, "_load_pyodbc", lambda name: fake)
     db = open_database("payments", odbc="Driver={PostgreSQL Unicode};Server=db", query_timeout=5)
     error = failure(db.query, "SELECT 1")
@@ -707,52 +670,6 @@ def test_psqlodbc_connection_has_been_lost_is_a_connect_error_and_reconnects(mon
 # --- PostgreSQL: the session is checked once, at connect ------------------------------------------------
 
 
-class _FakePostgresOdbc:
-    """Just enough of pyodbc for a PostgreSQL driver that reports the given session settings."""
-
-    class Error(Exception):
-        pass
-
-    def __init__(self, settings: tuple[str, str, str]) -> None:
-        self.settings = settings
-        self.statements: list[str] = []
-        self.closed = 0
-
-    def drivers(self) -> list[str]:
-        return ["Devart ODBC Driver for PostgreSQL"]
-
-    def connect(self, *_: object, **__: object) -> Any:
-        fake = self
-
-        class Cursor:
-            description = (("one",),)
-
-            def execute(self, sql: str, *_: object) -> Cursor:
-                fake.statements.append(sql)
-                return self
-
-            def fetchone(self) -> tuple[str, str, str]:
-                return fake.settings
-
-            def fetchall(self) -> list[tuple[int]]:
-                return [(1,)]
-
-            def cancel(self) -> None: ...
-
-            def close(self) -> None: ...
-
-        class Connection:
-            def cursor(self) -> Cursor:
-                return Cursor()
-
-            def rollback(self) -> None: ...
-
-            def close(self) -> None:
-                fake.closed += 1
-
-        return Connection()
-
-
 _DEVART = "Driver={Devart ODBC Driver for PostgreSQL};Server=db;Database=ledger"
 _SETTINGS_CHECK = (
     "SELECT current_setting('default_transaction_read_only'), current_setting('statement_timeout'), "
@@ -761,7 +678,7 @@ _SETTINGS_CHECK = (
 
 
 def test_postgresql_session_is_checked_by_one_statement_at_connect_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = _FakePostgresOdbc(("on", "30s", "UTC"))
+    fake = FakePyodbc("Devart ODBC Driver for PostgreSQL", fetchone=("on", "30s", "UTC"))
     monkeypatch.setattr(database, "_load_pyodbc", lambda name: fake)
     db = open_database("ledger", odbc=_DEVART, query_timeout=30)
     assert db.query("SELECT 1") == [(1,)]
@@ -780,7 +697,7 @@ def test_postgresql_session_is_checked_by_one_statement_at_connect_only(monkeypa
 def test_postgresql_session_that_did_not_take_our_settings_is_refused(
     monkeypatch: pytest.MonkeyPatch, settings: tuple[str, str, str], wrong: str
 ) -> None:
-    fake = _FakePostgresOdbc(settings)
+    fake = FakePyodbc("Devart ODBC Driver for PostgreSQL", fetchone=settings)
     monkeypatch.setattr(database, "_load_pyodbc", lambda name: fake)
     db = open_database("ledger", odbc=_DEVART, query_timeout=30)
     error = failure(db.query, "SELECT 1")

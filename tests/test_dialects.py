@@ -22,6 +22,7 @@ from batch_exporter.dialects.base import (
     odbc_get,
 )
 from batch_exporter.sqlcheck import StatementError, check_read_only
+from fake_pyodbc import FakePyodbc
 
 # The connection strings of test_database.py, and the driver each one names.
 DETECTED = [
@@ -223,51 +224,15 @@ def test_a_new_dialect_s_side_effect_functions_are_refused_whatever_the_server(
             check_read_only(calls_admin_cmd, name)
 
 
-class _FakePyodbc:
-    """Just enough of pyodbc: every query fails with the native code given."""
-
-    class Error(Exception):
-        pass
-
-    def __init__(self, native: int) -> None:
-        self.native = native
-        self.statements: list[str] = []
-
-    def drivers(self) -> list[str]:
-        return ["IBM DB2 ODBC DRIVER"]
-
-    def connect(self, *_: object, **__: object) -> Any:
-        fake = self
-
-        class Cursor:
-            description = None
-
-            def execute(self, sql: str, *_: object) -> Cursor:
-                fake.statements.append(sql)
-                if sql.startswith("SELECT"):
-                    raise fake.Error("HY000", f"[HY000] something went wrong ({fake.native}) (SQLExecDirectW)")
-                return self
-
-            def cancel(self) -> None: ...
-
-            def close(self) -> None: ...
-
-        class Connection:
-            def cursor(self) -> Cursor:
-                return Cursor()
-
-            def rollback(self) -> None: ...
-
-            def close(self) -> None: ...
-
-        return Connection()
-
-
 @pytest.mark.parametrize("native, reason", [(-952, "timeout"), (-551, "permission"), (1317, "query")])
 def test_a_new_dialect_sets_up_the_session_and_names_its_timeouts(
     db2: Dialect, monkeypatch: pytest.MonkeyPatch, native: int, reason: str
 ) -> None:
-    fake = _FakePyodbc(native)
+    def fails_every_select(fake: FakePyodbc, number: int, sql: str) -> None:
+        if sql.startswith("SELECT"):
+            raise fake.Error("HY000", f"[HY000] something went wrong ({native}) (SQLExecDirectW)")
+
+    fake = FakePyodbc("IBM DB2 ODBC DRIVER", on_execute=fails_every_select, description=None)
     monkeypatch.setattr(database, "_load_pyodbc", lambda name: fake)
     db = open_database("mainframe", odbc=DB2, query_timeout=30)
     with pytest.raises(QueryError) as caught:
@@ -276,55 +241,12 @@ def test_a_new_dialect_sets_up_the_session_and_names_its_timeouts(
     assert fake.statements == ["SET CURRENT QUERY ACCELERATION NONE", "SELECT 1 FROM sysibm.sysdummy1"]
 
 
-class _FakeMariaDbOdbc:
-    """Just enough of pyodbc for MariaDB: on the first connection the row limit cannot be lifted again."""
-
-    class Error(Exception):
-        pass
-
-    def __init__(self) -> None:
-        self.connects = 0
-        self.statements: list[tuple[int, str]] = []
-
-    def drivers(self) -> list[str]:
-        return ["MariaDB Unicode"]
-
-    def connect(self, *_: object, **__: object) -> Any:
-        self.connects += 1
-        fake, number = self, self.connects
-
-        class Cursor:
-            description = (("one",),)
-
-            def execute(self, sql: str, *_: object) -> Cursor:
-                fake.statements.append((number, sql))
-                if number == 1 and sql == "SET SESSION sql_select_limit = DEFAULT":
-                    raise fake.Error("HY000", "[HY000] Lost in thought (4031) (SQLExecDirectW)")
-                return self
-
-            def fetchone(self) -> tuple[str]:
-                return ("10.11.6-MariaDB",)
-
-            def fetchmany(self, limit: int) -> list[tuple[int]]:
-                return [(1,), (2,)][:limit]
-
-            def cancel(self) -> None: ...
-
-            def close(self) -> None: ...
-
-        class Connection:
-            def cursor(self) -> Cursor:
-                return Cursor()
-
-            def rollback(self) -> None: ...
-
-            def close(self) -> None: ...
-
-        return Connection()
-
-
 def test_a_session_left_limited_is_never_used_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = _FakeMariaDbOdbc()
+    def limit_stuck_on_first_connection(fake: FakePyodbc, number: int, sql: str) -> None:
+        if number == 1 and sql == "SET SESSION sql_select_limit = DEFAULT":
+            raise fake.Error("HY000", "[HY000] Lost in thought (4031) (SQLExecDirectW)")
+
+    fake = FakePyodbc("MariaDB Unicode", on_execute=limit_stuck_on_first_connection, fetchone=("10.11.6-MariaDB",))
     monkeypatch.setattr(database, "_load_pyodbc", lambda name: fake)
     db = open_database("shop", odbc="Driver={MariaDB Unicode};Server=db", query_timeout=5)
     with pytest.raises(QueryError) as caught:
@@ -333,7 +255,7 @@ def test_a_session_left_limited_is_never_used_again(monkeypatch: pytest.MonkeyPa
     assert "could not lift the row limit, reconnecting: SQLSTATE HY000" in str(caught.value)
     assert db.query_head("SELECT 1 UNION ALL SELECT 2", limit=1) == [(1,)]
     assert fake.connects == 2
-    assert [sql for number, sql in fake.statements if number == 2] == [
+    assert [sql for number, sql in fake.executed if number == 2] == [
         "SELECT VERSION()",
         "SET SESSION TRANSACTION READ ONLY",
         "SET SESSION max_statement_time = 5.000",
