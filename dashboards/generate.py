@@ -81,6 +81,7 @@ STATUS_MAPPINGS = [
             "1": {"text": "running", "color": "blue", "index": 1},
             "2": {"text": "unknown", "color": "orange", "index": 2},
             "3": {"text": "failed", "color": "red", "index": 3},
+            "4": {"text": "queued", "color": "purple", "index": 4},
         },
     }
 ]

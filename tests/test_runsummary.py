@@ -25,7 +25,7 @@ def run(run_id: str, status: str, start_h: float, dur_h: float | None, biz: str 
 def test_empty_history() -> None:
     s = summarize([], NOW, TOKYO)
     assert s.latest is None and s.last_start is None and s.attempts == 0 and s.running == 0
-    assert s.by_status == {"success": 0, "failed": 0, "running": 0, "unknown": 0}
+    assert s.by_status == {"success": 0, "failed": 0, "running": 0, "queued": 0, "unknown": 0}
 
 
 def test_failure_then_rerun_running() -> None:
@@ -41,7 +41,7 @@ def test_failure_then_rerun_running() -> None:
     assert s.last_end == rows[1].ended_at  # latest finished run is the failed one
     assert s.last_duration == 1800
     assert s.last_success == rows[0].ended_at
-    assert s.by_status == {"success": 1, "failed": 1, "running": 1, "unknown": 0}
+    assert s.by_status == {"success": 1, "failed": 1, "running": 1, "queued": 0, "unknown": 0}
 
 
 def test_business_date_falls_back_to_local_start_date() -> None:
@@ -79,7 +79,7 @@ def test_a_run_row_is_read_from_driver_values() -> None:
     assert row == RunRow("7", "2026-11-26", "failed", datetime(2026, 11, 26, 17, 0, 1, 500000, tzinfo=UTC),
                          datetime(2025, 11, 26, 17, 0, tzinfo=UTC), code="NG")
     assert code == "NG"  # the code as the table holds it, blank padding dropped
-    row, code = parse_run_row((1, None, 0, None, None, "extra column"), MAPPING, TOKYO)
+    row, code = parse_run_row((1, None, 0, None, None, None, None, None, "extra column"), MAPPING, TOKYO)
     assert (row.business_date, row.status, code, row.started_at) == (None, "success", "0", None)
 
 

@@ -14,6 +14,7 @@ from .poller import Poller, ScheduledSource, WorkerPool
 from .sources.batchinfo import BatchInfoSource
 from .sources.checks import ChecksSource
 from .sources.runs import RunsSource
+from .sources.schedule_table import ScheduleTableSource
 from .state_dir import StateDir, prepare, resolve
 from .store import Store
 
@@ -98,6 +99,9 @@ def build_sources(config: Config, databases: dict[str, Database],
                                   locate=config.locate)
                 deadline = poll_deadline(db_config, runs.max_statements_per_poll)
                 scheduled.append(ScheduledSource(runs, interval, deadline, pool))
+            if batch.schedule is not None and batch.schedule.query is not None:
+                plan = ScheduleTableSource(name, batch.schedule, db)
+                scheduled.append(ScheduledSource(plan, interval, poll_deadline(db_config, 1), pool))
             if batch.checks:
                 checks = ChecksSource(name, batch.checks, db)
                 deadline = poll_deadline(db_config, len(batch.checks))

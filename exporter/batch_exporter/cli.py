@@ -12,6 +12,7 @@ from . import __version__
 from .app import log_state_dir, open_databases
 from .config import Config, ConfigError, json_schema, load_config
 from .database import QueryError
+from .explain import explain
 from .masking import MaskingFilter
 from .practice.flags import add_demo_stack_arguments, add_drill_arguments
 from .rerun import command as rerun_command
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", allow_abbrev=False, help="validate a configuration file")
     _add_config_flag(check)
+    check.add_argument("--explain", nargs="?", const="", default=None, metavar="BATCH",
+                       help="print the SQL sent for each batch (or only BATCH), presets' included; no database "
+                            "is contacted")
 
     commands.add_parser("schema", allow_abbrev=False, help="print the JSON Schema of the configuration")
 
@@ -102,6 +106,13 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
+    if args.explain is not None:
+        if args.explain and args.explain not in config.batches:
+            print(f"check-config --explain: no batch {args.explain!r} in {args.config} (batches: "
+                  f"{', '.join(config.batches)})", file=sys.stderr)
+            return 1
+        print(explain(config, args.explain or None), end="")
+        return 0
     missing = _probe_run_tables(config)
     if missing:
         print("configuration error:\n" + "\n".join(missing), file=sys.stderr)

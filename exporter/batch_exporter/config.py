@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from .database import odbc_dialect
+from .presets import expand as expand_preset
 from .run_statements import build_last_success_query, build_sample_query, build_window_query, probe_statement
 from .schedule import CronSchedule, ScheduleError
 from .sqlcheck import StatementError, check_read_only
@@ -91,10 +92,36 @@ def _identifier(value: str) -> str:
     return value
 
 
+_EXPRESSION_FORBIDDEN = {";": "a ';' (one statement only)", "--": "a '--' comment", "/*": "a '/*' comment",
+                         "?": "a '?' (the placeholders are the exporter's)"}
+
+
+def _column_expression(value: str) -> str:
+    """A column name, or a SQL expression over the source's columns (a time zone conversion, a COALESCE):
+    it becomes part of the statements sent, which are checked as a whole (sqlcheck) like any query."""
+    text = value.strip()
+    if not text:
+        raise ValueError("expected a column name or a SQL expression, got an empty text")
+    if len(text) > 1000:
+        raise ValueError(f"expected at most 1000 characters, got {len(text)}")
+    for token, what in _EXPRESSION_FORBIDDEN.items():
+        if token in text:
+            raise ValueError(f"{text[:80]!r} contains {what}; a column expression is one SQL expression")
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            break
+    if depth != 0:
+        raise ValueError(f"{text[:80]!r} has unbalanced parentheses")
+    return text
+
+
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 Regex = Annotated[str, AfterValidator(_regex)]
 Encoding = Annotated[str, AfterValidator(_encoding)]
 Identifier = Annotated[str, AfterValidator(_identifier)]
+ColumnExpression = Annotated[str, AfterValidator(_column_expression)]
 # Anchored: pydantic searches a pattern anywhere in the text, so "my batch" would match "my".
 Name = Annotated[str, Field(pattern=f"^{_NAME_RE.pattern}$")]
 NAME_RULE = "1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"
@@ -157,17 +184,44 @@ class DatabaseConfig(_Model):
 
 
 class RunColumns(_Model):
-    run_id: Identifier = "run_id"
-    business_date: Identifier | None = None
-    status: Identifier = "status"
-    started_at: Identifier = "started_at"
-    ended_at: Identifier = "ended_at"
+    """Where each field of a run comes from: a column name or a SQL expression over the source's columns."""
+
+    run_id: ColumnExpression = "run_id"
+    business_date: ColumnExpression | None = Field(
+        None, description="The business date a run works on; a timestamp is cut to its date in runs.timezone. "
+                          "Attempts are the runs of one business date.")
+    run_key: ColumnExpression | None = Field(
+        None, description="Instead of business_date: the scheduled slot a run belongs to, a date or a timestamp "
+                          "(read in runs.timezone) kept whole, for schedules that run more than once a day.")
+    status: ColumnExpression = "status"
+    started_at: ColumnExpression = "started_at"
+    ended_at: ColumnExpression = "ended_at"
+    attempt: ColumnExpression | None = Field(
+        None, description="The attempt's number within its run key (1 for the first), where the scheduler keeps "
+                          "a counter on one row instead of a row per attempt (Airflow: clear_number + 1).")
+    queued_at: ColumnExpression | None = Field(
+        None, description="When a run without a start was queued: such runs are windowed on it.")
+    duration: ColumnExpression | None = Field(
+        None, description="Seconds a run took, where the table keeps no end time: the end is the start plus "
+                          "this (ended_at is then not read).")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> RunColumns:
+        if self.business_date is not None and self.run_key is not None:
+            raise ValueError("map either business_date or run_key, not both")
+        return self
+
+    @property
+    def key(self) -> str | None:
+        """The column or expression that gives a run's key, when one is mapped."""
+        return self.run_key if self.run_key is not None else self.business_date
 
 
 class StatusMap(_Model):
     success: list[str] = Field(min_length=1)
     failed: list[str] = Field(min_length=1)
     running: list[str] = Field(default_factory=list)
+    queued: list[str] = Field(default_factory=list, description="Runs waiting to start (a scheduler's queue).")
 
     @model_validator(mode="before")
     @classmethod
@@ -181,7 +235,7 @@ class StatusMap(_Model):
     @model_validator(mode="after")
     def _disjoint(self) -> StatusMap:
         seen: dict[str, str] = {}
-        for kind in ("success", "failed", "running"):
+        for kind in ("success", "failed", "running", "queued"):
             for value in getattr(self, kind):
                 if value in seen:
                     raise ValueError(f"status value {value!r} is listed under both {seen[value]} and {kind}")
@@ -216,12 +270,30 @@ class RecordsConfig(_Model):
     query: str = Field(description="SELECT state, COUNT(*) ... WHERE run_id = ? GROUP BY state")
     pending_states: list[str] = Field(default_factory=list)
     max_states: int = Field(20, ge=1, le=200, description="Cap on distinct state values exported.")
+    done_states: list[str] | None = Field(
+        None, description="States that mean work done (rerun-check: what a re-run would repeat); by default "
+                          "every state that is not pending. Airflow's task instances: [success].")
+    rerun_unfinished: str | None = Field(
+        None, description="A command that re-runs only an attempt's unfinished work, leaving the done rows "
+                          "alone ({key} is replaced by the run key), e.g. Airflow's `tasks clear --only-failed`; "
+                          "rerun-check then tells it instead of a full re-run.")
 
 
 class ScheduleConfig(_Model):
-    cron: str = Field(description="Five-field cron expression of the expected start.")
-    timezone: TimeZoneName = "UTC"
+    cron: str | None = Field(None, description="Five-field cron expression of the expected start; or give "
+                                               "`query`.")
+    query: str | None = Field(
+        None, description="Instead of cron, where the scheduler keeps its own plan: a SELECT returning one row "
+                          "(the latest start the scheduler has already planned, the next one it will plan, which "
+                          "may be overdue, and 1 when the job is paused), e.g. from Airflow's dag table.")
+    timezone: TimeZoneName = Field("UTC", description="The cron's time zone; how the query's naive times are read.")
     grace: Duration = 15 * 60.0
+
+    @model_validator(mode="after")
+    def _cron_or_query(self) -> ScheduleConfig:
+        if (self.cron is None) == (self.query is None):
+            raise ValueError("expected exactly one of 'cron' or 'query'")
+        return self
 
 
 class CheckConfig(_Model):
@@ -256,6 +328,10 @@ class LogConfig(_Model):
 
 
 class BatchConfig(_Model):
+    preset: dict[str, Any] | None = Field(
+        None, description="Generate runs, records and schedule from a scheduler's own tables: "
+                          "{name: airflow, dag_id: ..., version: 3, timezone: ...} or {name: sqlserver-agent, "
+                          "job_name: ..., timezone: ...}; keys written in those sections win. See docs/presets/.")
     database: str | None = None
     poll_interval: PollInterval | None = Field(
         None, description=f"How often this batch's database sources are polled, instead of "
@@ -268,6 +344,11 @@ class BatchConfig(_Model):
     idempotent: bool = Field(False, description="True only when a re-run can never do harm.")
     checks: dict[Name, CheckConfig] = Field(default_factory=dict, description=f"Check names: {NAME_RULE}.")
     logs: dict[Name, LogConfig] = Field(default_factory=dict, description=f"Log names: {NAME_RULE}.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_preset(cls, data: Any) -> Any:
+        return expand_preset(data) if isinstance(data, dict) else data
 
 
 class Config(_Model):
@@ -358,7 +439,8 @@ def _semantic_problems(config: Config, located: Located) -> list[Problem]:
 
     for name, batch in config.batches.items():
         base: Path_ = ("batches", name)
-        needs_db = batch.runs is not None or bool(batch.checks)
+        needs_db = batch.runs is not None or bool(batch.checks) or (
+            batch.schedule is not None and batch.schedule.query is not None)
         if batch.database is None:
             if needs_db:
                 add(base, "'database' is required when 'runs' or 'checks' are configured")
@@ -387,11 +469,15 @@ def _semantic_problems(config: Config, located: Located) -> list[Problem]:
             add(base + ("schedule",), "'max_duration' is required with 'schedule' and 'runs': how long a run may "
                                       "take (a run is due to succeed by its expected start + grace + max_duration, "
                                       "and one still marked running after it is presumed dead)")
-        if batch.schedule is not None:
+        if batch.schedule is not None and batch.schedule.cron is not None:
             try:
                 CronSchedule.parse(batch.schedule.cron, batch.schedule.timezone)
             except ScheduleError as exc:
                 add(base + ("schedule", "cron"), str(exc))
+        if batch.schedule is not None and batch.schedule.query is not None:
+            statement(base + ("schedule", "query"), batch.schedule.query, dialect)
+            if batch.database is None:
+                add(base + ("schedule", "query"), "a schedule query needs 'database'")
         for check_name, check in batch.checks.items():
             statement(base + ("checks", check_name, "query"), check.query, dialect)
         if not (batch.runs or batch.checks or batch.logs or batch.schedule):

@@ -28,13 +28,16 @@ _B = ("batch",)
 
 CONTRACT: tuple[MetricSpec, ...] = (
     # runs
-    _spec("batch_run_last_start_timestamp_seconds", "gauge", _B, "Start time of the latest run."),
+    _spec("batch_run_last_start_timestamp_seconds", "gauge", _B,
+          "Start time of the latest started run of the latest run key that has one (re-running an older "
+          "business date or slot now does not move it)."),
     _spec("batch_run_last_end_timestamp_seconds", "gauge", _B, "End time of the latest finished run."),
     _spec("batch_run_last_success_timestamp_seconds", "gauge", _B, "End time of the latest successful run."),
     _spec("batch_run_last_duration_seconds", "gauge", _B, "Duration of the latest finished run."),
     _spec("batch_run_last_status", "gauge", ("batch", "status"),
-          "1 for the status of the latest run (success, failed, running, unknown), 0 for the others. A status "
-          "the status map does not name is unknown while the run has no end time, failed once it has one."),
+          "1 for the status of the latest run (success, failed, running, queued, unknown), 0 for the others. "
+          "The latest run is the last attempt of the latest run key. A status the status map does not name is "
+          "unknown while the run has no end time, failed once it has one."),
     _spec("batch_run_last_status_code", "gauge", ("batch", "code"),
           "Always 1; `code` is the latest run's status as the run table holds it ('' for NULL; card-like "
           "digit runs masked; at most 64 characters)."),
@@ -42,16 +45,20 @@ CONTRACT: tuple[MetricSpec, ...] = (
           "Runs in progress: marked running, or with a status the status map does not name and no end time "
           "(they may be running); presumed dead ones included."),
     _spec("batch_run_running_seconds", "gauge", _B, "Age of the oldest run in progress (0 when none)."),
+    _spec("batch_run_queued", "gauge", _B,
+          "Runs waiting to start (a status under runs.status.queued), of any run key in the window."),
     _spec("batch_run_presumed_dead", "gauge", _B,
           "Runs still in progress longer than max_duration: their process most likely died."),
     _spec("batch_run_attempts", "gauge", _B,
-          "Runs started for the latest business date (the business_date column, or the local start date in "
-          "runs.timezone when the table has none); more than 1 means a re-run. The latest business date is "
-          "the greatest one in the window up to tomorrow, so that re-running an older date does not hide "
-          "today's; without any calendar date: the date of the run that started last."),
+          "Runs of the latest run key: its business date (columns.business_date), its scheduled slot "
+          "(columns.run_key), or the local start date in runs.timezone when the table has neither; queued runs "
+          "count, and a row's attempt counter (columns.attempt) counts for the runs it stands for. More than 1 "
+          "means a re-run. The latest key is the greatest one in the window up to a day ahead, so that "
+          "re-running an older key does not hide the current one; without any date or slot: the key of the "
+          "run that started last."),
     _spec("batch_run_business_date_info", "gauge", ("batch", "business_date"),
-          "Always 1; `business_date` is the latest business date, the one batch_run_attempts counts (as "
-          "runs.columns.business_date gives it, or the local start date; card-like digit runs masked; at "
+          "Always 1; `business_date` is the latest run key, the one batch_run_attempts counts (a date "
+          "YYYY-MM-DD, or a slot YYYY-MM-DDTHH:MM:SS+HH:MM in runs.timezone; card-like digit runs masked; at "
           "most 64 characters). The re-run alerts carry it, so that a new date's re-run is a new alert."),
     _spec("batch_run_records", "gauge", ("batch", "state"),
           "Rows touched by the latest run, by their database state value."),
@@ -68,9 +75,13 @@ CONTRACT: tuple[MetricSpec, ...] = (
     _spec("batch_run_lookback_seconds", "gauge", _B, "Configured lookback window for batch_runs."),
     # schedule
     _spec("batch_schedule_last_expected_timestamp_seconds", "gauge", _B,
-          "Latest time the cron schedule expected a run to start (at or before now)."),
+          "Latest time the schedule expected a run to start (at or before now): the cron's, or, with "
+          "schedule.query, the latest start the scheduler planned (an overdue planned start included). "
+          "Not exported while the scheduler says the job is paused."),
     _spec("batch_schedule_next_expected_timestamp_seconds", "gauge", _B,
-          "Next time the cron schedule expects a run to start."),
+          "Next time the schedule expects a run to start (cron, or the scheduler's plan)."),
+    _spec("batch_schedule_paused", "gauge", _B,
+          "1 while the scheduler says the job is paused (schedule.query only): no start is expected."),
     _spec("batch_schedule_grace_seconds", "gauge", _B,
           "Configured delay allowed between the expected and the actual start."),
     _spec("batch_schedule_watched_since_timestamp_seconds", "gauge", _B,

@@ -25,27 +25,56 @@ def probe_statement(runs: RunsConfig, columns: str) -> str:
     return f"SELECT {columns} FROM {source} WHERE 1 = 0{where}"
 
 
+WINDOW_FIELDS = ("run_id", "key", "status", "started_at", "ended_at", "attempt", "queued_at", "duration")
+"""The columns of the window query's rows, in order; NULL for a field that is not mapped."""
+
+
 def build_window_query(runs: RunsConfig, columns: RunColumns | None = None) -> str:
-    """SELECT of the five mapped columns for runs started since a `?` boundary; `columns` as resolved
+    """SELECT of the mapped fields (WINDOW_FIELDS) for runs started since a `?` boundary, and, when
+    columns.queued_at is mapped, runs not started yet and queued since a second `?`; `columns` as resolved
     against the source (see run_columns), by default as configured."""
     c = columns or runs.columns
-    business_date = c.business_date or "NULL"
-    selected = f"{c.run_id}, {business_date}, {c.status}, {c.started_at}, {c.ended_at}"
+    fields = {"run_id": c.run_id, "key": c.key, "status": c.status, "started_at": c.started_at,
+              "ended_at": None if c.duration is not None else c.ended_at, "attempt": c.attempt,
+              "queued_at": c.queued_at, "duration": c.duration}
+    selected = ", ".join(fields[name] or "NULL" for name in WINDOW_FIELDS)
     source, where = runs_from(runs)
-    return f"SELECT {selected} FROM {source} WHERE {c.started_at} >= ?{where}"
+    window = f"{c.started_at} >= ?"
+    if c.queued_at is not None:
+        window = f"({window} OR ({c.started_at} IS NULL AND {c.queued_at} >= ?))"
+    return f"SELECT {selected} FROM {source} WHERE {window}{where}"
+
+
+def window_params(runs: RunsConfig, boundary: object) -> tuple[object, ...]:
+    """The window query's parameters: the boundary, once per `?`."""
+    return (boundary, boundary) if runs.columns.queued_at is not None else (boundary,)
 
 
 def build_last_success_query(runs: RunsConfig) -> str:
-    """End of the latest successful run, for when the window holds none."""
+    """End of the latest successful run, for when the window holds none: one row, (end, NULL); or, for a
+    table that keeps a duration instead of an end, (start, duration) of the latest successful start."""
     c = runs.columns
     marks = ", ".join("?" for _ in runs.status.success)
     source, where = runs_from(runs)
-    return f"SELECT MAX({c.ended_at}) FROM {source} WHERE {c.status} IN ({marks}){where}"
+    if c.duration is None:
+        return f"SELECT MAX({c.ended_at}), NULL FROM {source} WHERE {c.status} IN ({marks}){where}"
+    latest = f"SELECT MAX({c.started_at}) FROM {source} WHERE {c.status} IN ({marks}){where}"
+    return (f"SELECT {c.started_at}, {c.duration} FROM {source} WHERE {c.status} IN ({marks}){where} "
+            f"AND {c.started_at} = ({latest})")
+
+
+def last_success_params(runs: RunsConfig) -> tuple[object, ...]:
+    success = tuple(runs.status.success)
+    return success * 2 if runs.columns.duration is not None else success
 
 
 def build_sample_query(runs: RunsConfig) -> str:
-    """The latest stored start time: how the table keeps its timestamps (a datetime, text or a number), or
-    NULL when no run has one yet. MAX, unlike LIMIT or TOP, is written the same on every database."""
+    """The latest stored start time (and queue time, when mapped): how the table keeps its timestamps (a
+    datetime, text or a number), or NULL when no run has one yet. MAX, unlike LIMIT or TOP, is written the
+    same on every database."""
     c = runs.columns
     source, where = runs_from(runs)
-    return f"SELECT MAX({c.started_at}) FROM {source} WHERE {c.started_at} IS NOT NULL{where}"
+    if c.queued_at is None:
+        return f"SELECT MAX({c.started_at}) FROM {source} WHERE {c.started_at} IS NOT NULL{where}"
+    return (f"SELECT MAX({c.started_at}), MAX({c.queued_at}) FROM {source} "
+            f"WHERE ({c.started_at} IS NOT NULL OR {c.queued_at} IS NOT NULL){where}")

@@ -5,13 +5,13 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from .values import as_float, as_text, as_utc_datetime
 
-STATUSES = ("success", "failed", "running", "unknown")
+STATUSES = ("success", "failed", "running", "queued", "unknown")
 
 
 @dataclass(frozen=True)
@@ -19,16 +19,19 @@ class RunRow:
     """One run, status already mapped, timestamps aware UTC."""
 
     run_id: str
-    business_date: str | None
+    business_date: str | None  # its run key (see run_key_text): a business date or a scheduled slot
     status: str
     started_at: datetime | None
     ended_at: datetime | None
     code: str | None = None  # the status as the table holds it
+    attempt: int | None = None  # its number within its run key, where the table keeps a counter
+    queued_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class RunsOfDate:
-    """The attempts of the latest business date, in start order, and which of them are in progress."""
+    """The attempts of the latest run key (business date or slot), in start order, and which of them are
+    in progress or queued."""
 
     business_date: str | None
     attempts: tuple[RunRow, ...]
@@ -48,6 +51,7 @@ class RunSummary:
     by_status: dict[str, int]
     presumed_dead: int = 0
     latest_date: RunsOfDate | None = None
+    queued: int = 0
 
 
 def map_status(raw: str | None, mapping: dict[str, Sequence[str]], *, ended: bool = False) -> str:
@@ -60,37 +64,75 @@ def map_status(raw: str | None, mapping: dict[str, Sequence[str]], *, ended: boo
     return "failed" if ended else "unknown"
 
 
-def parse_run_row(raw: Sequence[object], mapping: dict[str, Sequence[str]], tz: ZoneInfo
-                  ) -> tuple[RunRow, str | None]:
-    """One row of the window query (run_id, business_date, status, started_at, ended_at): the run, and
-    its status code as the table holds it. Naive timestamps are read in `tz`.
+def parse_run_row(raw: Sequence[object], mapping: dict[str, Sequence[str]], tz: ZoneInfo, *,
+                  slot_keys: bool = False) -> tuple[RunRow, str | None]:
+    """One row of the window query (run_statements.WINDOW_FIELDS: run_id, key, status, started_at,
+    ended_at, and optionally attempt, queued_at, duration): the run, and its status code as the table holds
+    it. Naive timestamps are read in `tz`; the key is a business date, or with `slot_keys` a scheduled slot
+    (see run_key_text). An end is the start plus the duration where the table keeps one.
 
     Raises ValueError naming the column, never the value (it may be anything, a card number too).
     """
     if len(raw) < 5:
         raise ValueError(f"expected 5 columns, got {len(raw)}")
-    run_id, business, status, started, ended = raw[:5]
+    run_id, key, status, started, ended = raw[:5]
+    attempt, queued, duration = (tuple(raw[5:8]) + (None, None, None))[:3]
     values: dict[str, Any] = {}
     for column, value, convert in (
         ("run_id", run_id, as_text), ("status", status, as_text),
         ("started_at", started, lambda v: as_utc_datetime(v, tz)),
         ("ended_at", ended, lambda v: as_utc_datetime(v, tz)),
-        ("business_date", business, _business_text),
+        ("run_key" if slot_keys else "business_date", key, lambda v: run_key_text(v, tz, slot=slot_keys)),
+        ("attempt", attempt, _attempt_number),
+        ("queued_at", queued, lambda v: as_utc_datetime(v, tz)),
+        ("duration", duration, as_float),
     ):
         try:
             values[column] = convert(value)
         except ValueError as exc:
             raise ValueError(f"column {column}: {exc}") from None
-    row = RunRow(run_id=values["run_id"] or "", business_date=values["business_date"],
-                 status=map_status(values["status"], mapping, ended=values["ended_at"] is not None),
-                 started_at=values["started_at"], ended_at=values["ended_at"], code=values["status"])
+    ended_at = values["ended_at"]
+    if values["duration"] is not None and values["started_at"] is not None:
+        ended_at = values["started_at"] + timedelta(seconds=max(0.0, values["duration"]))
+    mapped = map_status(values["status"], mapping, ended=ended_at is not None)
+    row = RunRow(run_id=values["run_id"] or "", business_date=values["run_key" if slot_keys else "business_date"],
+                 status=mapped, started_at=values["started_at"], ended_at=ended_at, code=values["status"],
+                 attempt=values["attempt"], queued_at=values["queued_at"])
     return row, values["status"]
 
 
-def _business_text(value: object) -> str | None:
-    if isinstance(value, date):  # a datetime too: its date part
-        return value.isoformat()[:10]
-    return as_text(value)
+def _attempt_number(value: object) -> int | None:
+    number = as_float(value)
+    if number is None:
+        return None
+    if not number.is_integer() or not 1 <= number <= 1_000_000:
+        raise ValueError("expected a whole number from 1 (the first attempt)")
+    return int(number)
+
+
+def run_key_text(value: object, tz: ZoneInfo, *, slot: bool = False) -> str | None:
+    """A run key in one spelling. A business date (`slot` False) is 'YYYY-MM-DD', a timestamp cut to its
+    date in `tz`. A scheduled slot keeps its time: 'YYYY-MM-DDTHH:MM:SS+HH:MM' in `tz` (a naive timestamp
+    read in `tz`), or 'YYYY-MM-DD' when the value is a date. Other text stays as it is (see date_key)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        moment = as_utc_datetime(value, tz)
+        assert moment is not None
+        local = moment.astimezone(tz)
+        return local.isoformat(timespec="seconds") if slot else local.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    text = as_text(value)
+    if text is not None and len(text.strip()) > 10:
+        try:
+            moment = as_utc_datetime(text, tz)
+        except ValueError:
+            return text if slot else date_key(text)
+        assert moment is not None
+        local = moment.astimezone(tz)
+        return local.isoformat(timespec="seconds") if slot else local.date().isoformat()
+    return date_key(text)
 
 
 def records_by_state(rows: Iterable[Sequence[object]], state_text: Callable[[str], str] = str
@@ -136,26 +178,45 @@ def date_key(text: str | None) -> str | None:
 
 
 def business_date_of(row: RunRow, tz: ZoneInfo) -> str | None:
-    """The row's business date (see date_key), or the local date of its start when the table has none."""
+    """The row's run key (a business date in date_key's spelling, or a slot), or the local date of its start
+    (of its queueing, before it starts) when the table has none."""
     if row.business_date is not None:
-        return date_key(row.business_date)
-    if row.started_at is not None:
-        return row.started_at.astimezone(tz).date().isoformat()
-    return None
+        return row.business_date if _is_slot(row.business_date) else date_key(row.business_date)
+    moment = row.started_at or row.queued_at
+    return moment.astimezone(tz).date().isoformat() if moment is not None else None
+
+
+def _is_slot(key: str) -> bool:
+    return len(key) > 10 and key[10] == "T" and key[:4].isdigit()
+
+
+def key_instant(key: str | None, tz: ZoneInfo) -> datetime | None:
+    """When a run key begins: a slot's instant, a date's local midnight; None for other text."""
+    if key is None:
+        return None
+    try:
+        if _is_slot(key):
+            moment = datetime.fromisoformat(key)
+            return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+        return datetime.combine(date.fromisoformat(key), time(), tz)
+    except ValueError:
+        return None
 
 
 def start_order(row: RunRow) -> tuple[float, str]:
-    """Sort key putting runs in the order they started (unknown starts first, ties by run id)."""
-    return (row.started_at.timestamp() if row.started_at else float("-inf"), row.run_id)
+    """Sort key putting runs in the order they started (a run not started yet by its queueing, unknown
+    starts first, ties by run id)."""
+    moment = row.started_at or row.queued_at
+    return (moment.timestamp() if moment else float("-inf"), row.run_id)
 
 
 def latest_business_date(rows: Sequence[RunRow], tz: ZoneInfo, now: datetime) -> str | None:
-    """The business date the batch is on: the greatest calendar date among the runs' business dates, so that
-    a re-run of an older date does not hide today's attempts.
+    """The run key the batch is on: the latest business date or slot among the runs' keys, so that a re-run
+    of an older key does not hide the current one's attempts.
 
-    Dates after tomorrow in `tz` are passed over (a mistyped year must not take over the window), and so
-    are dates that are not calendar dates; a run without a business date counts by its local start date
-    only when no run has one. When no date qualifies: the date of the run that started last.
+    Keys more than a day ahead of `now` are passed over (a mistyped year must not take over the window), and
+    so are keys that are neither dates nor slots; a run without a key counts by its local start date only
+    when no run has one. When no key qualifies: the key of the run that started last.
     """
     ordered = sorted(rows, key=start_order)
     if any(r.business_date is not None for r in ordered):
@@ -163,16 +224,14 @@ def latest_business_date(rows: Sequence[RunRow], tz: ZoneInfo, now: datetime) ->
     keys = [key for key in (business_date_of(r, tz) for r in ordered) if key is not None]
     if not keys:
         return None
-    horizon = now.astimezone(tz).date() + timedelta(days=1)
-    dates = []
-    for key in keys:
-        try:
-            day = date.fromisoformat(key)
-        except ValueError:
-            continue
-        if day <= horizon:
-            dates.append(day)
-    return max(dates).isoformat() if dates else keys[-1]
+    horizon = _horizon(now, tz)
+    dated = [(instant, key) for key in keys if (instant := key_instant(key, tz)) is not None and instant <= horizon]
+    return max(dated, key=lambda pair: pair[0])[1] if dated else keys[-1]
+
+
+def _horizon(now: datetime, tz: ZoneInfo) -> datetime:
+    """The latest key taken for the batch's own: tomorrow's date, or a slot up to a day ahead."""
+    return max(datetime.combine(now.astimezone(tz).date() + timedelta(days=1), time(), tz), now + timedelta(days=1))
 
 
 def in_progress(row: RunRow, max_duration: float | None, *, of_latest_date: bool = True) -> bool:
@@ -192,9 +251,10 @@ def presumed_dead(row: RunRow, now: datetime, max_duration: float | None, *, of_
 
 
 def live(row: RunRow, now: datetime, max_duration: float | None, *, of_latest_date: bool = True) -> bool:
-    """In progress and not presumed dead: its pending rows are work under way, not rows left behind."""
-    return (in_progress(row, max_duration, of_latest_date=of_latest_date)
-            and not presumed_dead(row, now, max_duration, of_latest_date=of_latest_date))
+    """Queued, or in progress and not presumed dead: its pending rows are work under way or waiting to be
+    done, not rows left behind."""
+    return row.status == "queued" or (in_progress(row, max_duration, of_latest_date=of_latest_date)
+                                      and not presumed_dead(row, now, max_duration, of_latest_date=of_latest_date))
 
 
 MAX_ATTEMPTS_WITH_RECORDS = 20  # records queries per poll, and per rerun-check
@@ -223,24 +283,31 @@ def attempts_worth_reading(attempts: Sequence[RunRow], now: datetime, max_durati
     return sorted([latest, *others[:max(0, limit - 1)]])
 
 
+def attempt_count(attempts: Sequence[RunRow]) -> int:
+    """How many times one run key was run: its rows, or more where a row's counter says so (a scheduler
+    that re-runs a key on the same row, as Airflow's clear_number does)."""
+    return max([len(attempts), *(r.attempt for r in attempts if r.attempt is not None)])
+
+
 def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration: float | None = None
               ) -> RunSummary:
-    """Summarise the lookback window. The latest run is the one that started last; the attempts are those of
-    the latest business date (see latest_business_date)."""
+    """Summarise the lookback window. The attempts are those of the latest run key (see
+    latest_business_date), and the latest run is the last of them to start (ties by start); the latest
+    start is that of the latest key with a started run, so that re-running an older key now neither moves
+    the batch back to it nor hides a missed start."""
     ordered = sorted(rows, key=start_order)
-    latest = ordered[-1] if ordered else None
     latest_date = latest_business_date(ordered, tz, now)
-    dated = [(r, business_date_of(r, tz) == latest_date) for r in ordered]
-    finished = [r for r in ordered if r.status != "running" and r.ended_at is not None]
+    keys = [business_date_of(r, tz) for r in ordered]
+    dated = [(r, key == latest_date) for r, key in zip(ordered, keys, strict=True)]
+    same = tuple(r for r, of_latest in dated if of_latest)
+    latest = same[-1] if same else (ordered[-1] if ordered else None)
+    finished = [r for r in ordered if r.status not in ("running", "queued") and r.ended_at is not None]
     last_finished = finished[-1] if finished else None
     successes = [r.ended_at for r in finished if r.status == "success" and r.ended_at is not None]
     running = [(r, of_date) for r, of_date in dated if in_progress(r, max_duration, of_latest_date=of_date)]
     running_starts = [r.started_at for r, _ in running if r.started_at is not None]
-    attempts = 0
     of_date = None
     if latest is not None:
-        same = tuple(r for r, of_latest in dated if of_latest)
-        attempts = len(same)
         of_date = RunsOfDate(latest_date, same, frozenset(r.run_id for r in same if live(r, now, max_duration)))
     duration = None
     if last_finished is not None and last_finished.started_at is not None and last_finished.ended_at is not None:
@@ -248,15 +315,31 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration:
     counts = Counter(r.status for r in ordered)
     return RunSummary(
         latest=latest,
-        last_start=latest.started_at if latest else None,
+        last_start=_latest_keyed_start(ordered, keys, tz, _horizon(now, tz)),
         last_end=last_finished.ended_at if last_finished else None,
         last_success=max(successes) if successes else None,
         last_duration=duration,
         running=len(running),
         running_seconds=max(0.0, (now - min(running_starts)).total_seconds()) if running_starts else 0.0,
-        attempts=attempts,
+        attempts=attempt_count(same),
         by_status={status: counts.get(status, 0) for status in STATUSES},
         presumed_dead=sum(1 for r, of_latest in running
                           if presumed_dead(r, now, max_duration, of_latest_date=of_latest)),
         latest_date=of_date,
+        queued=counts.get("queued", 0),
     )
+
+
+def _latest_keyed_start(ordered: Sequence[RunRow], keys: Sequence[str | None], tz: ZoneInfo, horizon: datetime
+                        ) -> datetime | None:
+    """The latest start among runs of the latest key that has a started run, or of a later key (one past
+    `horizon` too: it did start); runs of older keys do not count. By start alone when a key is neither a
+    date nor a slot."""
+    started = [(r, key_instant(key, tz)) for r, key in zip(ordered, keys, strict=True) if r.started_at is not None]
+    if any(instant is None for _, instant in started):
+        return max(r.started_at for r, _ in started if r.started_at is not None)
+    current = [instant for _, instant in started if instant is not None and instant <= horizon]
+    floor = max(current) if current else None
+    starts = [r.started_at for r, instant in started
+              if r.started_at is not None and (floor is None or (instant is not None and instant >= floor))]
+    return max(starts, default=None)

@@ -11,13 +11,16 @@ from ..database import Row
 from ..runsummary import (
     MAX_ATTEMPTS_WITH_RECORDS,
     RunRow,
+    attempt_count,
     business_date_of,
     date_key,
     in_progress,
+    key_instant,
     latest_business_date,
     live,
     parse_run_row,
     presumed_dead,
+    run_key_text,
     start_order,
 )
 from ..sources.checks import within_bounds
@@ -86,6 +89,8 @@ class Evidence:
     other_running: list[Attempt] = field(default_factory=list)  # in progress, other business dates
     recent_dates: list[tuple[str, int]] = field(default_factory=list)  # (date, attempts), newest first
     pending_states: list[str] | None = None  # None: no records query configured
+    done_states: list[str] | None = None  # None: every state that is not pending
+    rerun_unfinished: str | None = None  # the command re-running only unfinished work, for this key
     attempts_not_read: int = 0  # older attempts whose rows were not queried
     checks: list[CheckResult] = field(default_factory=list)
     logs: list[LogEvidence] = field(default_factory=list)
@@ -95,6 +100,11 @@ class Evidence:
     @property
     def latest(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+    @property
+    def attempt_count(self) -> int:
+        """How many times the key was run: its rows, or more where a row's attempt counter says so."""
+        return attempt_count([a.row for a in self.attempts])
 
     def _of_date(self, a: Attempt) -> bool:
         return a.business_date(ZoneInfo(self.timezone)) == self.business_date
@@ -125,28 +135,48 @@ def window_start(now: datetime, lookback: float, tz: ZoneInfo, wanted: str | Non
     return start
 
 
-def parse_run(raw: Row, mapping: dict[str, Sequence[str]], tz: ZoneInfo) -> Attempt:
-    """One row of the window query (run_id, business_date, status, started_at, ended_at) as an Attempt.
+def parse_run(raw: Row, mapping: dict[str, Sequence[str]], tz: ZoneInfo, *, slot_keys: bool = False) -> Attempt:
+    """One row of the window query (run_statements.WINDOW_FIELDS) as an Attempt.
 
     Raises ValueError naming the column; never the value (it may be anything).
     """
-    row, raw_status = parse_run_row(raw, mapping, tz)
+    row, raw_status = parse_run_row(raw, mapping, tz, slot_keys=slot_keys)
     return Attempt(row=row, raw_status=raw_status, key=raw[0])
 
 
 def select_attempts(runs: Sequence[Attempt], wanted: str | None, tz: ZoneInfo, now: datetime
                     ) -> tuple[str | None, list[Attempt], list[tuple[str, int]]]:
-    """(business date, its attempts oldest first, recent dates with attempt counts newest first).
+    """(run key, its attempts oldest first, recent keys with attempt counts newest first).
 
-    Without `wanted`, the date is the one the exporter reports attempts for (see latest_business_date).
+    Without `wanted`, the key is the one the exporter reports attempts for (see latest_business_date). A
+    wanted date, where the keys are scheduled slots, picks that local date's latest slot; a wanted time
+    picks the slot it names, read in `tz` when it has no offset.
     """
     ordered = sorted(runs, key=lambda a: start_order(a.row))
     keys = [a.business_date(tz) for a in ordered]
-    counts: dict[str, int] = {}
-    for key in reversed(keys):
+    grouped: dict[str, list[RunRow]] = {}
+    for a, key in zip(ordered, keys, strict=True):
         if key is not None:
-            counts[key] = counts.get(key, 0) + 1
-    recent = list(counts.items())[:7]
-    chosen = date_key(wanted) if wanted is not None else latest_business_date([a.row for a in ordered], tz, now)
+            grouped.setdefault(key, []).append(a.row)
+    newest_first = sorted(grouped, key=lambda k: (key_instant(k, tz) or datetime.min.replace(tzinfo=UTC), k),
+                          reverse=True)
+    recent = [(key, attempt_count(grouped[key])) for key in newest_first[:7]]
+    if wanted is None:
+        chosen = latest_business_date([a.row for a in ordered], tz, now)
+    else:
+        chosen = requested_key(wanted, list(grouped), tz)
     attempts = [a for a, key in zip(ordered, keys, strict=True) if chosen is not None and key == chosen]
     return chosen, attempts, recent
+
+
+def requested_key(wanted: str, keys: Sequence[str], tz: ZoneInfo) -> str | None:
+    """The run key a `--business-date` asks for, in the spelling of `keys` (see select_attempts)."""
+    text = wanted.strip()
+    if len(text) > 10:
+        slot = run_key_text(text, tz, slot=True)
+        return slot if slot is not None else date_key(text)
+    day = date_key(text)
+    slots_of_day = [k for k in keys if len(k) > 10 and k[:10] == day]
+    if day not in keys and slots_of_day:
+        return max(slots_of_day, key=lambda k: key_instant(k, tz) or datetime.min.replace(tzinfo=UTC))
+    return day

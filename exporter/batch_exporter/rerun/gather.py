@@ -63,7 +63,9 @@ def gather(config: Config, batch_name: str, *, business_date: str | None = None,
     ev = Evidence(batch=batch_name, now=now, timezone=tz_name, idempotent=batch.idempotent,
                   requested_date=business_date, business_date=date_key(business_date),
                   max_duration=batch.max_duration,
-                  pending_states=list(batch.records.pending_states) if batch.records is not None else None)
+                  pending_states=list(batch.records.pending_states) if batch.records is not None else None,
+                  done_states=(list(batch.records.done_states) if batch.records is not None
+                               and batch.records.done_states is not None else None))
     db: Database | None = None
     db_config = config.databases.get(batch.database) if batch.database is not None else None
     if batch.database is not None and db_config is not None:
@@ -111,7 +113,7 @@ def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Databas
             ev = replace(ev, business_date_note=resolved.business_date_note)
         for number, raw in enumerate(rows, 1):
             try:
-                parsed.append(parse_run(raw, mapping, table.tz))
+                parsed.append(parse_run(raw, mapping, table.tz, slot_keys=table.slot_keys))
             except ValueError as exc:
                 raise UnreadableRow(number, exc) from None
     except MissingColumns as exc:
@@ -126,8 +128,10 @@ def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Databas
                                            f"{exc}")
     chosen, attempts, recent = select_attempts(parsed, ev.requested_date, table.tz, ev.now)
     chosen_ids = {id(a) for a in attempts}
-    others = [a for a in parsed if a.row.status == "running" and id(a) not in chosen_ids]
+    others = [a for a in parsed if a.row.status in ("running", "queued") and id(a) not in chosen_ids]
     ev = replace(ev, business_date=chosen, attempts=attempts, other_running=others, recent_dates=recent)
+    if batch.records is not None and batch.records.rerun_unfinished is not None and chosen is not None:
+        ev = replace(ev, rerun_unfinished=batch.records.rerun_unfinished.replace("{key}", chosen))
     if batch.records is None or not attempts:
         return ev
     chosen_positions = set(attempts_worth_reading([a.row for a in attempts], ev.now, ev.max_duration,

@@ -3,8 +3,9 @@
 Rules, evaluated in this order; the verdict is UNSAFE (exit 1) when any rule says unsafe, otherwise
 UNKNOWN (exit 2) when any says unknown, otherwise SAFE (exit 0):
 1. The run table must be configured and readable and hold a run for the date; else UNKNOWN.
-2. No run of the batch may be in progress: two copies of a batch at once are never safe (a run stuck in
-   the running state must be confirmed dead and corrected first; one marked running for longer than the
+2. No run of the batch may be in progress or queued (a scheduler's queue will start it): two copies of
+   a batch at once are never safe (a run stuck in the running state must be confirmed dead and
+   corrected first; one marked running for longer than the
    batch's `max_duration` is reported as presumed dead). UNSAFE. A run whose status code is not mapped
    in `runs.status` and that has no end time may be running: UNKNOWN (UNSAFE past max_duration).
 3. An idempotent batch (`idempotent: true`: "a re-run can never do harm") is SAFE once 1 and 2 pass;
@@ -14,10 +15,12 @@ UNKNOWN (exit 2) when any says unknown, otherwise SAFE (exit 0):
    UNSAFE. The pending rows of a run still in progress are in progress, not left behind (rule 2 already
    says unsafe), unless it is presumed dead. Without a `records` query the rows cannot be seen, and past
    a hundred attempts not all of them are read: UNKNOWN.
-6. Not idempotent: no failed attempt may have left rows in any other state: the tool cannot know which
-   of your states are harmless to redo (an APPROVED payment is not), so "changed data" means any row
-   at all. Only an attempt that failed before writing, or rolled everything back, is a clean failure.
-   UNSAFE.
+6. Not idempotent: no failed attempt may have left rows in any other state (in `records.done_states`,
+   when configured): the tool cannot know which of your states are harmless to redo (an APPROVED
+   payment is not), so "changed data" means any row at all. Only an attempt that failed before writing,
+   or rolled everything back, is a clean failure. UNSAFE; but where `records.rerun_unfinished` names a
+   re-run that leaves done rows alone (Airflow's `tasks clear --only-failed`), the done rows are shown
+   with that command instead.
 7. Not idempotent: every consistency check must be within its bounds (UNSAFE) and readable (UNKNOWN).
 Error lines in the logs never decide the verdict (a failed run always has some); they are there to be
 read before anyone decides.
@@ -78,16 +81,23 @@ def judge(ev: Evidence) -> Judgement:
         rules.add("run_found", "unknown", f"no run of {ev.batch} found for business date {day} since "
                                           f"{rules.local(ev.window_start)}; recent dates (attempts): {seen}")
     else:
-        rules.add("run_found", "ok", f"{many(len(ev.attempts), 'attempt')} for business date {day}, "
+        rules.add("run_found", "ok", f"{many(ev.attempt_count, 'attempt')} for business date {day}, "
                                      f"latest run {latest.run_id}")
     if latest is None:  # nothing else can be judged without the runs
         return rules.judgement()
 
-    running = [a for a in ev.attempts + ev.other_running if ev.in_progress(a)]
+    running = [a for a in ev.attempts + ev.other_running if ev.in_progress(a) or a.row.status == "queued"]
     tz = ZoneInfo(ev.timezone)
     for a in running:
         started = f"started {rules.local(a.row.started_at)}, {ago(a.row.started_at, ev.now)}"
-        if ev.presumed_dead(a):
+        if a.row.status == "queued":
+            since = (f"queued {rules.local(a.row.queued_at)}, {ago(a.row.queued_at, ev.now)}"
+                     if a.row.queued_at is not None else "queued")
+            rules.add("nothing_running", "unsafe",
+                      f"run {a.run_id} (business date {a.business_date(tz)}) is waiting to start ({since}): "
+                      "the scheduler will run it, and a re-run beside it runs the work twice; wait for it, or "
+                      "take it out of the queue first")
+        elif ev.presumed_dead(a):
             rules.add("nothing_running", "unsafe",
                       f"run {a.run_id} (business date {a.business_date(tz)}) is presumed dead: "
                       f"{presumed_dead(a, ev)} ({started}); confirm the process is gone and correct its "
@@ -152,7 +162,7 @@ def _judge_rows(ev: Evidence, rules: _Rules) -> None:
                   "seen")
         return
     pending_set = set(ev.pending_states)
-    unread = pending_found = in_progress_found = changed_found = False
+    unread = pending_found = in_progress_found = changed_found = partial_found = False
     for a in ev.attempts:
         if a.records_error is not None:
             unread = True
@@ -182,9 +192,16 @@ def _judge_rows(ev: Evidence, rules: _Rules) -> None:
             pending_found = True
             rules.add("no_pending_rows", rules.soft,
                       f"run {a.run_id} left {left}: it stopped without rolling back")
-        changed = {s: n for s, n in a.records.items() if s not in pending_set and n}
+        changed = {s: n for s, n in a.records.items() if n and (
+            s in ev.done_states if ev.done_states is not None else s not in pending_set)}
         # a successful attempt changed data by design: rule 4 already speaks about it
-        if changed and a.row.status != "success" and not ev.idempotent:
+        if changed and a.row.status != "success" and not ev.idempotent and ev.rerun_unfinished is not None:
+            partial_found = True
+            rules.add("no_data_changed", "info",
+                      f"run {a.run_id} ({a.row.status}) did part of its work: {rows(sum(changed.values()))} "
+                      f"reached {states(changed)}; re-run only the unfinished part, which leaves them alone: "
+                      f"{ev.rerun_unfinished} (a full re-run would repeat them)")
+        elif changed and a.row.status != "success" and not ev.idempotent:
             changed_found = True
             rules.add("no_data_changed", "unsafe",
                       f"run {a.run_id} ({a.row.status}) changed data: {rows(sum(changed.values()))} "
@@ -197,7 +214,7 @@ def _judge_rows(ev: Evidence, rules: _Rules) -> None:
                   "not be seen")
     if not (unread or pending_found or in_progress_found):
         rules.add("no_pending_rows", "ok", "no attempt left rows in pending states")
-    if not (unread or changed_found or ev.idempotent):
+    if not (unread or changed_found or partial_found or ev.idempotent):
         rules.add("no_data_changed", "ok", "no failed attempt changed data (none wrote a row, or all were "
                                            "rolled back)")
 

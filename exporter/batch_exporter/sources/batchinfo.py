@@ -23,7 +23,8 @@ class BatchInfoSource:
         # batch that never ran (page) from one added after its start of the day (not yet due)
         self.watching_since = clock() if watching_since is None else watching_since
         self._schedule = (
-            CronSchedule.parse(config.schedule.cron, config.schedule.timezone) if config.schedule else None
+            CronSchedule.parse(config.schedule.cron, config.schedule.timezone)
+            if config.schedule is not None and config.schedule.cron is not None else None
         )
 
     def poll(self) -> Snapshot:
@@ -35,7 +36,11 @@ class BatchInfoSource:
             out.add("batch_run_max_duration_seconds", self._config.max_duration, batch=batch)
         if self._config.runs is not None:
             out.add("batch_run_lookback_seconds", self._config.runs.lookback, batch=batch)
-        if self._schedule is not None and self._config.schedule is not None:
+        if self._config.schedule is not None:
+            # with a schedule query, the expected starts come from the scheduler (sources.schedule_table)
+            out.add("batch_schedule_grace_seconds", self._config.schedule.grace, batch=batch)
+            out.add("batch_schedule_watched_since_timestamp_seconds", self.watching_since, batch=batch)
+        if self._schedule is not None:
             now = datetime.fromtimestamp(self._clock(), tz=UTC)
             previous = self._schedule.previous_fire(now)
             following = self._schedule.next_fire(now)
@@ -43,6 +48,4 @@ class BatchInfoSource:
                 out.add("batch_schedule_last_expected_timestamp_seconds", previous.timestamp(), batch=batch)
             if following is not None:
                 out.add("batch_schedule_next_expected_timestamp_seconds", following.timestamp(), batch=batch)
-            out.add("batch_schedule_grace_seconds", self._config.schedule.grace, batch=batch)
-            out.add("batch_schedule_watched_since_timestamp_seconds", self.watching_since, batch=batch)
         return out.build(self.name)

@@ -12,7 +12,8 @@ from ..database import QueryError
 from ..run_statements import probe_statement
 
 BUSINESS_DATE = "business_date"
-_REQUIRED = ("run_id", "status", "started_at", "ended_at")
+_REQUIRED = ("run_id", "status", "started_at")
+_OPTIONAL = ("business_date", "run_key", "attempt", "queued_at", "duration")
 
 Probe = Callable[[str], object]  # runs one SELECT; raises QueryError
 
@@ -50,7 +51,7 @@ def resolve_columns(runs: RunsConfig, probe: Probe) -> RunColumns:
         missing = [(field, column) for field, column in mapped.items() if not returns(column)]
         if missing:
             raise MissingColumns(describe_source(runs), missing)
-    if c.business_date is None and returns(BUSINESS_DATE):
+    if c.key is None and returns(BUSINESS_DATE):
         return c.model_copy(update={"business_date": BUSINESS_DATE})
     return c
 
@@ -59,18 +60,22 @@ def max_probe_statements(runs: RunsConfig) -> int:
     """The most SELECTs resolve_columns sends: the mapped columns together; when that is refused, the
     source alone and each column alone; then a `business_date` column, unless one is mapped."""
     c = runs.columns
-    return 1 + 1 + len(_mapped(c)) + (1 if c.business_date is None else 0)
+    return 1 + 1 + len(_mapped(c)) + (1 if c.key is None else 0)
 
 
 def _mapped(c: RunColumns) -> dict[str, str]:
     """The configured column of each field the source must return."""
     mapped = {field: getattr(c, field) for field in _REQUIRED}
-    if c.business_date is not None:
-        mapped["business_date"] = c.business_date
+    if c.duration is None:
+        mapped["ended_at"] = c.ended_at
+    for field in _OPTIONAL:
+        if getattr(c, field) is not None:
+            mapped[field] = getattr(c, field)
     return mapped
 
 
 def no_business_date_note(runs: RunsConfig) -> str:
     return (f"{describe_source(runs)} has no business date column: attempts are counted by the local start "
-            f"date in runs.timezone ({runs.timezone}); map columns.business_date, or return a column named "
-            f"{BUSINESS_DATE}, if the batch has one")
+            f"date (or queue date) in runs.timezone ({runs.timezone}); map columns.business_date (or "
+            f"columns.run_key, for a scheduled slot), or return a column named {BUSINESS_DATE}, if the batch has "
+            "one")

@@ -13,16 +13,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ..config import RecordsConfig, RunColumns, RunsConfig
 from ..database import Row
-from ..run_statements import build_last_success_query, build_sample_query, build_window_query
+from ..run_statements import (
+    build_last_success_query,
+    build_sample_query,
+    build_window_query,
+    last_success_params,
+    window_params,
+)
 from ..runsummary import MAX_ATTEMPTS_WITH_RECORDS, records_by_state
 from ..values import (
     EpochUnit,
     TimestampStorage,
+    as_float,
     as_utc_datetime,
     check_stored_timestamps,
     epoch_number,
@@ -33,7 +40,7 @@ from .run_columns import max_probe_statements, no_business_date_note, resolve_co
 
 Query = Callable[[str, Sequence[object]], list[Row]]  # runs one SELECT; raises QueryError
 
-_EPOCH_COLUMNS = {3: "started_at", 4: "ended_at"}  # positions in the window query's rows
+_EPOCH_COLUMNS = {3: "started_at", 4: "ended_at", 6: "queued_at"}  # positions in the window query's rows
 _SAMPLES_PER_POLL = 1
 _WINDOWS_PER_POLL = 1
 _SUCCESS_SEARCHES_PER_POLL = 1
@@ -114,6 +121,11 @@ class RunTable:
         self._sample: object = None  # the latest stored start time, once there is one
 
     @property
+    def slot_keys(self) -> bool:
+        """Whether run keys are scheduled slots (columns.run_key) rather than business dates."""
+        return self.runs.columns.run_key is not None
+
+    @property
     def columns_resolved(self) -> bool:
         return self._resolved is not None
 
@@ -125,14 +137,15 @@ class RunTable:
         return self._resolved
 
     def window(self, start: datetime) -> Iterator[Row]:
-        """The rows (run_id, business_date, status, started_at, ended_at) of runs started at or after `start`,
+        """The rows (run_statements.WINDOW_FIELDS) of runs started at or after `start` (or, when queued_at is
+        mapped, not started and queued since then),
         epoch numbers read as aware UTC datetimes as each row is taken (UnreadableRow). The columns are
         probed and a start time sampled first while unknown; TimestampsContradicted when the sample
         contradicts runs.timestamps. No stored start time yet: no rows, and no window query."""
         self.columns()
         if self._sample is None:
             found = self._query(self._sample_sql, ())
-            sample = found[0][0] if found else None
+            sample = next((value for value in found[0] if value is not None), None) if found else None
             try:
                 check_stored_timestamps(self._timestamps, sample, f"column {self.runs.columns.started_at}")
             except ValueError as exc:
@@ -142,7 +155,7 @@ class RunTable:
             return iter(())
         param = window_param(start, self.tz, text=self._text_timestamps, sample=self._sample,
                              timestamps=self._timestamps)
-        return self._read_times(self._query(self._window_sql, (param,)))
+        return self._read_times(self._query(self._window_sql, window_params(self.runs, param)))
 
     def _read_times(self, rows: list[Row]) -> Iterator[Row]:
         for number, raw in enumerate(rows, 1):
@@ -154,8 +167,13 @@ class RunTable:
     def last_success(self) -> datetime | None:
         """End of the latest successful run in the whole table, for when the window holds none: a scan of
         the batch's history, for the caller to send once. ValueError when it cannot be read as a time."""
-        found = self._query(self._success_sql, tuple(self.runs.status.success))
-        return as_utc_datetime(found[0][0], self.tz, epoch_unit=self.epoch_unit) if found else None
+        found = self._query(self._success_sql, last_success_params(self.runs))
+        if not found:
+            return None
+        moment = as_utc_datetime(found[0][0], self.tz, epoch_unit=self.epoch_unit)
+        if moment is not None and self.runs.columns.duration is not None:
+            moment += timedelta(seconds=as_float(found[0][1]) or 0.0)
+        return moment
 
     def records(self, key: object, state_text: Callable[[str], str] = str) -> dict[str, float]:
         """Rows of one attempt by state (the records query with `key`); ValueError for rows it cannot read."""

@@ -102,7 +102,7 @@ class RunsSource:
 
     def _row(self, raw: tuple[object, ...]) -> RunRow:
         try:
-            return parse_run_row(raw, self._mapping, self._table.tz)[0]
+            return parse_run_row(raw, self._mapping, self._table.tz, slot_keys=self._table.slot_keys)[0]
         except ValueError as exc:
             raise SourceError("data", f"runs row: {exc}") from None
 
@@ -150,6 +150,7 @@ class RunsSource:
                 out.add("batch_run_last_status", 1 if s.latest.status == status else 0, batch=b, status=status)
             out.add("batch_run_last_status_code", 1, batch=b, code=status_code_label(s.latest.code))
         out.add("batch_run_running", s.running, batch=b)
+        out.add("batch_run_queued", s.queued, batch=b)
         out.add("batch_run_running_seconds", s.running_seconds, batch=b)
         out.add("batch_run_presumed_dead", s.presumed_dead, batch=b)
         out.add("batch_run_attempts", s.attempts, batch=b)
