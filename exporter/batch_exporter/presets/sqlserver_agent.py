@@ -5,8 +5,13 @@ step_id 0), `sysjobactivity` for the run in progress or requested in the agent's
 - The agent encodes a start as two integers, run_date YYYYMMDD and run_time HHMMSS, read with msdb's own
   `dbo.agent_datetime`; run_duration is HHMMSS too (hours may pass 99), turned into seconds by integer
   arithmetic; the end is the start plus that.
-- run_status: 0 failed, 1 succeeded, 2 retry (running again), 3 canceled (counted as failed: the work was
-  not done), 4 in progress; a job requested and not started yet is queued.
+- run_status: 0 failed, 1 succeeded, 3 canceled (counted as failed: the work was not done), 4 in progress;
+  2 (retry) is written on step rows, and an outcome row ending with it counts as failed. A job requested
+  and not started yet is queued. The agent's current session is the latest one in sysjobactivity (as
+  Microsoft's own example reads it; syssessions needs sysadmin).
+- The plan: the earliest next_run_date/next_run_time of the job's schedules, overdue when past (the
+  agent refreshes it about every 20 minutes, and not at all while it is down); no earlier planned start is
+  known, so a start the agent skipped while running is not seen.
 - The agent keeps no business date: attempts are counted by the local start date in the server's time
   zone (the `timezone` parameter), and no records query is generated (the agent cannot know your rows).
 """
@@ -25,7 +30,7 @@ _PARAMETERS = {
     "timezone": "the SQL Server machine's time zone: Agent times are its local wall times (default UTC)",
     "msdb": "where the Agent tables are, as a prefix (default 'msdb.dbo.')",
 }
-STATUS = {"success": ["1"], "failed": ["0", "3"], "running": ["2", "4"], "queued": ["queued"]}
+STATUS = {"success": ["1"], "failed": ["0", "3"], "running": ["4"], "queued": ["queued"]}
 
 
 def _seconds(hhmmss: str) -> str:
@@ -56,7 +61,7 @@ SELECT CONCAT('session ', CAST(a.session_id AS VARCHAR(20))) AS run_id,
   FROM {p}sysjobactivity a
   JOIN {p}sysjobs j ON j.job_id = a.job_id
  WHERE j.name = {name}
-   AND a.session_id = (SELECT MAX(s.session_id) FROM {p}syssessions s)
+   AND a.session_id = (SELECT MAX(a2.session_id) FROM {p}sysjobactivity a2)
    AND a.run_requested_date IS NOT NULL
    AND a.stop_execution_date IS NULL"""
     return {
@@ -69,7 +74,7 @@ SELECT CONCAT('session ', CAST(a.session_id AS VARCHAR(20))) AS run_id,
         },
         "schedule": {
             "query": f"""SELECT NULL,
-       (SELECT MIN({p}agent_datetime(s.next_run_date, s.next_run_time))
+       (SELECT MIN(CASE WHEN s.next_run_date > 0 THEN {p}agent_datetime(s.next_run_date, s.next_run_time) END)
           FROM {p}sysjobschedules s
          WHERE s.job_id = j.job_id AND s.next_run_date > 0),
        CASE WHEN j.enabled = 0 THEN 1 ELSE 0 END
