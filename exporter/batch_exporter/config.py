@@ -251,6 +251,9 @@ class RunsConfig(_Model):
     status: StatusMap
     lookback: Duration = 14 * 86400.0
     timezone: TimeZoneName = Field("UTC", description="How naive timestamps in the DB are to be read.")
+    key_timezone: TimeZoneName | None = Field(
+        None, description="The time zone run keys, dates and rerun-check's times are given in, when it differs "
+                          "from `timezone` (a scheduler that stores UTC for a DAG that lives in Asia/Tokyo).")
     timestamps: TimestampStorage = Field(
         "auto", description="How started_at/ended_at are stored: auto (TIMESTAMP, DATETIME, DATETIME2, ISO text; "
                             "numbers as epoch seconds), epoch_seconds or epoch_milliseconds (integer columns).")

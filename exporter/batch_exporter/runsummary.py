@@ -65,11 +65,12 @@ def map_status(raw: str | None, mapping: dict[str, Sequence[str]], *, ended: boo
 
 
 def parse_run_row(raw: Sequence[object], mapping: dict[str, Sequence[str]], tz: ZoneInfo, *,
-                  slot_keys: bool = False) -> tuple[RunRow, str | None]:
+                  slot_keys: bool = False, key_tz: ZoneInfo | None = None) -> tuple[RunRow, str | None]:
     """One row of the window query (run_statements.WINDOW_FIELDS: run_id, key, status, started_at,
     ended_at, and optionally attempt, queued_at, duration): the run, and its status code as the table holds
     it. Naive timestamps are read in `tz`; the key is a business date, or with `slot_keys` a scheduled slot
-    (see run_key_text). An end is the start plus the duration where the table keeps one.
+    (see run_key_text), spelled in `key_tz` (default `tz`). An end is the start plus the duration where the
+    table keeps one.
 
     Raises ValueError naming the column, never the value (it may be anything, a card number too).
     """
@@ -82,7 +83,8 @@ def parse_run_row(raw: Sequence[object], mapping: dict[str, Sequence[str]], tz: 
         ("run_id", run_id, as_text), ("status", status, as_text),
         ("started_at", started, lambda v: as_utc_datetime(v, tz)),
         ("ended_at", ended, lambda v: as_utc_datetime(v, tz)),
-        ("run_key" if slot_keys else "business_date", key, lambda v: run_key_text(v, tz, slot=slot_keys)),
+        ("run_key" if slot_keys else "business_date", key,
+         lambda v: run_key_text(v, tz, slot=slot_keys, key_tz=key_tz)),
         ("attempt", attempt, _attempt_number),
         ("queued_at", queued, lambda v: as_utc_datetime(v, tz)),
         ("duration", duration, as_float),
@@ -110,16 +112,18 @@ def _attempt_number(value: object) -> int | None:
     return int(number)
 
 
-def run_key_text(value: object, tz: ZoneInfo, *, slot: bool = False) -> str | None:
+def run_key_text(value: object, tz: ZoneInfo, *, slot: bool = False, key_tz: ZoneInfo | None = None) -> str | None:
     """A run key in one spelling. A business date (`slot` False) is 'YYYY-MM-DD', a timestamp cut to its
     date in `tz`. A scheduled slot keeps its time: 'YYYY-MM-DDTHH:MM:SS+HH:MM' in `tz` (a naive timestamp
-    read in `tz`), or 'YYYY-MM-DD' when the value is a date. Other text stays as it is (see date_key)."""
+    read in `tz`), or 'YYYY-MM-DD' when the value is a date. Other text stays as it is (see date_key). Keys
+    are spelled (and dates cut) in `key_tz`, by default `tz`."""
     if value is None:
         return None
+    key_tz = key_tz or tz
     if isinstance(value, datetime):
         moment = as_utc_datetime(value, tz)
         assert moment is not None
-        local = moment.astimezone(tz)
+        local = moment.astimezone(key_tz)
         return local.isoformat(timespec="seconds") if slot else local.date().isoformat()
     if isinstance(value, date):
         return value.isoformat()
@@ -130,7 +134,7 @@ def run_key_text(value: object, tz: ZoneInfo, *, slot: bool = False) -> str | No
         except ValueError:
             return text if slot else date_key(text)
         assert moment is not None
-        local = moment.astimezone(tz)
+        local = moment.astimezone(key_tz)
         return local.isoformat(timespec="seconds") if slot else local.date().isoformat()
     return date_key(text)
 

@@ -69,7 +69,9 @@ SELECT CONCAT(dr.run_id, ' try ', CAST(h.try_number AS CHAR(10))) AS run_id, {ke
                         "ended_at": "ended_at", "attempt": "attempt", "queued_at": "queued_at"},
             "status": {"success": ["success"], "failed": ["failed"], "running": ["running"],
                        "queued": ["queued"]},
-            "timezone": timezone,
+            # Airflow stores UTC, and sessions read it as naive UTC; keys and reports in the DAG's zone
+            "timezone": "UTC",
+            "key_timezone": timezone,
         },
         "records": {
             "query": f"SELECT ti.state, COUNT(*) FROM {prefix}task_instance ti WHERE ti.dag_id = {dag} "
@@ -86,6 +88,6 @@ SELECT CONCAT(dr.run_id, ' try ', CAST(h.try_number AS CHAR(10))) AS run_id, {ke
        CASE WHEN d.is_paused THEN 1 ELSE 0 END
   FROM {prefix}dag d
  WHERE d.dag_id = {dag}""",
-            "timezone": timezone,
+            "timezone": "UTC",
         },
     }

@@ -135,12 +135,13 @@ def window_start(now: datetime, lookback: float, tz: ZoneInfo, wanted: str | Non
     return start
 
 
-def parse_run(raw: Row, mapping: dict[str, Sequence[str]], tz: ZoneInfo, *, slot_keys: bool = False) -> Attempt:
+def parse_run(raw: Row, mapping: dict[str, Sequence[str]], tz: ZoneInfo, *, slot_keys: bool = False,
+              key_tz: ZoneInfo | None = None) -> Attempt:
     """One row of the window query (run_statements.WINDOW_FIELDS) as an Attempt.
 
     Raises ValueError naming the column; never the value (it may be anything).
     """
-    row, raw_status = parse_run_row(raw, mapping, tz, slot_keys=slot_keys)
+    row, raw_status = parse_run_row(raw, mapping, tz, slot_keys=slot_keys, key_tz=key_tz)
     return Attempt(row=row, raw_status=raw_status, key=raw[0])
 
 

@@ -59,7 +59,7 @@ def gather(config: Config, batch_name: str, *, business_date: str | None = None,
     batch = config.batches[batch_name]
     now = now or datetime.now(UTC)
     limits = limits or LogLimits()
-    tz_name = batch.runs.timezone if batch.runs is not None else "UTC"
+    tz_name = (batch.runs.key_timezone or batch.runs.timezone) if batch.runs is not None else "UTC"
     ev = Evidence(batch=batch_name, now=now, timezone=tz_name, idempotent=batch.idempotent,
                   requested_date=business_date, business_date=date_key(business_date),
                   max_duration=batch.max_duration,
@@ -102,7 +102,7 @@ def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Databas
     assert batch.database is not None
     # the run table read as the exporter's runs source reads it: the same columns, boundary and rows
     table = RunTable(ev.batch, runs, batch.records, db.query, text_timestamps=db_config.sqlite is not None)
-    start = window_start(ev.now, runs.lookback, table.tz, ev.requested_date)
+    start = window_start(ev.now, runs.lookback, table.key_tz, ev.requested_date)
     ev = replace(ev, window_start=start)
     mapping = runs.status.model_dump()
     parsed = []
@@ -113,7 +113,7 @@ def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Databas
             ev = replace(ev, business_date_note=resolved.business_date_note)
         for number, raw in enumerate(rows, 1):
             try:
-                parsed.append(parse_run(raw, mapping, table.tz, slot_keys=table.slot_keys))
+                parsed.append(parse_run(raw, mapping, table.tz, slot_keys=table.slot_keys, key_tz=table.key_tz))
             except ValueError as exc:
                 raise UnreadableRow(number, exc) from None
     except MissingColumns as exc:
@@ -126,7 +126,7 @@ def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Databas
     except UnreadableRow as exc:
         return replace(ev, run_table_error=f"the run table returned a row it cannot read (row {exc.number}): "
                                            f"{exc}")
-    chosen, attempts, recent = select_attempts(parsed, ev.requested_date, table.tz, ev.now)
+    chosen, attempts, recent = select_attempts(parsed, ev.requested_date, table.key_tz, ev.now)
     chosen_ids = {id(a) for a in attempts}
     others = [a for a in parsed if a.row.status in ("running", "queued") and id(a) not in chosen_ids]
     ev = replace(ev, business_date=chosen, attempts=attempts, other_running=others, recent_dates=recent)

@@ -82,7 +82,7 @@ def probe_columns(runs: RunsConfig, query: Query) -> ResolvedColumns:
     """Which mapped columns the source returns (zero-row probes, at most max_probe_statements of them).
     Raises MissingColumns, or the QueryError of a source that cannot be read at all."""
     columns = resolve_columns(runs, lambda sql: query(sql, ()))
-    note = no_business_date_note(runs) if columns.business_date is None else None
+    note = no_business_date_note(runs) if columns.key is None else None
     return ResolvedColumns(columns, note)
 
 
@@ -110,6 +110,7 @@ class RunTable:
         self.runs = runs
         self.records_config = records
         self.tz = ZoneInfo(runs.timezone)
+        self.key_tz = ZoneInfo(runs.key_timezone or runs.timezone)  # keys, dates and reports
         self._query = query
         self._text_timestamps = text_timestamps  # SQLite: see window_param
         self._timestamps: TimestampStorage = runs.timestamps

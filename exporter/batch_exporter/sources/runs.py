@@ -72,7 +72,7 @@ class RunsSource:
         except ValueError as exc:  # UnreadableRow
             raise SourceError("data", f"runs row: {exc}") from None
         rows = [self._row(raw) for raw in raws]
-        summary = summarize(rows, now, self._table.tz, self._max_duration)
+        summary = summarize(rows, now, self._table.key_tz, self._max_duration)
         self._remember_success(summary.last_success)
         return self._snapshot(summary, self._latest_success, self._records_of_attempts(summary, now))
 
@@ -102,7 +102,8 @@ class RunsSource:
 
     def _row(self, raw: tuple[object, ...]) -> RunRow:
         try:
-            return parse_run_row(raw, self._mapping, self._table.tz, slot_keys=self._table.slot_keys)[0]
+            return parse_run_row(raw, self._mapping, self._table.tz, slot_keys=self._table.slot_keys,
+                                 key_tz=self._table.key_tz)[0]
         except ValueError as exc:
             raise SourceError("data", f"runs row: {exc}") from None
 
