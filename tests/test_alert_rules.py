@@ -33,6 +33,7 @@ REQUIRED_ALERTS = {
     "BatchRunMissed",
     "BatchRunTooLong",
     "BatchNoRecentSuccess",
+    "BatchSchedulePaused",
     "BatchExporterDown",
     "BatchExporterSourceDown",
     "BatchExporterSnapshotStale",
