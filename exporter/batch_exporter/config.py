@@ -93,7 +93,11 @@ def _identifier(value: str) -> str:
 
 
 _EXPRESSION_FORBIDDEN = {";": "a ';' (one statement only)", "--": "a '--' comment", "/*": "a '/*' comment",
+                         "#": "a '#' (a comment in MySQL and MariaDB)",
                          "?": "a '?' (the placeholders are the exporter's)"}
+# SQLite's :name, @name and $name, SQL Server's @variables, PostgreSQL's $1 and $$ quoting (a cast's
+# `::type` is no parameter)
+_NAMED_PARAMETER = re.compile(r"(?<!:):(?!:)[A-Za-z_]\w*|@\w+|\$")
 
 
 def _column_expression(value: str) -> str:
@@ -107,6 +111,10 @@ def _column_expression(value: str) -> str:
     for token, what in _EXPRESSION_FORBIDDEN.items():
         if token in text:
             raise ValueError(f"{text[:80]!r} contains {what}; a column expression is one SQL expression")
+    named = _NAMED_PARAMETER.search(text)
+    if named:
+        raise ValueError(f"{text[:80]!r} contains {named.group(0)!r}, a parameter or variable some databases "
+                         "bind; a column expression is one SQL expression (use runs.query for more)")
     depth = 0
     for char in text:
         depth += {"(": 1, ")": -1}.get(char, 0)

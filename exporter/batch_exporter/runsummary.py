@@ -95,7 +95,10 @@ def parse_run_row(raw: Sequence[object], mapping: dict[str, Sequence[str]], tz: 
             raise ValueError(f"column {column}: {exc}") from None
     ended_at = values["ended_at"]
     if values["duration"] is not None and values["started_at"] is not None:
-        ended_at = values["started_at"] + timedelta(seconds=max(0.0, values["duration"]))
+        try:
+            ended_at = values["started_at"] + timedelta(seconds=max(0.0, values["duration"]))
+        except (OverflowError, ValueError):
+            raise ValueError("column duration: out of range (expected the seconds a run took)") from None
     mapped = map_status(values["status"], mapping, ended=ended_at is not None)
     row = RunRow(run_id=values["run_id"] or "", business_date=values["run_key" if slot_keys else "business_date"],
                  status=mapped, started_at=values["started_at"], ended_at=ended_at, code=values["status"],
@@ -112,31 +115,52 @@ def _attempt_number(value: object) -> int | None:
     return int(number)
 
 
+_OFFSET = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$")
+
+
 def run_key_text(value: object, tz: ZoneInfo, *, slot: bool = False, key_tz: ZoneInfo | None = None) -> str | None:
-    """A run key in one spelling. A business date (`slot` False) is 'YYYY-MM-DD', a timestamp cut to its
-    date in `tz`. A scheduled slot keeps its time: 'YYYY-MM-DDTHH:MM:SS+HH:MM' in `tz` (a naive timestamp
-    read in `tz`), or 'YYYY-MM-DD' when the value is a date. Other text stays as it is (see date_key). Keys
-    are spelled (and dates cut) in `key_tz`, by default `tz`."""
+    """A run key in one spelling, in `key_tz` (by default `tz`); naive timestamps are read in `tz`.
+
+    A business date (`slot` False) is 'YYYY-MM-DD': an aware timestamp (or text with an offset) is cut
+    to its date in `key_tz`, a naive one keeps its own wall date (a date stored as midnight stays that
+    date). A scheduled slot keeps its time, 'YYYY-MM-DDTHH:MM:SS+HH:MM'; a date is its midnight, so that
+    one slot written as a date and as a timestamp is one key. Other text stays as it is (see date_key).
+    """
     if value is None:
         return None
     key_tz = key_tz or tz
     if isinstance(value, datetime):
+        naive = value.tzinfo is None
         moment = as_utc_datetime(value, tz)
-        assert moment is not None
-        local = moment.astimezone(key_tz)
-        return local.isoformat(timespec="seconds") if slot else local.date().isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    text = as_text(value)
-    if text is not None and len(text.strip()) > 10:
+    elif isinstance(value, date):
+        return _midnight_slot(value, key_tz) if slot else value.isoformat()
+    else:
+        text = as_text(value)
+        if text is None:
+            return None
+        stripped = text.strip()
+        if len(stripped) <= 10:
+            day = date_key(stripped)
+            if slot and day is not None:
+                try:
+                    return _midnight_slot(date.fromisoformat(day), key_tz)
+                except ValueError:
+                    return day
+            return day
         try:
-            moment = as_utc_datetime(text, tz)
+            moment = as_utc_datetime(stripped, tz)
         except ValueError:
-            return text if slot else date_key(text)
-        assert moment is not None
-        local = moment.astimezone(key_tz)
-        return local.isoformat(timespec="seconds") if slot else local.date().isoformat()
-    return date_key(text)
+            return stripped if slot else date_key(stripped)
+        naive = _OFFSET.search(stripped) is None
+    assert moment is not None
+    if not slot and naive:
+        return moment.astimezone(tz).date().isoformat()
+    local = moment.astimezone(key_tz)
+    return local.isoformat(timespec="seconds") if slot else local.date().isoformat()
+
+
+def _midnight_slot(day: date, tz: ZoneInfo) -> str:
+    return datetime.combine(day, time(), tz).isoformat(timespec="seconds")
 
 
 def records_by_state(rows: Iterable[Sequence[object]], state_text: Callable[[str], str] = str
@@ -307,7 +331,7 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration:
     latest = same[-1] if same else (ordered[-1] if ordered else None)
     finished = [r for r in ordered if r.status not in ("running", "queued") and r.ended_at is not None]
     last_finished = finished[-1] if finished else None
-    successes = [r.ended_at for r in finished if r.status == "success" and r.ended_at is not None]
+    successes = [r for r in finished if r.status == "success" and r.ended_at is not None]
     running = [(r, of_date) for r, of_date in dated if in_progress(r, max_duration, of_latest_date=of_date)]
     running_starts = [r.started_at for r, _ in running if r.started_at is not None]
     of_date = None
@@ -321,7 +345,7 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration:
         latest=latest,
         last_start=_latest_keyed_start(ordered, keys, tz, _horizon(now, tz)),
         last_end=last_finished.ended_at if last_finished else None,
-        last_success=max(successes) if successes else None,
+        last_success=_latest_keyed_success(successes, same, tz),
         last_duration=duration,
         running=len(running),
         running_seconds=max(0.0, (now - min(running_starts)).total_seconds()) if running_starts else 0.0,
@@ -332,6 +356,26 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration:
         latest_date=of_date,
         queued=counts.get("queued", 0),
     )
+
+
+def _latest_keyed_success(successes: Sequence[RunRow], current: Sequence[RunRow], tz: ZoneInfo) -> datetime | None:
+    """The end of the latest success of the latest key (or a later one); when the latest key has none, the
+    latest success that ended before its first attempt began: a re-run of an older key that succeeds now
+    is not the success the current key is waiting for. By end alone when a key is neither a date nor a
+    slot."""
+    ends = [(r, key_instant(business_date_of(r, tz), tz)) for r in successes if r.ended_at is not None]
+    if not ends:
+        return None
+    floor = key_instant(business_date_of(current[-1], tz), tz) if current else None
+    if floor is None or any(instant is None for _, instant in ends):
+        return max(r.ended_at for r, _ in ends if r.ended_at is not None)
+    of_current = [r.ended_at for r, instant in ends if r.ended_at is not None and instant is not None
+                  and instant >= floor]
+    if of_current:
+        return max(of_current)
+    began = [moment for r in current if (moment := r.started_at or r.queued_at) is not None]
+    before = [r.ended_at for r, _ in ends if r.ended_at is not None and (not began or r.ended_at <= min(began))]
+    return max(before, default=None)
 
 
 def _latest_keyed_start(ordered: Sequence[RunRow], keys: Sequence[str | None], tz: ZoneInfo, horizon: datetime

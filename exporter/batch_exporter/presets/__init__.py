@@ -23,7 +23,8 @@ class PresetError(ValueError):
 
 def expand(batch: Mapping[str, Any]) -> dict[str, Any]:
     """The batch's configuration with its `preset` expanded into runs, records and schedule; the user's own
-    keys in those sections win over the generated ones. A batch without a preset is returned as it is."""
+    keys in those sections win over the generated ones, nested mappings key by key. A batch without a preset
+    is returned as it is."""
     preset = batch.get("preset")
     if preset is None:
         return dict(batch)
@@ -39,5 +40,17 @@ def expand(batch: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(batch)
     for section, values in generated.items():
         own = batch.get(section)
-        out[section] = {**values, **own} if isinstance(own, Mapping) else values
+        out[section] = _merged(values, own) if isinstance(own, Mapping) else values
+    return out
+
+
+def _merged(generated: Mapping[str, Any], own: Mapping[str, Any]) -> dict[str, Any]:
+    """`own` over `generated`, mapping by mapping: a user's `columns: {queued_at: ...}` keeps the other
+    generated columns. A key set to null removes the generated one."""
+    out = dict(generated)
+    for key, value in own.items():
+        if isinstance(value, Mapping) and isinstance(generated.get(key), Mapping):
+            out[key] = _merged(generated[key], value)
+        else:
+            out[key] = value
     return out

@@ -13,7 +13,9 @@ step_id 0), `sysjobactivity` for the run in progress or requested in the agent's
   agent refreshes it about every 20 minutes, and not at all while it is down); no earlier planned start is
   known, so a start the agent skipped while running is not seen.
 - The agent keeps no business date: attempts are counted by the local start date in the server's time
-  zone (the `timezone` parameter), and no records query is generated (the agent cannot know your rows).
+  zone (the `timezone` parameter), which suits a job run once a day; `key: start` makes each start a key
+  of its own for a job run several times a day (a re-run is then a run like any other). No records query
+  is generated (the agent cannot know your rows).
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ _PARAMETERS = {
     "job_name": "the Agent job's name (sysjobs.name)",
     "timezone": "the SQL Server machine's time zone: Agent times are its local wall times (default UTC)",
     "msdb": "where the Agent tables are, as a prefix (default 'msdb.dbo.')",
+    "key": "date (default: attempts are the runs of one local start date, for a job run once a day) or "
+           "start (each start is a key of its own: a job run several times a day; re-runs are then not counted)",
 }
 STATUS = {"success": ["1"], "failed": ["0", "3"], "running": ["4"], "queued": ["queued"]}
 
@@ -43,6 +47,9 @@ def generate(params: Mapping[str, Any]) -> Generated:
     p = params.get("msdb", "msdb.dbo.")
     p = text_param({"msdb": p}, "msdb", _PREFIX, "a prefix such as 'msdb.dbo.'")
     timezone = params.get("timezone", "UTC")
+    key = params.get("key", "date")
+    if key not in ("date", "start"):
+        raise ValueError(f"key: expected date or start, got {key!r}")
     name = "N" + sql_text(job)
     runs_query = f"""SELECT CONCAT('history ', CAST(h.instance_id AS VARCHAR(20))) AS run_id,
        CAST(h.run_status AS VARCHAR(10)) AS status,
@@ -68,7 +75,8 @@ SELECT CONCAT('session ', CAST(a.session_id AS VARCHAR(20))) AS run_id,
         "runs": {
             "query": runs_query,
             "columns": {"run_id": "run_id", "status": "status", "started_at": "started_at",
-                        "duration": "duration", "queued_at": "queued_at"},
+                        "duration": "duration", "queued_at": "queued_at",
+                        **({"run_key": "started_at"} if key == "start" else {})},
             "status": {kind: list(codes) for kind, codes in STATUS.items()},
             "timezone": timezone,
         },

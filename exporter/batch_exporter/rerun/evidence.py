@@ -170,6 +170,16 @@ def select_attempts(runs: Sequence[Attempt], wanted: str | None, tz: ZoneInfo, n
     return chosen, attempts, recent
 
 
+def slots_of_date(wanted: str | None, runs: Sequence[Attempt], tz: ZoneInfo) -> list[str]:
+    """The distinct slots of a requested date (not a time), oldest first: more than one means the request
+    does not say which run key it is about."""
+    if wanted is None or len(wanted.strip()) > 10:
+        return []
+    day = date_key(wanted)
+    keys = {key for a in runs if (key := a.business_date(tz)) is not None and len(key) > 10 and key[:10] == day}
+    return sorted(keys, key=lambda k: key_instant(k, tz) or datetime.min.replace(tzinfo=UTC))
+
+
 def requested_key(wanted: str, keys: Sequence[str], tz: ZoneInfo) -> str | None:
     """The run key a `--business-date` asks for, in the spelling of `keys` (see select_attempts)."""
     text = wanted.strip()

@@ -14,6 +14,7 @@ Evidence, for one business date (default: the business date of the batch's lates
 """
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -21,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from ..config import BatchConfig, Config, DatabaseConfig, RunsConfig
 from ..database import Database, QueryError, open_database
 from ..masking import mask_digits
-from ..runsummary import attempts_worth_reading, date_key
+from ..runsummary import attempts_worth_reading, date_key, key_instant
 from ..sources.checks import check_value
 from ..sources.run_columns import MissingColumns
 from ..sources.run_table import RunTable, TimestampsContradicted, UnreadableRow
@@ -33,6 +34,7 @@ from .evidence import (
     Evidence,
     parse_run,
     select_attempts,
+    slots_of_date,
     window_start,
 )
 from .logs import LogLimits, scan_log
@@ -126,12 +128,19 @@ def _gather_runs(ev: Evidence, batch: BatchConfig, runs: RunsConfig, db: Databas
     except UnreadableRow as exc:
         return replace(ev, run_table_error=f"the run table returned a row it cannot read (row {exc.number}): "
                                            f"{exc}")
+    slots = slots_of_date(ev.requested_date, parsed, table.key_tz)
+    if len(slots) > 1:
+        shown = ", ".join(slots[:12]) + (f" and {len(slots) - 12} more" if len(slots) > 12 else "")
+        return replace(ev, run_table_error=f"business date {date_key(ev.requested_date)} holds {len(slots)} run keys "
+                                           f"(scheduled slots): {shown}; name one with --business-date")
     chosen, attempts, recent = select_attempts(parsed, ev.requested_date, table.key_tz, ev.now)
     chosen_ids = {id(a) for a in attempts}
     others = [a for a in parsed if a.row.status in ("running", "queued") and id(a) not in chosen_ids]
     ev = replace(ev, business_date=chosen, attempts=attempts, other_running=others, recent_dates=recent)
-    if batch.records is not None and batch.records.rerun_unfinished is not None and chosen is not None:
-        ev = replace(ev, rerun_unfinished=batch.records.rerun_unfinished.replace("{key}", chosen))
+    command = batch.records.rerun_unfinished if batch.records is not None else None
+    # the key comes from the table: quoted for a shell, and only a date or slot is offered at all
+    if command is not None and chosen is not None and key_instant(chosen, table.key_tz) is not None:
+        ev = replace(ev, rerun_unfinished=command.replace("{key}", shlex.quote(chosen)))
     if batch.records is None or not attempts:
         return ev
     chosen_positions = set(attempts_worth_reading([a.row for a in attempts], ev.now, ev.max_duration,

@@ -41,6 +41,7 @@ from .run_columns import max_probe_statements, no_business_date_note, resolve_co
 Query = Callable[[str, Sequence[object]], list[Row]]  # runs one SELECT; raises QueryError
 
 _EPOCH_COLUMNS = {3: "started_at", 4: "ended_at", 6: "queued_at"}  # positions in the window query's rows
+_EPOCH_KEY = {1: "run_key"}  # a slot stored as an epoch number, like the start times
 _SAMPLES_PER_POLL = 1
 _WINDOWS_PER_POLL = 1
 _SUCCESS_SEARCHES_PER_POLL = 1
@@ -159,9 +160,10 @@ class RunTable:
         return self._read_times(self._query(self._window_sql, window_params(self.runs, param)))
 
     def _read_times(self, rows: list[Row]) -> Iterator[Row]:
+        columns = {**_EPOCH_COLUMNS, **_EPOCH_KEY} if self.slot_keys else _EPOCH_COLUMNS
         for number, raw in enumerate(rows, 1):
             try:
-                yield read_epoch_columns(raw, _EPOCH_COLUMNS, self.epoch_unit)
+                yield read_epoch_columns(raw, columns, self.epoch_unit)
             except ValueError as exc:
                 raise UnreadableRow(number, exc) from None
 
@@ -173,7 +175,10 @@ class RunTable:
             return None
         moment = as_utc_datetime(found[0][0], self.tz, epoch_unit=self.epoch_unit)
         if moment is not None and self.runs.columns.duration is not None:
-            moment += timedelta(seconds=as_float(found[0][1]) or 0.0)
+            try:
+                moment += timedelta(seconds=max(0.0, as_float(found[0][1]) or 0.0))
+            except (OverflowError, ValueError):
+                raise ValueError("column duration: out of range (expected the seconds a run took)") from None
         return moment
 
     def records(self, key: object, state_text: Callable[[str], str] = str) -> dict[str, float]:

@@ -53,6 +53,10 @@ class ScheduleTableSource:
         self._tz = ZoneInfo(schedule.timezone)
         self._db = db
         self._clock = clock
+        # the scheduler moves its next planned start on once it has acted on it (SQL Server Agent within
+        # about 20 minutes): a next start seen before and now past was planned, even when no longer shown
+        self._seen_next: datetime | None = None
+        self._passed: datetime | None = None
 
     def poll(self) -> Snapshot:
         try:
@@ -60,12 +64,20 @@ class ScheduleTableSource:
         except QueryError as exc:
             raise SourceError(exc.reason, f"schedule query: {exc}") from None
         now = datetime.fromtimestamp(self._clock(), tz=UTC)
+        if not rows:
+            raise SourceError("data", "schedule query: returned no row; expected one (latest planned start, "
+                                      "next planned start, paused): is the job's name or id right?")
         out = SampleBuilder()
         if rows:
             try:
                 planned, following, paused = planned_starts(rows[0], now, self._tz)
             except ValueError as exc:
                 raise SourceError("data", f"schedule query: {exc}") from None
+            if self._seen_next is not None and self._seen_next <= now:
+                self._passed = self._seen_next if self._passed is None else max(self._passed, self._seen_next)
+            self._seen_next = following
+            if self._passed is not None and (planned is None or self._passed > planned):
+                planned = self._passed
             if planned is not None and not paused:
                 out.add("batch_schedule_last_expected_timestamp_seconds", planned.timestamp(), batch=self._batch)
             if following is not None and not paused:
