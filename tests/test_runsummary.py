@@ -119,3 +119,31 @@ def test_runs_are_ordered_by_start_unknown_first() -> None:
     rows = [run("b", "success", 1, 1), RunRow("z", None, "unknown", None, None), run("a", "success", 1, 1),
             run("c", "failed", 5, 1)]
     assert [r.run_id for r in sorted(rows, key=start_order)] == ["z", "c", "a", "b"]
+
+
+def slot(hour: int, minute: int) -> str:
+    return datetime(2026, 11, 28, hour, minute, tzinfo=TOKYO).isoformat(timespec="seconds")
+
+
+def test_a_rerun_of_an_earlier_slot_is_reported_beside_the_latest_key() -> None:
+    """A 15-minute schedule: the 11:30 slot is cleared and re-run (Airflow: one row, attempt 2) while the
+    11:45 slot, the latest key, ran once. Attempts stay on the latest key, and the earlier slot's re-run
+    is reported of its own (batch_run_earlier_key_attempts), for 24 hours from when it began."""
+    rerun = RunRow("s1130", slot(11, 30), "running", NOW - timedelta(minutes=2), None, attempt=2)
+    latest = RunRow("s1145", slot(11, 45), "success", NOW - timedelta(minutes=14), NOW - timedelta(minutes=12))
+    s = summarize([rerun, latest], NOW, TOKYO)
+    assert s.attempts == 1 and s.latest is latest
+    assert s.earlier_rerun == (slot(11, 30), 2)
+    assert summarize([rerun, latest], NOW + timedelta(hours=25), TOKYO).earlier_rerun is None
+    # the latest key's own re-run is batch_run_attempts' business, not this
+    again = RunRow("s1145b", slot(11, 45), "running", NOW - timedelta(minutes=1), None)
+    s = summarize([latest, again], NOW, TOKYO)
+    assert s.attempts == 2 and s.earlier_rerun is None
+
+
+def test_a_rerun_of_yesterday_after_today_s_run_is_reported() -> None:
+    rows = [run("1", "failed", 30, 0.5, "2026-11-27"), run("2", "success", 4, 0.5, "2026-11-28"),
+            run("3", "running", 0.2, None, "2026-11-27")]
+    s = summarize(rows, NOW, TOKYO)
+    assert s.latest is not None and s.latest.run_id == "2" and s.attempts == 1
+    assert s.earlier_rerun == ("2026-11-27", 2)

@@ -52,6 +52,7 @@ class RunSummary:
     presumed_dead: int = 0
     latest_date: RunsOfDate | None = None
     queued: int = 0
+    earlier_rerun: tuple[str, int] | None = None  # (key, attempts) of an earlier key re-run lately
 
 
 def map_status(raw: str | None, mapping: dict[str, Sequence[str]], *, ended: bool = False) -> str:
@@ -355,7 +356,33 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration:
                           if presumed_dead(r, now, max_duration, of_latest_date=of_latest)),
         latest_date=of_date,
         queued=counts.get("queued", 0),
+        earlier_rerun=earlier_key_rerun(ordered, keys, latest_date, now),
     )
+
+
+EARLIER_RERUN_WINDOW = timedelta(hours=24)
+
+
+def earlier_key_rerun(ordered: Sequence[RunRow], keys: Sequence[str | None], latest_key: str | None,
+                      now: datetime) -> tuple[str, int] | None:
+    """A key other than the latest that was run again lately: (key, its attempts) of the one whose newest
+    attempt started (or was queued) last, within EARLIER_RERUN_WINDOW of `now`, when it has 2 attempts
+    or more. Attempts count only the latest key, so that re-running an older key does not move the batch
+    back to it; this is how such a re-run (clearing one 15-minute slot of an Airflow DAG while the next
+    one exists, re-running yesterday after today's run) still shows."""
+    by_key: dict[str, list[RunRow]] = {}
+    for row, key in zip(ordered, keys, strict=True):
+        if key is not None and key != latest_key:
+            by_key.setdefault(key, []).append(row)
+    best: tuple[datetime, str, int] | None = None
+    for key, rows in by_key.items():
+        attempts = attempt_count(rows)
+        active = [moment for r in rows if (moment := r.started_at or r.queued_at) is not None]
+        if attempts < 2 or not active or now - max(active) > EARLIER_RERUN_WINDOW:
+            continue
+        if best is None or max(active) > best[0]:
+            best = (max(active), key, attempts)
+    return (best[1], best[2]) if best is not None else None
 
 
 def _latest_keyed_success(successes: Sequence[RunRow], current: Sequence[RunRow], tz: ZoneInfo) -> datetime | None:

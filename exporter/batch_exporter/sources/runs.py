@@ -158,6 +158,9 @@ class RunsSource:
         if s.latest_date is not None and s.latest_date.business_date is not None:
             out.add("batch_run_business_date_info", 1, batch=b,
                     business_date=status_code_label(s.latest_date.business_date))
+        if s.earlier_rerun is not None:
+            key, attempts = s.earlier_rerun
+            out.add("batch_run_earlier_key_attempts", attempts, batch=b, business_date=status_code_label(key))
         for status, count in s.by_status.items():
             out.add("batch_runs", count, batch=b, status=status)
         if attempt_records and self._records is not None and s.latest_date is not None:
