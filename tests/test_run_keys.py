@@ -4,7 +4,9 @@ runs source and rerun-check; the scheduler's plan (schedule_table) and `--explai
 from __future__ import annotations
 
 import json
+import math
 import re
+import shlex
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -17,9 +19,12 @@ import pytest
 from batch_exporter.config import Config, ConfigError, parse_config
 from batch_exporter.database import open_database
 from batch_exporter.explain import explain
+from batch_exporter.presets import expand
 from batch_exporter.rerun import Evidence, gather, judge
 from batch_exporter.runsummary import parse_run_row
 from batch_exporter.snapshot import Snapshot
+from batch_exporter.sources.errors import SourceError
+from batch_exporter.sources.run_table import RunTable
 from batch_exporter.sources.runs import RunsSource
 from batch_exporter.sources.schedule_table import planned_starts
 
@@ -457,3 +462,283 @@ def test_explain_shows_the_window_query_with_both_placeholders(tmp_path: Path) -
     assert lines[lines.index(window) - 1] == ("-- every poll: the lookback window; parameters: now - lookback, twice "
                                               "(started, or queued and not started)")
     assert "columns.run_key (a scheduled slot)" in text
+
+
+# --- the last success is the latest key's -------------------------------------------------------------
+
+
+def test_an_older_key_rerun_that_succeeds_now_is_not_the_last_success(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    yesterday_end = tokyo(26, 1, 30)
+    write_runs(db, [
+        Run(1, "OK", wall(tokyo(26, 1)), wall(yesterday_end), biz="2026-11-26"),
+        Run(2, "NG", wall(tokyo(27, 1)), wall(tokyo(27, 1, 20)), biz="2026-11-27"),
+        # the 20th cleared and re-run this morning, after the 27th failed: not the success the 27th waits for
+        Run(3, "OK", wall(tokyo(27, 10)), wall(tokyo(27, 10, 10)), biz="2026-11-20"),
+    ])
+    src = source(db, config_text(db, {"business_date": "biz"}, lookback="3d"), NOW)
+    snapshot = src.poll()
+    assert business_dates(snapshot) == ["2026-11-27"]
+    assert value(snapshot, "batch_run_last_status", status="failed") == 1
+    assert value(snapshot, "batch_run_last_success_timestamp_seconds") == yesterday_end.timestamp()
+
+    fixed_end = tokyo(27, 10, 40)
+    write_runs(db, [Run(4, "OK", wall(tokyo(27, 10, 30)), wall(fixed_end), biz="2026-11-27")])
+    snapshot = src.poll()
+    assert value(snapshot, "batch_run_attempts") == 2
+    assert value(snapshot, "batch_run_last_success_timestamp_seconds") == fixed_end.timestamp()
+
+
+def test_the_search_beyond_the_window_does_not_bring_back_an_older_key_rerun(tmp_path: Path) -> None:
+    """With a one-day window, the only success in it is the 20th's re-run: it is passed over, and the
+    search of the whole table for a success (which reads no keys) is not sent, or it would answer with
+    that same re-run."""
+    db = tmp_path / "runs.db"
+    write_runs(db, [
+        Run(1, "OK", wall(tokyo(24, 1)), wall(tokyo(24, 1, 30)), biz="2026-11-24"),
+        Run(2, "NG", wall(tokyo(27, 1)), wall(tokyo(27, 1, 20)), biz="2026-11-27"),
+        Run(3, "OK", wall(tokyo(27, 10)), wall(tokyo(27, 10, 10)), biz="2026-11-20"),
+    ])
+    snapshot = source(db, config_text(db, {"business_date": "biz"}, lookback="1d"), NOW).poll()
+    assert business_dates(snapshot) == ["2026-11-27"]
+    assert value(snapshot, "batch_run_last_success_timestamp_seconds") is None
+
+
+def test_an_older_slot_rerun_that_succeeds_now_is_not_the_last_success(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    before_latest = tokyo(27, 10, 20)
+    write_runs(db, [
+        Run(1, "OK", wall(tokyo(27, 10, 16)), wall(before_latest), slot=wall(tokyo(27, 10, 15))),
+        Run(2, "NG", wall(tokyo(27, 10, 31)), wall(tokyo(27, 10, 35)), slot=wall(tokyo(27, 10, 30))),
+        Run(3, "OK", wall(tokyo(27, 10, 50)), wall(tokyo(27, 10, 55)), slot=wall(tokyo(27, 9))),  # re-run
+    ])
+    snapshot = source(db, config_text(db, {"run_key": "slot"}), NOW).poll()
+    assert business_dates(snapshot) == ["2026-11-27T10:30:00+09:00"]
+    assert value(snapshot, "batch_run_last_success_timestamp_seconds") == before_latest.timestamp()
+
+
+# --- a naive business date under key_timezone ---------------------------------------------------------
+
+
+def test_a_naive_business_date_at_midnight_keeps_its_date_under_key_timezone(tmp_path: Path) -> None:
+    # times kept as UTC (timezone), keys in New York (key_timezone): a date kept as its midnight is that
+    # date, not the evening before in New York
+    utc = ZoneInfo("UTC")
+    start = NOW - timedelta(hours=1)
+    for stored in ("2026-11-27 00:00:00", datetime(2026, 11, 27)):
+        raw = (1, stored, "OK", start, NOW)
+        assert parse_run_row(raw, MAPPING, utc, key_tz=NEW_YORK)[0].business_date == "2026-11-27", stored
+    # an aware one is an instant: 03:00 UTC on the 27th is the 26th in New York
+    for aware in ("2026-11-27T03:00:00+00:00", "2026-11-27T03:00:00Z", datetime(2026, 11, 27, 3, tzinfo=UTC)):
+        raw = (1, aware, "OK", start, NOW)
+        assert parse_run_row(raw, MAPPING, utc, key_tz=NEW_YORK)[0].business_date == "2026-11-26", aware
+
+    db = tmp_path / "runs.db"
+    write_runs(db, [Run(1, "OK", wall(start, utc), wall(NOW, utc), biz="2026-11-27 00:00:00")])
+    text = config_text(db, {"business_date": "biz"}, timezone="UTC",
+                       batch_extra="\n      key_timezone: America/New_York")
+    assert business_dates(source(db, text, NOW).poll()) == ["2026-11-27"]
+    assert evidence(text, NOW).business_date == "2026-11-27"
+
+
+# --- one slot in two spellings, slots as epoch numbers ----------------------------------------------------
+
+
+def test_a_slot_written_as_a_date_and_as_its_midnight_is_one_key(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    write_runs(db, [
+        Run(1, "NG", wall(tokyo(27, 0, 1)), wall(tokyo(27, 0, 20)), slot="2026-11-27"),  # the scheduler's
+        Run(2, "OK", wall(tokyo(27, 10)), wall(tokyo(27, 10, 20)), slot="2026-11-27 00:00:00"),  # a re-run script's
+    ])
+    text = config_text(db, {"run_key": "slot"})
+    snapshot = source(db, text, NOW).poll()
+    assert business_dates(snapshot) == ["2026-11-27T00:00:00+09:00"]
+    assert value(snapshot, "batch_run_attempts") == 2
+    ev = evidence(text, NOW)
+    assert ev.business_date == "2026-11-27T00:00:00+09:00" and [a.run_id for a in ev.attempts] == ["1", "2"]
+
+
+def epoch(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+def test_slots_stored_as_epoch_seconds_are_read_as_instants(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE job_runs (run_id INTEGER, status TEXT, started_at INTEGER, ended_at INTEGER, "
+                 "slot INTEGER, biz TEXT, clear_number INTEGER, queued_at INTEGER, seconds REAL, created_at TEXT)")
+    conn.commit()
+    conn.close()
+    slots = [tokyo(27, 10), tokyo(27, 10, 15), tokyo(27, 10, 30)]
+    write_runs(db, [Run(i, "OK", epoch(slot + timedelta(minutes=1)), epoch(slot + timedelta(minutes=5)),
+                        slot=epoch(slot)) for i, slot in enumerate(slots, 1)])
+    # the 10:00 slot cleared and re-run after the 10:30 one: an older slot, not the latest
+    write_runs(db, [Run(4, "NG", epoch(tokyo(27, 10, 50)), epoch(tokyo(27, 10, 55)), slot=epoch(slots[0]))])
+    text = config_text(db, {"run_key": "slot"}, batch_extra="\n      timestamps: epoch_seconds")
+    snapshot = source(db, text, NOW).poll()
+    assert business_dates(snapshot) == ["2026-11-27T10:30:00+09:00"]
+    assert value(snapshot, "batch_run_attempts") == 1
+    assert value(snapshot, "batch_run_last_status", status="success") == 1
+    ev = evidence(text, NOW)
+    assert ev.business_date == "2026-11-27T10:30:00+09:00"
+    assert ev.recent_dates == [("2026-11-27T10:30:00+09:00", 1), ("2026-11-27T10:15:00+09:00", 1),
+                               ("2026-11-27T10:00:00+09:00", 2)]
+
+
+# --- a section next to a preset -------------------------------------------------------------------------
+
+AIRFLOW_PRESET = {"name": "airflow", "dag_id": "etl"}
+
+
+def test_a_nested_mapping_next_to_a_preset_is_merged_key_by_key() -> None:
+    generated = expand({"preset": AIRFLOW_PRESET})["runs"]
+    runs = expand({"preset": AIRFLOW_PRESET, "runs": {"columns": {"queued_at": "q"}}})["runs"]
+    assert runs["columns"] == {**generated["columns"], "queued_at": "q"}
+    assert runs["columns"]["run_key"] == "run_key" and runs["columns"]["attempt"] == "attempt"
+    assert {k: v for k, v in runs.items() if k != "columns"} == {k: v for k, v in generated.items() if k != "columns"}
+    assert expand({"preset": AIRFLOW_PRESET, "runs": {"lookback": "3d"}})["runs"] == {**generated, "lookback": "3d"}
+
+    loaded = load("""databases:
+  a:
+    odbc: 'Driver={PostgreSQL Unicode};Server=127.0.0.1;Database=test;UID=postgres'
+batches:
+  etl:
+    database: a
+    max_duration: 1h
+    preset: {name: airflow, dag_id: etl}
+    runs:
+      columns: {queued_at: "COALESCE(queued_at, started_at)"}
+      lookback: 3d
+""").batches["etl"].runs
+    assert loaded is not None
+    assert loaded.columns.run_key == "run_key" and loaded.columns.attempt == "attempt"
+    assert loaded.columns.queued_at == "COALESCE(queued_at, started_at)"
+    assert loaded.lookback == 3 * 86400
+
+
+# --- rerun-check: which key, and the command it offers ------------------------------------------------
+
+PENDING_RECORDS = """
+    records:
+      query: "SELECT state, COUNT(*) FROM task_instance WHERE run_id = ? GROUP BY state"
+      pending_states: [running]
+    idempotent: true"""
+
+
+def test_rerun_check_for_a_date_holding_several_slots_names_them(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    write_runs(db, [
+        Run(1, "NG", wall(tokyo(27, 10, 1)), wall(tokyo(27, 10, 5)), slot=wall(tokyo(27, 10))),
+        Run(2, "OK", wall(tokyo(27, 10, 46)), wall(tokyo(27, 10, 50)), slot=wall(tokyo(27, 10, 45))),
+    ])
+    write_task_states(db, [(1, "running", 5)])  # the failed 10:00 slot left rows pending
+    config = load(config_text(db, {"run_key": "slot"}, batch_extra=PENDING_RECORDS))
+    j = judge(gather(config, "b", business_date="2026-11-27", now=NOW))
+    assert j.verdict == "unknown"
+    [unknown] = [r for r in j.rules if r.result == "unknown"]
+    assert "2026-11-27T10:00:00+09:00" in unknown.message and "2026-11-27T10:45:00+09:00" in unknown.message
+
+    # a slot time names its slot: the 10:00 one's pending rows are judged, the 10:45 one's success
+    for asked, key, run_id, rule in [("2026-11-27T10:00:00+09:00", "2026-11-27T10:00:00+09:00", "1", "no_pending_rows"),
+                                     ("2026-11-27 10:45", "2026-11-27T10:45:00+09:00", "2", "not_succeeded")]:
+        ev = gather(config, "b", business_date=asked, now=NOW)
+        assert ev.run_table_error is None
+        assert ev.business_date == key and [a.run_id for a in ev.attempts] == [run_id]
+        j = judge(ev)
+        assert j.verdict != "unknown"
+        assert [r.result for r in j.rules if r.rule == rule] == ["warning"], j.rules
+
+
+@pytest.mark.parametrize(("columns", "stored", "key"), [
+    ({"run_key": "slot"}, Run(1, "NG", slot=wall(tokyo(27, 10, 30))), "2026-11-27T10:30:00+09:00"),
+    ({"business_date": "biz"}, Run(1, "NG", biz="2026-11-27"), "2026-11-27"),
+    ({"run_key": "slot"}, Run(1, "NG", slot="x$(touch pwned) 'y'"), None),
+    ({"business_date": "biz"}, Run(1, "NG", biz="nightly; reboot"), None),
+], ids=["slot", "date", "slot-text", "date-text"])
+def test_rerun_unfinished_is_offered_with_a_quoted_date_or_slot_only(
+        tmp_path: Path, columns: dict[str, str], stored: Run, key: str | None) -> None:
+    db = tmp_path / "runs.db"
+    start = tokyo(27, 10, 31)
+    write_runs(db, [Run(1, "NG", wall(start), wall(start + timedelta(minutes=8)), slot=stored.slot, biz=stored.biz)])
+    write_task_states(db, [(1, "success", 2), (1, "failed", 1)])
+    records = f"""
+    records:
+      query: "SELECT state, COUNT(*) FROM task_instance WHERE run_id = ? GROUP BY state"
+      pending_states: [running, queued]
+      done_states: [success]
+      rerun_unfinished: "{AIRFLOW_CLEAR}\""""
+    ev = evidence(config_text(db, columns, batch_extra=records), NOW)
+    j = judge(ev)
+    changed = [r for r in j.rules if r.rule == "no_data_changed"]
+    if key is None:
+        assert ev.business_date == (stored.slot or stored.biz)  # the only key, though not a date or slot
+        assert ev.rerun_unfinished is None
+        assert [r.result for r in changed] == ["unsafe"]
+        assert not any("airflow tasks clear" in r.message for r in j.rules)
+    else:
+        assert ev.business_date == key and ev.rerun_unfinished is not None
+        assert shlex.split(ev.rerun_unfinished) == ["airflow", "tasks", "clear", "--only-failed", "--start-date", key,
+                                                    "--end-date", key, "etl"]
+        assert [r.result for r in changed] == ["info"] and ev.rerun_unfinished in changed[0].message
+
+
+# --- an out-of-range duration -----------------------------------------------------------------------------
+
+HUGE_DURATIONS = pytest.mark.parametrize("seconds", [1e300, math.inf], ids=["1e300", "infinity"])
+
+
+@HUGE_DURATIONS
+def test_an_out_of_range_duration_in_the_window_is_a_data_error(tmp_path: Path, seconds: float) -> None:
+    db = tmp_path / "runs.db"
+    write_runs(db, [Run(1, "NG", wall(tokyo(27, 9)), seconds=seconds)], without=("ended_at",))
+    text = config_text(db, {"duration": "seconds"})
+    with pytest.raises(SourceError) as caught:
+        source(db, text, NOW).poll()
+    assert caught.value.reason == "data" and "column duration" in str(caught.value), caught.value
+    ev = evidence(text, NOW)
+    assert ev.run_table_error is not None and "column duration" in ev.run_table_error
+
+
+@HUGE_DURATIONS
+def test_an_out_of_range_duration_of_the_last_success_before_the_window_is_a_data_error(
+        tmp_path: Path, seconds: float) -> None:
+    db = tmp_path / "runs.db"
+    write_runs(db, [Run(1, "OK", wall(tokyo(25, 9)), seconds=seconds),  # before the 1-day window
+                    Run(2, "NG", wall(tokyo(27, 10)), seconds=60.0)], without=("ended_at",))
+    text = config_text(db, {"duration": "seconds"})
+    with pytest.raises(SourceError) as caught:
+        source(db, text, NOW).poll()
+    assert caught.value.reason == "data" and "column duration" in str(caught.value), caught.value
+    runs = load(text).batches["b"].runs
+    assert runs is not None
+    database = open_database("l", sqlite=str(db))
+    try:
+        with pytest.raises(ValueError, match="column duration"):
+            RunTable("b", runs, None, database.query, text_timestamps=True).last_success()
+    finally:
+        database.close()
+
+
+# --- comments and parameters in column expressions -----------------------------------------------------
+
+
+@pytest.mark.parametrize(("expression", "named"), [
+    ("status # the code", "a '#' (a comment in MySQL and MariaDB)"),
+    ("COALESCE(status, :x)", "':x'"),
+    ("COALESCE(status, @x)", "'@x'"),
+    ("COALESCE(status, $1)", "'$'"),
+])
+def test_a_column_expression_with_a_comment_or_a_parameter_is_refused(
+        tmp_path: Path, expression: str, named: str) -> None:
+    text = config_text(tmp_path / "runs.db", {"status": expression})
+    with pytest.raises(ConfigError) as caught:
+        load(text)
+    assert re.search(rf"^config\.yml:{columns_line(text)}: batches\.b\.runs\.columns\.status: .*contains "
+                     rf"{re.escape(named)}", str(caught.value), re.MULTILINE), str(caught.value)
+
+
+def test_a_cast_and_a_containment_operator_are_column_expressions(tmp_path: Path) -> None:
+    columns = {"started_at": "started_at::timestamptz", "status": "CASE WHEN a @> b THEN status END"}
+    runs = load(config_text(tmp_path / "runs.db", columns)).batches["b"].runs
+    assert runs is not None
+    assert runs.columns.started_at == columns["started_at"] and runs.columns.status == columns["status"]

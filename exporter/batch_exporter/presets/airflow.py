@@ -2,10 +2,10 @@
 earlier attempts of a cleared run from `task_instance_history`, the plan from `dag`, and the task
 instances as records.
 
-- Run key: the start of the data interval the run processes, else its logical date (`execution_date`
-  in 2.x; in 3.x `run_after` for a manual run without one), spelled in the DAG's time zone and kept whole:
-  a DAG that runs every 15 minutes has a key per slot. With 3.x's default cron timetable the interval
-  starts at the logical date; a manual run's interval is the one Airflow inferred for it.
+- Run key, spelled in the DAG's time zone and kept whole (a DAG that runs every 15 minutes has a key
+  per slot): in 3.x the logical date, or `run_after` for a manual run without one; in 2.x the start of
+  the data interval the run processes (a scheduled run's execution_date; a manual run's interval is the
+  one Airflow inferred for it, so it is an attempt of the slot whose data it re-processes).
 - Attempts: `airflow tasks clear` re-runs a key on the same row and counts it in `clear_number` (one row
   per logical date); the attempt is `clear_number + 1`. The tries archived in task_instance_history when
   a run was cleared give the earlier attempts' times and outcome, one row per try number up to
@@ -47,10 +47,12 @@ def generate(params: Mapping[str, Any]) -> Generated:
     prefix = text_param(params, "schema", _SCHEMA, "a schema name") + "." if schema is not None else ""
     timezone = params.get("timezone", "UTC")
     dag = sql_text(dag_id)
-    # the data interval a run processes: a manual run is then an attempt of the interval it re-processes
-    # (2.x keys a scheduled run by its interval's start, so a manual run's own time would be a later key
-    # and hide the next scheduled run for a day)
-    key = ("COALESCE(dr.data_interval_start, dr.logical_date, dr.run_after)" if version == 3
+    # 2.x keys a scheduled run by the start of its data interval, and a manual run's execution_date is the
+    # moment it was triggered: keyed by that, it would be a later key and hide the next scheduled run for a
+    # day. Its data interval is the one it re-processes. 3.x's manual runs carry their trigger time as
+    # their data interval, and the default timetable keys scheduled runs by when they are due: the logical
+    # date (or run_after) is the key there.
+    key = ("COALESCE(dr.logical_date, dr.run_after)" if version == 3
            else "COALESCE(dr.data_interval_start, dr.execution_date)")
     planned = "run_after" if version == 3 else "data_interval_end"
     runs_query = f"""SELECT dr.run_id AS run_id, {key} AS run_key, dr.state AS status,

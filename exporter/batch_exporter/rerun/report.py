@@ -24,8 +24,11 @@ _ATTEMPT_HEADER = ["RUN", "STATUS", "STARTED", "ENDED", "DURATION", "ROWS", "PEN
 def render_text(ev: Evidence, j: Judgement) -> str:
     """The report for a person at 3 a.m.: verdict first and last, then each kind of evidence."""
     tz = ev.timezone
+    partial = partial_rerun(ev, j)
     out = [_title(ev, j)]
     out += [f"  - {reason}" for reason in j.reasons]
+    if partial is not None:
+        out.append(f"  - re-run only the unfinished part, with: {partial}")
     out += [f"  ! {r.message} (not blocking: idempotent)" for r in j.rules if r.result == "warning"]
     out.append("")
     out.append(f"Attempts for business date {ev.business_date or '?'} (times in {tz})")
@@ -57,7 +60,18 @@ def render_text(ev: Evidence, j: Judgement) -> str:
                   [[_RESULT_WORDS[r.result], r.rule, r.message] for r in j.rules], set())
     out.append("")
     out.append(_title(ev, j))
+    if partial is not None:
+        out.append(f"  - re-run only the unfinished part, with: {partial}")
     return "\n".join(out) + "\n"
+
+
+def partial_rerun(ev: Evidence, j: Judgement) -> str | None:
+    """The command that re-runs only what a failed attempt left unfinished, when the verdict rests on it
+    (records.rerun_unfinished, and an attempt whose done rows it leaves alone)."""
+    if ev.rerun_unfinished is None or j.verdict == "unsafe":
+        return None
+    relied = any(r.rule == "no_data_changed" and r.result == "info" for r in j.rules)
+    return ev.rerun_unfinished if relied else None
 
 
 def _title(ev: Evidence, j: Judgement) -> str:
@@ -174,6 +188,7 @@ def to_json(ev: Evidence, j: Judgement) -> dict[str, Any]:
         "verdict": j.verdict,
         "exit_code": j.exit_code,
         "reasons": j.reasons,
+        "rerun_only_with": partial_rerun(ev, j),
         "rules": [{"rule": r.rule, "result": r.result, "message": r.message} for r in j.rules],
         "idempotent": ev.idempotent,
         "timezone": ev.timezone,

@@ -73,7 +73,7 @@ class RunsSource:
             raise SourceError("data", f"runs row: {exc}") from None
         rows = [self._row(raw) for raw in raws]
         summary = summarize(rows, now, self._table.key_tz, self._max_duration)
-        self._remember_success(summary.last_success)
+        self._remember_success(summary.last_success, window_has_success=summary.by_status["success"] > 0)
         return self._snapshot(summary, self._latest_success, self._records_of_attempts(summary, now))
 
     def _resolve_columns(self) -> None:
@@ -88,14 +88,16 @@ class RunsSource:
         if resolved.business_date_note is not None:
             log.warning("batch %s: %s", self._batch, resolved.business_date_note)
 
-    def _remember_success(self, in_window: datetime | None) -> None:
-        if in_window is None and not self._searched_before_window:
+    def _remember_success(self, in_window: datetime | None, *, window_has_success: bool) -> None:
+        # the search beyond the window reads no keys: it is for a window without any success, not for
+        # one whose successes are re-runs of older keys (summarize passes those over)
+        if in_window is None and not window_has_success and not self._searched_before_window:
             try:
                 in_window = self._table.last_success()
             except QueryError as exc:
                 raise SourceError(exc.reason, str(exc)) from None
             except ValueError as exc:
-                raise SourceError("data", f"runs column ended_at: {exc}") from None
+                raise SourceError("data", f"runs, the latest success before the window: {exc}") from None
             self._searched_before_window = True
         if in_window is not None and (self._latest_success is None or in_window > self._latest_success):
             self._latest_success = in_window
