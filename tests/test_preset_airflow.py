@@ -316,3 +316,28 @@ def test_check_config_explains_the_preset_and_finds_every_column(world: World) -
     explained = exporter("check-config", "-c", str(world.config), "--explain", "twice")
     assert explained.returncode == 0, explained.stderr
     assert "(from preset airflow)" in explained.stdout and "task_instance_history" in explained.stdout
+
+
+def test_the_documented_postgresql_grants_are_enough(world: World, tmp_path: Path) -> None:
+    """docs/presets/airflow.md's PostgreSQL account, created on this Airflow database, reads every source
+    of every preset batch: nothing more than those grants is needed."""
+    env = world.env
+    page = (Path(__file__).resolve().parents[1] / "docs" / "presets" / "airflow.md").read_text(encoding="utf-8")
+    start = page.index("```sql\nCREATE ROLE")
+    block = page[start + len("```sql\n"):page.index("```", start + 1)]
+    role = f"bx_monitor_{env.database[-12:]}"
+    sql = block.replace("batch_monitor", role).replace("DATABASE airflow", f'DATABASE "{env.database}"')
+    sql = sql.replace("'a long random password'", "'monitor-test'")
+    env.psql(sql)
+    try:
+        text = config_text(env).replace("UID=postgres;PWD=;", f"UID={role};PWD=monitor-test;")
+        config = tmp_path / "monitor.yml"
+        config.write_text(text, encoding="utf-8")
+        s = scrape(config)
+        for batch in ("twice", "every15", "partial", "old", "queued"):
+            for source in ("runs", "schedule"):
+                assert value(s, "batch_exporter_source_up", source=f"{source}:{batch}") == 1, (batch, source)
+        assert attempts(s, "twice") == 3
+    finally:
+        env.psql(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; REVOKE ALL ON SCHEMA public FROM {role}; '
+                 f'REVOKE ALL ON DATABASE "{env.database}" FROM {role}; DROP ROLE {role}')
