@@ -657,6 +657,19 @@ def _new_env(version: str, venv: Path, base: Path | None) -> AirflowEnv:
     return env
 
 
+def provision_or_skip(version: str) -> AirflowEnv:
+    """`provision` for a test module's fixture: skipped, saying why, where PostgreSQL cannot be used."""
+    import pytest
+
+    reason = postgres_missing()
+    if reason:
+        pytest.skip(reason)
+    try:
+        return provision(version)
+    except AirflowUnavailable as exc:
+        pytest.skip(str(exc))
+
+
 @contextlib.contextmanager
 def airflow_env(version: str = "3") -> Iterator[AirflowEnv]:
     """`provision` as a context manager that drops the database afterwards."""

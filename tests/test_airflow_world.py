@@ -17,11 +17,9 @@ from airflow_world import (
     NIGHTLY,
     OLDER_DATE,
     AirflowEnv,
-    AirflowUnavailable,
     Scenario,
     build_all,
-    postgres_missing,
-    provision,
+    provision_or_skip,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -34,13 +32,7 @@ def _pg(moment: datetime) -> str:
 
 @pytest.fixture(scope="module", params=["3", "2"], ids=["airflow3", "airflow2"])
 def world(request: pytest.FixtureRequest) -> Iterator[tuple[AirflowEnv, dict[str, Scenario]]]:
-    reason = postgres_missing()
-    if reason:
-        pytest.skip(reason)
-    try:
-        env = provision(request.param)
-    except AirflowUnavailable as exc:
-        pytest.skip(str(exc))
+    env = provision_or_skip(request.param)
     try:
         yield env, build_all(env)
     finally:

@@ -3,8 +3,13 @@ by Airflow's own scheduler and CLI (tests/airflow_world.py): the exporter and re
 
 Each case is read twice: through the preset, and through the mapping a user would write by hand on
 dag_run without it (run_id, the logical date as business date, state, start_date, end_date). The hand
-mapping shows the five ways the run model lied on a real scheduler's history (issue 13); the preset must
-not.
+mapping shows four of the five ways the run model lied on a real scheduler's history (issue 13); the
+fifth, "latest" meaning the latest start, was a fault of the core itself, fixed for every mapping: its
+test here shows the preset's answer, and tests/test_run_keys.py the core's.
+
+The cases share one database per Airflow version, built once; the last but one test re-runs pa_partial,
+so the tests after it read the database again rather than the first exposition. Logical dates are fixed
+in November 2026 and Airflow's own times come from the clock: the module needs a clock after them.
 """
 from __future__ import annotations
 
@@ -17,19 +22,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from airflow_world import (
     AirflowEnv,
-    AirflowUnavailable,
     Quiet,
     Scenario,
     ScenarioGen,
     WaitFor,
-    postgres_missing,
-    provision,
+    provision_or_skip,
 )
 from exporter_process import Series, parse_exposition, value
 
@@ -77,12 +81,12 @@ def partial_failure(env: AirflowEnv) -> ScenarioGen:
 
 
 def old_date_cleared(env: AirflowEnv) -> ScenarioGen:
-    """pa_old_cleared: two dates succeed, then the older one is cleared and run again."""
+    """pa_old_cleared: two dates succeed, then the older one is cleared and left queued."""
     older, _ = env.trigger("pa_old_cleared", nightly(0))
     newer, _ = env.trigger("pa_old_cleared", nightly(1))
     yield WaitFor("pa_old_cleared", (older, newer))
+    yield Quiet()
     env.clear("pa_old_cleared", nightly(0))
-    yield WaitFor("pa_old_cleared", (older,))
     return Scenario("old date cleared", "pa_old_cleared")
 
 
@@ -139,22 +143,18 @@ def scrape(config: Path) -> Series:
     return parse_exposition(done.stdout)
 
 
-def rerun_check(config: Path, batch: str, *extra: str) -> dict[str, object]:
+def rerun_check(config: Path, batch: str, *extra: str) -> dict[str, Any]:
     done = exporter("rerun-check", "-c", str(config), batch, "--json", *extra)
     assert done.returncode in (0, 1, 2), done.stderr
-    report: dict[str, object] = json.loads(done.stdout)
+    report: dict[str, Any] = json.loads(done.stdout)
     return report
 
 
 @pytest.fixture(scope="module", params=["3", "2"], ids=["airflow3", "airflow2"])
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    reason = postgres_missing()
-    if reason:
-        pytest.skip(reason)
-    try:
-        env = provision(request.param)
-    except AirflowUnavailable as exc:
-        pytest.skip(str(exc))
+    if datetime.now(UTC) < DAY0 + timedelta(days=2):
+        pytest.skip("the cases' logical dates must lie in the past: Airflow runs no future date")
+    env = provision_or_skip(request.param)
     try:
         env.play(cleared_twice(env), every_15_minutes(env), partial_failure(env), old_date_cleared(env),
                  cleared_and_queued(env))
@@ -206,8 +206,8 @@ def test_a_15_minute_dag_has_one_attempt_per_slot(world: World) -> None:
     last_slot = DAY0 + timedelta(minutes=15 * 7)
     assert key_of(s, "every15") == [expected_key(world.env, last_slot, timedelta(minutes=15))]
     assert value(s, "batch_runs", batch="every15", status="success") == 8
-    assert value(s, "batch_run_earlier_key_attempts", batch="every15",
-                 business_date=expected_key(world.env, DAY0, timedelta(minutes=15))) is None
+    assert not [labels for (name, labels) in s if name == "batch_run_earlier_key_attempts"
+                and dict(labels)["batch"] == "every15"]
 
 
 def test_a_cleared_run_waiting_in_the_queue_is_seen_and_blocks_a_rerun(world: World) -> None:
@@ -215,7 +215,7 @@ def test_a_cleared_run_waiting_in_the_queue_is_seen_and_blocks_a_rerun(world: Wo
     # by hand: the queued run has no start, so the window drops it: no run at all
     assert attempts(s, "queued_by_hand") == 0
     by_hand = rerun_check(world.config, "queued_by_hand")
-    assert by_hand["verdict"] != "unsafe"
+    assert by_hand["verdict"] == "unknown"  # "no run found": nothing says a re-run is waiting
     assert attempts(s, "queued") == 2
     assert value(s, "batch_run_queued", batch="queued") == 1
     assert value(s, "batch_run_last_status", batch="queued", status="queued") == 1
@@ -232,22 +232,30 @@ def test_clearing_an_old_date_does_not_make_it_the_latest_run(world: World) -> N
     s = world.exposition
     env = world.env
     rows = {r["key"]: r for r in env.psql_rows(
-        "SELECT {key} AS key, start_date FROM dag_run WHERE dag_id = 'pa_old_cleared'".format(
+        "SELECT {key} AS key, state, start_date FROM dag_run WHERE dag_id = 'pa_old_cleared'".format(
             key="logical_date" if env.major >= 3 else "execution_date"))}
-    older_start = datetime.fromisoformat(rows[nightly(0).strftime("%Y-%m-%d %H:%M:%S+00")]["start_date"] or "")
-    newer_start = datetime.fromisoformat(rows[nightly(1).strftime("%Y-%m-%d %H:%M:%S+00")]["start_date"] or "")
-    assert older_start > newer_start  # the older date ran again after the newer one
-    # by hand: the clear re-ran the old date on the same row, so its re-run is seen by nothing
-    assert key_of(s, "old_by_hand") == [nightly(1).date().isoformat()]
-    assert not [labels for (name, labels) in s if name == "batch_run_earlier_key_attempts"
-                and dict(labels)["batch"] == "old_by_hand"]
-    # the preset: the newer key stays the latest, with its own start; the old key's re-run pages on its own
+    older = rows[nightly(0).strftime("%Y-%m-%d %H:%M:%S+00")]
+    newer = rows[nightly(1).strftime("%Y-%m-%d %H:%M:%S+00")]
+    assert (older["state"], older["start_date"]) == ("queued", None)  # cleared: it waits for the scheduler
+    newer_start = datetime.fromisoformat(newer["start_date"] or "")
+    # the latest key stays the newer date, with its status and its start, not the old slot waiting in the
+    # queue (nor its start once it runs: tests/test_run_keys.py), so a missed later slot is not hidden
     assert key_of(s, "old") == [expected_key(env, nightly(1), timedelta(days=1))]
     assert attempts(s, "old") == 1
+    assert value(s, "batch_run_last_status", batch="old", status="success") == 1
     assert value(s, "batch_run_last_start_timestamp_seconds", batch="old") == newer_start.timestamp()
+    assert value(s, "batch_run_queued", batch="old") == 1
+    # the old key's re-run (queued: attempt 2) pages on its own
     assert value(s, "batch_run_earlier_key_attempts", batch="old",
                  business_date=expected_key(env, nightly(0), timedelta(days=1))) == 2
-    assert rerun_check(world.config, "old")["business_date"] == expected_key(env, nightly(1), timedelta(days=1))
+    report = rerun_check(world.config, "old")
+    assert report["business_date"] == expected_key(env, nightly(1), timedelta(days=1))
+    assert report["verdict"] == "unsafe"  # the newer date succeeded, and the old one waits in the queue
+    # by hand: the queued run has no start, so nothing shows the old date's re-run
+    assert key_of(s, "old_by_hand") == [nightly(1).date().isoformat()]
+    assert value(s, "batch_run_queued", batch="old_by_hand") == 0
+    assert not [labels for (name, labels) in s if name == "batch_run_earlier_key_attempts"
+                and dict(labels)["batch"] == "old_by_hand"]
 
 
 def test_task_states_are_not_data_rows_and_only_the_failed_tasks_are_rerun(world: World) -> None:
@@ -255,7 +263,7 @@ def test_task_states_are_not_data_rows_and_only_the_failed_tasks_are_rerun(world
     # by hand: the task that succeeded reads as data a failed run changed: UNSAFE
     by_hand = rerun_check(world.config, "partial_by_hand")
     assert by_hand["verdict"] == "unsafe"
-    assert any(r["rule"] == "no_data_changed" and r["result"] == "unsafe" for r in by_hand["rules"])  # type: ignore[union-attr]
+    assert any(r["rule"] == "no_data_changed" and r["result"] == "unsafe" for r in by_hand["rules"])
     # the preset: only successful task instances are work done, and re-running only the failed ones
     # leaves them alone
     report = rerun_check(world.config, "partial")
@@ -298,7 +306,9 @@ def test_the_plan_and_the_pause_come_from_the_dag_table(world: World) -> None:
     # (no scheduler creates runs here), which is then the last expected start
     planned = [value(s, f"batch_schedule_{which}_expected_timestamp_seconds", batch="twice")
                for which in ("last", "next")]
-    assert planned != [None, None]
+    [row] = env.psql_rows("SELECT next_dagrun_create_after FROM dag WHERE dag_id = 'pa_cleared_twice'")
+    create_after = datetime.fromisoformat(row["next_dagrun_create_after"] or "").timestamp()
+    assert create_after in planned and planned.count(None) == 1
     env.cli("dags", "pause", "pa_cleared_twice")
     try:
         paused = scrape(world.config)

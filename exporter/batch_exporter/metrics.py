@@ -58,7 +58,8 @@ CONTRACT: tuple[MetricSpec, ...] = (
           "run that started last."),
     _spec("batch_run_business_date_info", "gauge", ("batch", "business_date"),
           "Always 1; `business_date` is the latest run key, the one batch_run_attempts counts (a date "
-          "YYYY-MM-DD, or a slot YYYY-MM-DDTHH:MM:SS+HH:MM in runs.timezone; card-like digit runs masked; at "
+          "YYYY-MM-DD, or a slot YYYY-MM-DDTHH:MM:SS+HH:MM in runs.key_timezone, else runs.timezone; card-like "
+          "digit runs masked; at "
           "most 64 characters). The re-run alerts carry it, so that a new date's re-run is a new alert."),
     _spec("batch_run_earlier_key_attempts", "gauge", ("batch", "business_date"),
           "Runs of an earlier run key (not the latest) that was run again in the last 24 hours, 2 or more: "

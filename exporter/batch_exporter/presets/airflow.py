@@ -9,7 +9,9 @@ instances as records.
 - Attempts: `airflow tasks clear` re-runs a key on the same row and counts it in `clear_number` (one row
   per logical date); the attempt is `clear_number + 1`. The tries archived in task_instance_history when
   a run was cleared give the earlier attempts' times and outcome, one row per try number up to
-  `clear_number` (a task retried within one attempt can make an earlier attempt look longer or failed).
+  `clear_number`. Try numbers count per task, not per clear (a task retried within one attempt, or one
+  that first ran in a later attempt, shifts them), so an earlier attempt can look longer or failed; it is
+  a success only when every task of the run succeeded in that try, never on a part of them.
 - Queued: a cleared or triggered run waits with no start; it is windowed on `queued_at`.
 - Schedule: the latest scheduled run's `run_after` (2.x: `data_interval_end`) and `dag.next_dagrun_create_after`
   (overdue when past), and `dag.is_paused`.
@@ -61,15 +63,17 @@ def generate(params: Mapping[str, Any]) -> Generated:
   FROM {prefix}dag_run dr
  WHERE dr.dag_id = {dag}
 UNION ALL
-SELECT CONCAT(dr.run_id, ' try ', CAST(h.try_number AS CHAR(10))) AS run_id, {key} AS run_key,
-       CASE WHEN MIN(CASE WHEN h.state = 'success' THEN 1 ELSE 0 END) = 1 THEN 'success' ELSE 'failed' END
-         AS status,
+SELECT CONCAT(dr.run_id, ' try ', h.try_number) AS run_id, {key} AS run_key,
+       CASE WHEN COUNT(DISTINCT CASE WHEN h.state = 'success' THEN h.task_id END)
+                 = (SELECT COUNT(*) FROM {prefix}task_instance ti
+                     WHERE ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id)
+            THEN 'success' ELSE 'failed' END AS status,
        MIN(h.start_date) AS started_at, MAX(h.end_date) AS ended_at, h.try_number AS attempt,
        NULL AS queued_at
   FROM {prefix}task_instance_history h
   JOIN {prefix}dag_run dr ON dr.dag_id = h.dag_id AND dr.run_id = h.run_id
  WHERE h.dag_id = {dag} AND h.try_number BETWEEN 1 AND dr.clear_number
- GROUP BY dr.run_id, {key}, h.try_number"""
+ GROUP BY dr.dag_id, dr.run_id, {key}, h.try_number"""
     return {
         "runs": {
             "query": runs_query,
