@@ -147,3 +147,12 @@ def test_a_rerun_of_yesterday_after_today_s_run_is_reported() -> None:
     s = summarize(rows, NOW, TOKYO)
     assert s.latest is not None and s.latest.run_id == "2" and s.attempts == 1
     assert s.earlier_rerun == ("2026-11-27", 2)
+
+
+def test_a_rerun_made_while_its_date_was_the_latest_is_not_reported_again() -> None:
+    """Yesterday failed and was re-run yesterday (batch_run_attempts said 2 then); today's run began after:
+    no second report of yesterday's re-run as an earlier key's."""
+    rows = [run("1", "failed", 30, 0.5, "2026-11-27"), run("2", "success", 28, 0.5, "2026-11-27"),
+            run("3", "success", 4, 0.5, "2026-11-28")]
+    s = summarize(rows, NOW, TOKYO)
+    assert s.attempts == 1 and s.earlier_rerun is None

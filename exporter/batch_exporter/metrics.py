@@ -62,9 +62,10 @@ CONTRACT: tuple[MetricSpec, ...] = (
           "digit runs masked; at "
           "most 64 characters). The re-run alerts carry it, so that a new date's re-run is a new alert."),
     _spec("batch_run_earlier_key_attempts", "gauge", ("batch", "business_date"),
-          "Runs of an earlier run key (not the latest) that was run again in the last 24 hours, 2 or more: "
-          "the one re-run last (clearing one 15-minute slot while the next exists, re-running yesterday after "
-          "today's run). Absent when there is none. The re-run alerts page on it like on batch_run_attempts."),
+          "Runs of an earlier run key (not the latest) run again after the latest key's first run began, "
+          "in the last 24 hours, 2 or more: the one re-run last (clearing one 15-minute slot while the next "
+          "exists, re-running yesterday after today's run). Absent when there is none. The re-run alerts page "
+          "on it like on batch_run_attempts."),
     _spec("batch_run_records", "gauge", ("batch", "state"),
           "Rows touched by the latest run, by their database state value."),
     _spec("batch_run_pending_records", "gauge", _B,

@@ -365,20 +365,27 @@ EARLIER_RERUN_WINDOW = timedelta(hours=24)
 
 def earlier_key_rerun(ordered: Sequence[RunRow], keys: Sequence[str | None], latest_key: str | None,
                       now: datetime) -> tuple[str, int] | None:
-    """A key other than the latest that was run again lately: (key, its attempts) of the one whose newest
-    attempt started (or was queued) last, within EARLIER_RERUN_WINDOW of `now`, when it has 2 attempts
-    or more. Attempts count only the latest key, so that re-running an older key does not move the batch
-    back to it; this is how such a re-run (clearing one 15-minute slot of an Airflow DAG while the next
-    one exists, re-running yesterday after today's run) still shows."""
+    """A key other than the latest that was run again after the latest one began: (key, its attempts) of
+    the one whose newest attempt started (or was queued) last, within EARLIER_RERUN_WINDOW of `now`, when
+    it has 2 attempts or more. Attempts count only the latest key, so that re-running an older key does
+    not move the batch back to it; this is how such a re-run (clearing one 15-minute slot of an Airflow
+    DAG while the next one exists, re-running yesterday after today's run) still shows. A re-run made
+    while its key was still the latest was counted then, and is not reported again."""
     by_key: dict[str, list[RunRow]] = {}
     for row, key in zip(ordered, keys, strict=True):
-        if key is not None and key != latest_key:
+        if key is not None:
             by_key.setdefault(key, []).append(row)
+    latest_began = [moment for r in by_key.get(latest_key or "", []) if (moment := r.started_at or r.queued_at)]
+    if not latest_began:
+        return None
     best: tuple[datetime, str, int] | None = None
     for key, rows in by_key.items():
+        if key == latest_key:
+            continue
         attempts = attempt_count(rows)
         active = [moment for r in rows if (moment := r.started_at or r.queued_at) is not None]
-        if attempts < 2 or not active or now - max(active) > EARLIER_RERUN_WINDOW:
+        if (attempts < 2 or not active or max(active) <= min(latest_began)
+                or now - max(active) > EARLIER_RERUN_WINDOW):
             continue
         if best is None or max(active) > best[0]:
             best = (max(active), key, attempts)
