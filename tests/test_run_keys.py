@@ -742,3 +742,29 @@ def test_a_cast_and_a_containment_operator_are_column_expressions(tmp_path: Path
     runs = load(config_text(tmp_path / "runs.db", columns)).batches["b"].runs
     assert runs is not None
     assert runs.columns.started_at == columns["started_at"] and runs.columns.status == columns["status"]
+
+
+@pytest.mark.parametrize(("preset", "expected"), [
+    ("{name: airflow, dag_id: 'bad id; drop'}",
+     "batches.b: preset airflow: dag_id: expected an Airflow DAG id (letters, digits, '_', '.', '-'), "
+     "got 'bad id; drop'"),
+    ("{name: airflw, dag_id: x}", "batches.b: preset.name: unknown preset 'airflw' (known: airflow, sqlserver-agent)"),
+    ("{name: airflow, dag_id: x, versoin: 3}", "batches.b: preset airflow: unknown parameter 'versoin'"),
+    ("{name: airflow, dag_id: x, version: 4}", "batches.b: preset airflow: version: expected 2 or 3, got 4"),
+    ("{name: sqlserver-agent, job_name: x, key: slot}", "preset sqlserver-agent: key: expected date or start"),
+    ("airflow", "batches.b: preset: expected a mapping with a 'name'"),
+])
+def test_a_wrong_preset_is_a_located_error(preset: str, expected: str) -> None:
+    text = f"""databases:
+  a:
+    odbc: 'Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Database=test;UID=postgres'
+batches:
+  b:
+    database: a
+    preset: {preset}
+    max_duration: 2h
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "config.yml")
+    assert expected in str(caught.value)
+    assert str(caught.value).startswith("config.yml:")
