@@ -90,6 +90,24 @@ def old_date_cleared(env: AirflowEnv) -> ScenarioGen:
     return Scenario("old date cleared", "pa_old_cleared")
 
 
+def shifted_tries(env: AirflowEnv) -> ScenarioGen:
+    """pa_shifted_tries: attempt 1 fails in its first task (the others never run), attempt 2 fails in its
+    last; cleared again and left queued. Try numbers count per task: history's try 1 mixes both attempts,
+    and its try 2 holds only the first task's success."""
+    dag = "pa_shifted_tries"
+    run_id = f"manual__{nightly(0).isoformat()}"
+    env.set_outcome(dag, f"{run_id}.authorize", fail=True)
+    env.trigger(dag, nightly(0))
+    yield WaitFor(dag, (run_id,))
+    env.set_outcome(dag, f"{run_id}.authorize", fail=False)
+    env.set_outcome(dag, f"{run_id}.report", fail=True)
+    env.clear(dag, nightly(0))
+    yield WaitFor(dag, (run_id,))
+    yield Quiet()
+    env.clear(dag, nightly(0))
+    return Scenario("shifted tries", dag)
+
+
 def cleared_and_queued(env: AirflowEnv) -> ScenarioGen:
     """pa_queued: a run fails and is cleared with no scheduler running: it waits, queued, clear_number 1."""
     run_id, _ = env.trigger("pa_queued", nightly(0), fail=True)
@@ -112,7 +130,7 @@ def config_text(env: AirflowEnv) -> str:
     key = "logical_date" if env.major >= 3 else "execution_date"
     batches = []
     for name, dag_id in (("twice", "pa_cleared_twice"), ("every15", "pa_every_15"), ("partial", "pa_partial"),
-                         ("old", "pa_old_cleared"), ("queued", "pa_queued")):
+                         ("old", "pa_old_cleared"), ("queued", "pa_queued"), ("shifted", "pa_shifted_tries")):
         batches.append(f"""  {name}:
     database: airflow
     preset: {{name: airflow, dag_id: {dag_id}, version: {env.major}, timezone: Asia/Tokyo}}
@@ -157,7 +175,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     env = provision_or_skip(request.param)
     try:
         env.play(cleared_twice(env), every_15_minutes(env), partial_failure(env), old_date_cleared(env),
-                 cleared_and_queued(env))
+                 shifted_tries(env), cleared_and_queued(env))
         config = tmp_path_factory.mktemp("preset") / "airflow.yml"
         config.write_text(config_text(env), encoding="utf-8")
         yield World(env, config, scrape(config))
@@ -258,6 +276,20 @@ def test_clearing_an_old_date_does_not_make_it_the_latest_run(world: World) -> N
                 and dict(labels)["batch"] == "old_by_hand"]
 
 
+def test_an_earlier_attempt_is_never_a_success_on_a_part_of_its_tasks(world: World) -> None:
+    env = world.env
+    history = {(r["task_id"], r["try_number"], r["state"]) for r in env.psql_rows(
+        "SELECT task_id, try_number, state FROM task_instance_history WHERE dag_id = 'pa_shifted_tries'")}
+    # history's try 2 holds the first task alone, and it succeeded (in attempt 2, which failed)
+    assert {(task, state) for task, number, state in history if number == "2"} == {("authorize", "success")}
+    s = world.exposition
+    assert attempts(s, "shifted") == 3
+    assert value(s, "batch_run_queued", batch="shifted") == 1
+    assert value(s, "batch_runs", batch="shifted", status="success") == 0
+    assert value(s, "batch_runs", batch="shifted", status="failed") == 2
+    assert value(s, "batch_run_last_success_timestamp_seconds", batch="shifted") is None
+
+
 def test_task_states_are_not_data_rows_and_only_the_failed_tasks_are_rerun(world: World) -> None:
     env = world.env
     # by hand: the task that succeeded reads as data a failed run changed: UNSAFE
@@ -344,7 +376,7 @@ def test_the_documented_postgresql_grants_are_enough(world: World, tmp_path: Pat
         config = tmp_path / "monitor.yml"
         config.write_text(text, encoding="utf-8")
         s = scrape(config)
-        for batch in ("twice", "every15", "partial", "old", "queued"):
+        for batch in ("twice", "every15", "partial", "old", "queued", "shifted"):
             for source in ("runs", "schedule"):
                 assert value(s, "batch_exporter_source_up", source=f"{source}:{batch}") == 1, (batch, source)
         assert attempts(s, "twice") == 3

@@ -20,7 +20,7 @@ except ImportError:  # Airflow 2
     from airflow import DAG  # type: ignore[import-not-found]
     from airflow.operators.python import PythonOperator  # type: ignore[import-not-found]
 
-NIGHTLY_CASES = ("pa_cleared_twice", "pa_queued", "pa_partial", "pa_old_cleared")
+NIGHTLY_CASES = ("pa_cleared_twice", "pa_queued", "pa_partial", "pa_old_cleared", "pa_shifted_tries")
 EVERY_15_CASES = ("pa_every_15",)
 
 
@@ -31,7 +31,11 @@ def _settle(run_id: str, dag: Any, **_: Any) -> None:
     print("settled")
 
 
-def _ok() -> None:
+def _ok(run_id: str, dag: Any, task: Any, **_: Any) -> None:
+    """Succeeds unless a flag names this task: ``$AIRFLOW_WORLD_FLAGS/<dag_id>/<run_id>.<task_id>``."""
+    flag = Path(os.environ.get("AIRFLOW_WORLD_FLAGS", "/nonexistent")) / dag.dag_id / f"{run_id}.{task.task_id}"
+    if flag.is_file():
+        raise RuntimeError(f"{task.task_id} told to fail by {flag}")
     print("done")
 
 
