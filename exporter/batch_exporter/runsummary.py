@@ -96,15 +96,26 @@ def parse_run_row(raw: Sequence[object], mapping: dict[str, Sequence[str]], tz: 
             raise ValueError(f"column {column}: {exc}") from None
     ended_at = values["ended_at"]
     if values["duration"] is not None and values["started_at"] is not None:
-        try:
-            ended_at = values["started_at"] + timedelta(seconds=max(0.0, values["duration"]))
-        except (OverflowError, ValueError):
-            raise ValueError("column duration: out of range (expected the seconds a run took)") from None
+        ended_at = end_after(values["started_at"], values["duration"])
     mapped = map_status(values["status"], mapping, ended=ended_at is not None)
     row = RunRow(run_id=values["run_id"] or "", business_date=values["run_key" if slot_keys else "business_date"],
                  status=mapped, started_at=values["started_at"], ended_at=ended_at, code=values["status"],
                  attempt=values["attempt"], queued_at=values["queued_at"])
     return row, values["status"]
+
+
+def end_after(start: datetime, duration: float) -> datetime:
+    """The end of a run that keeps a duration (seconds) instead of an end; ValueError naming the column
+    for one no datetime can hold."""
+    try:
+        return start + timedelta(seconds=max(0.0, duration))
+    except (OverflowError, ValueError):
+        raise ValueError("column duration: out of range (expected the seconds a run took)") from None
+
+
+def began_at(row: RunRow) -> datetime | None:
+    """When a run began: its start, or its queueing before it starts."""
+    return row.started_at or row.queued_at
 
 
 def _attempt_number(value: object) -> int | None:
@@ -211,7 +222,7 @@ def business_date_of(row: RunRow, tz: ZoneInfo) -> str | None:
     (of its queueing, before it starts) when the table has none."""
     if row.business_date is not None:
         return row.business_date if _is_slot(row.business_date) else date_key(row.business_date)
-    moment = row.started_at or row.queued_at
+    moment = began_at(row)
     return moment.astimezone(tz).date().isoformat() if moment is not None else None
 
 
@@ -235,7 +246,7 @@ def key_instant(key: str | None, tz: ZoneInfo) -> datetime | None:
 def start_order(row: RunRow) -> tuple[float, str]:
     """Sort key putting runs in the order they started (a run not started yet by its queueing, unknown
     starts first, ties by run id)."""
-    moment = row.started_at or row.queued_at
+    moment = began_at(row)
     return (moment.timestamp() if moment else float("-inf"), row.run_id)
 
 
@@ -375,7 +386,7 @@ def earlier_key_rerun(ordered: Sequence[RunRow], keys: Sequence[str | None], lat
     for row, key in zip(ordered, keys, strict=True):
         if key is not None:
             by_key.setdefault(key, []).append(row)
-    latest_began = [moment for r in by_key.get(latest_key or "", []) if (moment := r.started_at or r.queued_at)]
+    latest_began = [moment for r in by_key.get(latest_key or "", []) if (moment := began_at(r)) is not None]
     if not latest_began:
         return None
     best: tuple[datetime, str, int] | None = None
@@ -383,7 +394,7 @@ def earlier_key_rerun(ordered: Sequence[RunRow], keys: Sequence[str | None], lat
         if key == latest_key:
             continue
         attempts = attempt_count(rows)
-        active = [moment for r in rows if (moment := r.started_at or r.queued_at) is not None]
+        active = [moment for r in rows if (moment := began_at(r)) is not None]
         if (attempts < 2 or not active or max(active) <= min(latest_began)
                 or now - max(active) > EARLIER_RERUN_WINDOW):
             continue
@@ -407,7 +418,7 @@ def _latest_keyed_success(successes: Sequence[RunRow], current: Sequence[RunRow]
                   and instant >= floor]
     if of_current:
         return max(of_current)
-    began = [moment for r in current if (moment := r.started_at or r.queued_at) is not None]
+    began = [moment for r in current if (moment := began_at(r)) is not None]
     before = [r.ended_at for r, _ in ends if r.ended_at is not None and (not began or r.ended_at <= min(began))]
     return max(before, default=None)
 

@@ -21,9 +21,11 @@ def sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def text_param(params: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str) -> str:
-    """A required text parameter that must match `pattern` (ValueError naming it otherwise)."""
-    value = params.get(key)
+def text_param(params: Mapping[str, Any], key: str, pattern: re.Pattern[str], what: str,
+               default: str | None = None) -> str:
+    """A text parameter that must match `pattern` (ValueError naming it otherwise); required unless it has a
+    `default`."""
+    value = params.get(key, default)
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ValueError(f"{key}: expected {what}, got {value!r}")
     return value

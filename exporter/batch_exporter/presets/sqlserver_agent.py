@@ -44,8 +44,7 @@ def _seconds(hhmmss: str) -> str:
 def generate(params: Mapping[str, Any]) -> Generated:
     known_keys(params, _PARAMETERS)
     job = text_param(params, "job_name", _JOB_NAME, "an Agent job name (1 to 128 characters)")
-    p = params.get("msdb", "msdb.dbo.")
-    p = text_param({"msdb": p}, "msdb", _PREFIX, "a prefix such as 'msdb.dbo.'")
+    p = text_param(params, "msdb", _PREFIX, "a prefix such as 'msdb.dbo.'", default="msdb.dbo.")
     timezone = params.get("timezone", "UTC")
     key = params.get("key", "date")
     if key not in ("date", "start"):

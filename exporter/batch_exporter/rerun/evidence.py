@@ -1,7 +1,7 @@
 """What rerun-check gathers for one batch and business date, and the pure logic that picks the attempts."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -175,9 +175,13 @@ def slots_of_date(wanted: str | None, runs: Sequence[Attempt], tz: ZoneInfo) -> 
     does not say which run key it is about."""
     if wanted is None or len(wanted.strip()) > 10:
         return []
-    day = date_key(wanted)
-    keys = {key for a in runs if (key := a.business_date(tz)) is not None and len(key) > 10 and key[:10] == day}
-    return sorted(keys, key=lambda k: key_instant(k, tz) or datetime.min.replace(tzinfo=UTC))
+    return _slots_of_day(date_key(wanted), {key for a in runs if (key := a.business_date(tz)) is not None}, tz)
+
+
+def _slots_of_day(day: str | None, keys: Iterable[str], tz: ZoneInfo) -> list[str]:
+    """The distinct slots among `keys` on the local date `day`, oldest first."""
+    slots = {k for k in keys if len(k) > 10 and k[:10] == day}
+    return sorted(slots, key=lambda k: key_instant(k, tz) or datetime.min.replace(tzinfo=UTC))
 
 
 def requested_key(wanted: str, keys: Sequence[str], tz: ZoneInfo) -> str | None:
@@ -187,7 +191,5 @@ def requested_key(wanted: str, keys: Sequence[str], tz: ZoneInfo) -> str | None:
         slot = run_key_text(text, tz, slot=True)
         return slot if slot is not None else date_key(text)
     day = date_key(text)
-    slots_of_day = [k for k in keys if len(k) > 10 and k[:10] == day]
-    if day not in keys and slots_of_day:
-        return max(slots_of_day, key=lambda k: key_instant(k, tz) or datetime.min.replace(tzinfo=UTC))
-    return day
+    slots = _slots_of_day(day, keys, tz)
+    return slots[-1] if day not in keys and slots else day

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ..config import RecordsConfig, RunColumns, RunsConfig
@@ -25,7 +25,7 @@ from ..run_statements import (
     last_success_params,
     window_params,
 )
-from ..runsummary import MAX_ATTEMPTS_WITH_RECORDS, records_by_state
+from ..runsummary import MAX_ATTEMPTS_WITH_RECORDS, end_after, records_by_state
 from ..values import (
     EpochUnit,
     TimestampStorage,
@@ -175,10 +175,7 @@ class RunTable:
             return None
         moment = as_utc_datetime(found[0][0], self.tz, epoch_unit=self.epoch_unit)
         if moment is not None and self.runs.columns.duration is not None:
-            try:
-                moment += timedelta(seconds=max(0.0, as_float(found[0][1]) or 0.0))
-            except (OverflowError, ValueError):
-                raise ValueError("column duration: out of range (expected the seconds a run took)") from None
+            moment = end_after(moment, as_float(found[0][1]) or 0.0)
         return moment
 
     def records(self, key: object, state_text: Callable[[str], str] = str) -> dict[str, float]:
