@@ -707,6 +707,11 @@ def _recording(scenario: Callable[Concatenate[AirflowEnv, P], ScenarioGen]
     return recorded
 
 
+def pg_timestamp(moment: datetime) -> str:
+    """A timestamptz as psql_rows gives it (PGTZ=UTC), to compare with what Airflow wrote."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S+00")
+
+
 def nightly_date(day: int) -> datetime:
     """The logical date of nightly_auth's slot `day` days after ANCHOR: 17:00 UTC, 02:00 the next day in Tokyo."""
     return ANCHOR + timedelta(days=day) + NIGHTLY_SLOT

@@ -19,15 +19,11 @@ from airflow_world import (
     AirflowEnv,
     Scenario,
     build_all,
+    pg_timestamp,
     provision_or_skip,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
-
-
-def _pg(moment: datetime) -> str:
-    """A timestamptz as psql prints it with PGTZ=UTC."""
-    return moment.strftime("%Y-%m-%d %H:%M:%S+00")
 
 
 @pytest.fixture(scope="module", params=["3", "2"], ids=["airflow3", "airflow2"])
@@ -62,7 +58,7 @@ def test_every_run_is_as_its_scenario_says(world: tuple[AirflowEnv, dict[str, Sc
         row = rows[run.run_id]
         assert (row["state"], row["clear_number"], row["run_type"]) == (run.state, str(run.clear_number), "manual")
         if run.logical_date is not None:
-            assert row["logical_date"] == _pg(run.logical_date)
+            assert row["logical_date"] == pg_timestamp(run.logical_date)
         assert row["queued_at"] is not None
         if run.state == "queued":
             assert (row["start_date"], row["end_date"]) == (None, None)
@@ -75,7 +71,7 @@ def test_cleared_twice_keeps_one_row_and_archives_the_earlier_tries(
     env, scenarios = world
     [run] = scenarios["cleared twice"].runs
     assert run.logical_date == CLEARED_TWICE_DATE
-    assert [r for r in _runs(env, NIGHTLY).values() if r["logical_date"] == _pg(CLEARED_TWICE_DATE)] == [
+    assert [r for r in _runs(env, NIGHTLY).values() if r["logical_date"] == pg_timestamp(CLEARED_TWICE_DATE)] == [
         _runs(env, NIGHTLY)[run.run_id]]
     history = env.psql_rows(f"""SELECT task_id, try_number, state FROM task_instance_history
                                  WHERE dag_id = '{NIGHTLY}' AND run_id = '{run.run_id}'""")
@@ -92,9 +88,9 @@ def test_cleared_runs_wait_queued_without_a_start(world: tuple[AirflowEnv, dict[
     env, scenarios = world
     runs = _runs(env, NIGHTLY)
     for date in (CLEARED_QUEUED_DATE, CLEARED_ONLY_FAILED_DATE, OLDER_DATE):
-        [row] = [r for r in runs.values() if r["logical_date"] == _pg(date)]
+        [row] = [r for r in runs.values() if r["logical_date"] == pg_timestamp(date)]
         assert (row["state"], row["clear_number"], row["start_date"], row["end_date"]) == ("queued", "1", None, None)
-    [newer] = [r for r in runs.values() if r["logical_date"] == _pg(NEWER_DATE)]
+    [newer] = [r for r in runs.values() if r["logical_date"] == pg_timestamp(NEWER_DATE)]
     assert (newer["state"], newer["clear_number"]) == ("success", "0")
     # --only-failed leaves the task that had succeeded alone; a plain clear resets all three
     states = {(t["run_id"], t["task_id"]): t["state"] for t in env.psql_rows(
@@ -107,7 +103,7 @@ def test_cleared_runs_wait_queued_without_a_start(world: tuple[AirflowEnv, dict[
 def test_the_15_minute_dag_has_a_row_per_slot(world: tuple[AirflowEnv, dict[str, Scenario]]) -> None:
     env, _ = world
     slots = sorted(row["logical_date"] or "" for row in _runs(env, EVERY_15).values())
-    assert slots == [_pg(ANCHOR + timedelta(minutes=15 * i)) for i in range(11)]
+    assert slots == [pg_timestamp(ANCHOR + timedelta(minutes=15 * i)) for i in range(11)]
 
 
 def test_a_manual_trigger_has_a_logical_date_only_in_2x(world: tuple[AirflowEnv, dict[str, Scenario]]) -> None:

@@ -35,6 +35,7 @@ from batch_exporter.practice.drill.scenarios import BY_NAME
 from batch_exporter.practice.drill.target import DemoTarget, TargetError, open_target
 from batch_exporter.practice.drill.world import DrillWorld
 from batch_exporter.practice.stack import PromStack, ShippedFiles, WebhookRecorder, wait_until
+from process_tree import alive, children_of, reaped
 from promstack import REPO_ROOT
 
 TABLES = ("job_execution", "auth_request", "settlement")
@@ -380,33 +381,12 @@ def test_demo_stack_serves_all_three_and_stops_them_on_ctrl_c(tmp_path: Path) ->
 
 
 
-def children_of(pid: int) -> set[int]:
-    """The processes whose parent is `pid` (from /proc)."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
-
-
 def answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
     except OSError:
         return False
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 @pytest.mark.slow
@@ -418,13 +398,11 @@ def test_demo_stack_stops_its_servers_and_removes_their_folder_on_sigterm(tmp_pa
         [sys.executable, "-m", "batch_exporter.cli", "demo", "--stack", "--dir", str(tmp_path / "demo"),
          "--web.listen-address", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "TMPDIR": str(scratch)})
-    servers: set[int] = set()
-    survivors: list[int] = []
-    try:
+    with reaped(proc) as servers:
         assert proc.stdout is not None
         if when == "during-startup":  # a server started, the stack not ready yet
-            servers = wait_until(lambda: children_of(proc.pid), timeout=60, interval=0.02,
-                                 what="demo --stack to start Alertmanager")
+            servers |= wait_until(lambda: children_of(proc.pid), timeout=60, interval=0.02,
+                                  what="demo --stack to start Alertmanager")
         else:  # both ready and the exporter serving
             banner = ""
             while "Alertmanager  http" not in banner:
@@ -435,19 +413,11 @@ def test_demo_stack_stops_its_servers_and_removes_their_folder_on_sigterm(tmp_pa
             assert exporter is not None, banner
             metrics = exporter[1]
             wait_until(lambda: answers(metrics), timeout=30, what="the demo exporter to serve")
-            servers = children_of(proc.pid)
+            servers |= children_of(proc.pid)
             assert len(servers) == 2, banner
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=60)[0]
         survivors = [pid for pid in servers if alive(pid)]
-    finally:
-        if proc.poll() is None:  # the test failed before the signal: take its servers down too
-            servers |= children_of(proc.pid)
-            proc.kill()
-            proc.wait()
-        for pid in servers:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
 
     assert survivors == [], output
     assert list(scratch.glob("batch-exporter-stack-*")) == [], output

@@ -33,9 +33,10 @@ from airflow_world import (
     Scenario,
     ScenarioGen,
     WaitFor,
+    pg_timestamp,
     provision_or_skip,
 )
-from exporter_process import Series, parse_exposition, value
+from exporter_process import Series, parse_exposition, run_once, value
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -156,9 +157,9 @@ def exporter(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def scrape(config: Path) -> Series:
-    done = exporter("once", "-c", str(config))
-    assert done.returncode == 0, done.stderr
-    return parse_exposition(done.stdout)
+    code, out, err = run_once(config)
+    assert code == 0, err
+    return parse_exposition(out)
 
 
 def rerun_check(config: Path, batch: str, *extra: str) -> dict[str, Any]:
@@ -252,8 +253,8 @@ def test_clearing_an_old_date_does_not_make_it_the_latest_run(world: World) -> N
     rows = {r["key"]: r for r in env.psql_rows(
         "SELECT {key} AS key, state, start_date FROM dag_run WHERE dag_id = 'pa_old_cleared'".format(
             key="logical_date" if env.major >= 3 else "execution_date"))}
-    older = rows[nightly(0).strftime("%Y-%m-%d %H:%M:%S+00")]
-    newer = rows[nightly(1).strftime("%Y-%m-%d %H:%M:%S+00")]
+    older = rows[pg_timestamp(nightly(0))]
+    newer = rows[pg_timestamp(nightly(1))]
     assert (older["state"], older["start_date"]) == ("queued", None)  # cleared: it waits for the scheduler
     newer_start = datetime.fromisoformat(newer["start_date"] or "")
     # the latest key stays the newer date, with its status and its start, not the old slot waiting in the

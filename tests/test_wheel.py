@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 import yaml
 
+from process_tree import alive, children_of, reaped
 from promstack import REPO_ROOT, wait_until
 
 pytestmark = pytest.mark.slow
@@ -143,25 +144,6 @@ def test_the_live_drill_runs_from_the_wheel(installed: Installed) -> None:
     assert "result: OK" in done.stdout, done.stdout
 
 
-def _children_of(pid: int) -> set[int]:
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == pid:
-            found.add(int(stat.parent.name))
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _rule_groups(prometheus: str) -> list[str]:
     try:
         with urllib.request.urlopen(f"{prometheus}/api/v1/rules", timeout=5) as answer:
@@ -187,9 +169,8 @@ def test_demo_stack_loads_the_packaged_rules_and_stops_cleanly(installed: Instal
         [str(installed.venv / "bin" / "batch-exporter"), "demo", "--stack", "--dir", "demo",
          "--web.listen-address", "127.0.0.1:0"],
         cwd=installed.elsewhere, env=installed.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    servers: set[int] = set()
     banner = ""
-    try:
+    with reaped(proc) as servers:
         # up to the exporter's "serving on": it has then taken SIGTERM over, and stops with exit 0
         for line in _banner(proc):
             banner += line
@@ -202,19 +183,11 @@ def test_demo_stack_loads_the_packaged_rules_and_stops_cleanly(installed: Instal
         prometheus = found["Prometheus"]
         wait_until(lambda: sorted(_rule_groups(prometheus)) == shipped_groups, timeout=30,
                    what=f"Prometheus to load the rule groups {shipped_groups}")
-        servers = _children_of(proc.pid)
+        servers |= children_of(proc.pid)
         assert len(servers) == 2, banner  # Prometheus and Alertmanager
         proc.send_signal(signal.SIGTERM)
         output = banner + proc.communicate(timeout=60)[0]
-        survivors = [pid for pid in servers if _alive(pid)]
-    finally:
-        if proc.poll() is None:  # the test failed before the signal: take its servers down too
-            servers |= _children_of(proc.pid)
-            proc.kill()
-            proc.wait()
-        for pid in servers:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        survivors = [pid for pid in servers if alive(pid)]
 
     assert proc.returncode == 0, output
     assert survivors == [], output
