@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from batch_exporter.config import parse_config
+from batch_exporter.config import ConfigError, parse_config
 from batch_exporter.database import Database, open_database
 from batch_exporter.snapshot import Snapshot
 from batch_exporter.sources.errors import SourceError
@@ -138,3 +138,15 @@ def test_an_overdue_next_start_is_the_last_expected_start(plan: Plan) -> None:
     assert value(snapshot, LAST) == (DUE - timedelta(minutes=30)).timestamp()
     assert value(snapshot, NEXT) is None
     assert value(snapshot, PAUSED) == 0
+
+
+def test_a_schedule_query_without_a_database_is_one_located_error() -> None:
+    text = """databases: {}
+batches:
+  b:
+    schedule: {query: "SELECT NULL, NULL, 0"}
+"""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "config.yml")
+    assert str(caught.value) == ("config.yml:4: batches.b: 'database' is required when 'runs', 'checks' or "
+                                 "'schedule.query' are configured")

@@ -454,7 +454,7 @@ def _semantic_problems(config: Config, located: Located) -> list[Problem]:
             batch.schedule is not None and batch.schedule.query is not None)
         if batch.database is None:
             if needs_db:
-                add(base, "'database' is required when 'runs' or 'checks' are configured")
+                add(base, "'database' is required when 'runs', 'checks' or 'schedule.query' are configured")
         elif batch.database not in config.databases:
             known = ", ".join(sorted(config.databases)) or "none are configured"
             add(base + ("database",), f"unknown database {batch.database!r} (known: {known})")
@@ -487,8 +487,6 @@ def _semantic_problems(config: Config, located: Located) -> list[Problem]:
                 add(base + ("schedule", "cron"), str(exc))
         if batch.schedule is not None and batch.schedule.query is not None:
             statement(base + ("schedule", "query"), batch.schedule.query, dialect)
-            if batch.database is None:
-                add(base + ("schedule", "query"), "a schedule query needs 'database'")
         for check_name, check in batch.checks.items():
             statement(base + ("checks", check_name, "query"), check.query, dialect)
         if not (batch.runs or batch.checks or batch.logs or batch.schedule):
