@@ -144,6 +144,13 @@ def test_yaml_syntax_error_has_line() -> None:
     assert "conf.yml:3: not valid YAML" in errors_of("batches:\n  a: {runs: [\n  b: :\n")
 
 
+def test_a_date_that_does_not_exist_is_a_located_error_not_a_crash() -> None:
+    text = GOOD + "calendars:\n  bank:\n    closed: [2026-12-31, 2026-02-30]\n"
+    message = errors_of(text)
+    assert "calendars.bank.closed[1]: '2026-02-30' looks like a date but is none" in message
+    assert "expected a real date, YYYY-MM-DD" in message
+
+
 def test_duplicate_key_is_an_error() -> None:
     text = GOOD.replace("max_duration: 90m", "max_duration: 90m\n    max_duration: 10m")
     assert "conf.yml:21: batches.card-authorization.max_duration: duplicate key 'max_duration'" in errors_of(text)

@@ -13,13 +13,14 @@ from .database import Database, QueryError, odbc_dialect, open_database
 from .poller import Poller, ScheduledSource, WorkerPool
 from .sources.batchinfo import BatchInfoSource
 from .sources.checks import ChecksSource
+from .sources.run_log_evidence import RunLogEvidenceSource, WatchedLog
 from .sources.runs import RunsSource
 from .sources.schedule_table import ScheduleTableSource
 from .state_dir import StateDir, prepare, resolve
 from .store import Store
 
 if TYPE_CHECKING:
-    from .tailing.state import LogState
+    from .sources.logscan import LogHandover
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,10 @@ def log_state_dir(config: Config) -> StateDir | None:
 def build_sources(config: Config, databases: dict[str, Database],
                   watching_since: Mapping[str, float] | None = None,
                   keep_log_state: bool = True,
-                  handover: Mapping[str, LogState] | None = None) -> list[ScheduledSource]:
+                  handover: Mapping[str, LogHandover] | None = None) -> list[ScheduledSource]:
     """Every source the configuration asks for, with its interval, deadline and database worker pool;
-    `watching_since` keeps, across reloads, when each batch was first watched, and `handover` the
-    state of each log scan source (by source name) that a reload retired. Raises StateDirError
+    `watching_since` keeps, across reloads, when each batch was first watched, and `handover` what
+    each log scan source (by source name) that a reload retired handed over. Raises StateDirError
     when the log state folder cannot be created or written; without `keep_log_state` (a one-off look)
     the logs are read from their start and no position is saved."""
     watching_since = watching_since or {}
@@ -88,8 +89,9 @@ def build_sources(config: Config, databases: dict[str, Database],
         log.info("log read positions are kept in %s", chosen.describe())
     for name, batch in config.batches.items():
         interval = config.batch_poll_interval(batch)
-        scheduled.append(ScheduledSource(BatchInfoSource(name, batch, watching_since=watching_since.get(name)),
-                                         interval))
+        scheduled.append(ScheduledSource(BatchInfoSource(name, batch, watching_since=watching_since.get(name),
+                                                         calendars=config.calendars), interval))
+        runs: RunsSource | None = None
         if batch.database is not None:
             db_config = config.databases[batch.database]
             db = databases[batch.database]
@@ -107,12 +109,24 @@ def build_sources(config: Config, databases: dict[str, Database],
                 deadline = poll_deadline(db_config, len(batch.checks))
                 scheduled.append(ScheduledSource(checks, interval, deadline, pool))
         if batch.logs:
-            scheduled += _log_sources(config, name, state_dir, handover or {})
+            logs = _log_sources(config, name, state_dir, handover or {})
+            scheduled += logs
+            if runs is not None:
+                scheduled.append(ScheduledSource(_evidence_source(name, runs, logs), interval))
     return scheduled
 
 
+def _evidence_source(batch_name: str, runs: RunsSource, logs: Sequence[ScheduledSource]) -> RunLogEvidenceSource:
+    """The log evidence about the batch's latest run, from its runs source and its log scans."""
+    from .sources.logscan import LogScanSource
+
+    watched = [WatchedLog(s.source.log_name, s.source, s.interval) for s in logs
+               if isinstance(s.source, LogScanSource)]
+    return RunLogEvidenceSource(batch_name, runs.latest_run, watched)
+
+
 def _log_sources(config: Config, batch_name: str, state_dir: Path | None,
-                 handover: Mapping[str, LogState]) -> list[ScheduledSource]:
+                 handover: Mapping[str, LogHandover]) -> list[ScheduledSource]:
     # imported here so that a configuration without logs never loads the tailing machinery
     from .sources.logfiles import LogFileSource
     from .sources.logscan import LogScanSource
@@ -131,7 +145,7 @@ class Exporter:
     """One configuration's sources, store and poller."""
 
     def __init__(self, config: Config, watching_since: Mapping[str, float] | None = None,
-                 keep_log_state: bool = True, handover: Mapping[str, LogState] | None = None) -> None:
+                 keep_log_state: bool = True, handover: Mapping[str, LogHandover] | None = None) -> None:
         self.config = config
         self._databases = open_databases(config)
         self.sources = build_sources(config, self._databases, watching_since, keep_log_state, handover)
@@ -143,11 +157,11 @@ class Exporter:
     def start(self) -> None:
         self.poller.start()
 
-    def retire_logs(self) -> dict[str, LogState]:
+    def retire_logs(self) -> dict[str, LogHandover]:
         """Stop every log scan from reading and return their states to hand over, by source name."""
         from .sources.logscan import LogScanSource
 
-        states: dict[str, LogState] = {}
+        states: dict[str, LogHandover] = {}
         for scheduled in self.sources:
             if isinstance(scheduled.source, LogScanSource):
                 state = scheduled.source.retire()

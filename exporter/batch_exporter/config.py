@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, date, datetime, time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -24,7 +25,9 @@ from pydantic import (
     model_validator,
 )
 
+from .business_calendar import calendar_problems
 from .database import odbc_dialect
+from .finish_by import FinishBy
 from .presets import expand as expand_preset
 from .run_statements import build_last_success_query, build_sample_query, build_window_query, probe_statement
 from .schedule import CronSchedule, ScheduleError
@@ -82,6 +85,14 @@ def _encoding(value: str) -> str:
         resolve_encoding(value)
     except ValueError as exc:
         raise ValueError(f"{exc}; expected e.g. utf-8, cp932, shift_jis, utf-16") from None
+    return value
+
+
+def _unquoted_time(value: object) -> object:
+    """YAML 1.1 reads an unquoted 12:30 as the base-60 number 750: say so instead of 'not a string'."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        hint = f": finish_by: '{value // 60:02d}:{value % 60:02d}'" if 0 <= value < 24 * 60 else ""
+        raise ValueError(f"an unquoted time is a number in YAML (base 60: 12:30 is 750); quote it{hint}")
     return value
 
 
@@ -262,6 +273,9 @@ class RunsConfig(_Model):
     key_timezone: TimeZoneName | None = Field(
         None, description="The time zone run keys, dates and rerun-check's times are given in, when it differs "
                           "from `timezone` (a scheduler that stores UTC for a DAG that lives in Asia/Tokyo).")
+    min_history: int = Field(
+        5, ge=3, le=1000, description="Successful runs in the lookback window needed before the usual duration "
+                                      "is exported and the alerts that compare with it can fire.")
     timestamps: TimestampStorage = Field(
         "auto", description="How started_at/ended_at are stored: auto (TIMESTAMP, DATETIME, DATETIME2, ISO text; "
                             "numbers as epoch seconds), epoch_seconds or epoch_milliseconds (integer columns).")
@@ -290,6 +304,32 @@ class RecordsConfig(_Model):
                           "rerun-check then tells it instead of a full re-run.")
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DayRule = Literal["every-business-day", "first-business-day-of-month", "last-business-day-of-month",
+                  "business-day-after-holiday"]
+
+
+def _weekend_default() -> list[Weekday]:
+    return ["sat", "sun"]
+
+
+class CalendarConfig(_Model):
+    """Which days a business works: not its weekend, not a public holiday, not a date it closes."""
+
+    country: str | None = Field(
+        None, description="ISO 3166-1 code whose holidays close the day, from the `holidays` library (JP, US, "
+                          "DE...); none: only the weekend and `closed`.")
+    subdivision: str | None = Field(None, description="A state or prefecture of `country` (the library's code).")
+    categories: list[str] = Field(
+        default_factory=lambda: ["public"],
+        description="The library's holiday categories, e.g. [public, bank] for Japan's bank holidays "
+                    "(31 December to 3 January).")
+    weekend: list[Weekday] = Field(default_factory=_weekend_default)
+    closed: list[date] = Field(default_factory=list, description="Extra closed dates (YYYY-MM-DD).")
+    open: list[date] = Field(default_factory=list,
+                             description="Dates open although a weekend or holiday (YYYY-MM-DD); win over all.")
+
+
 class ScheduleConfig(_Model):
     cron: str | None = Field(None, description="Five-field cron expression of the expected start; or give "
                                                "`query`.")
@@ -299,6 +339,17 @@ class ScheduleConfig(_Model):
                           "may be overdue, and 1 when the job is paused), e.g. from Airflow's dag table.")
     timezone: TimeZoneName = Field("UTC", description="The cron's time zone; how the query's naive times are read.")
     grace: Duration = 15 * 60.0
+    calendar: Name | None = Field(
+        None, description="A name under `calendars`: the cron then fires only on the days `days` picks among "
+                          "the calendar's business days (local dates in `timezone`). With `cron` only.")
+    days: DayRule | None = Field(
+        None, description="Which business days, with `calendar`: every-business-day (the default), "
+                          "first-business-day-of-month, last-business-day-of-month, or business-day-after-holiday "
+                          "(the first business day after closed days that include a holiday or a closed date).")
+    finish_by: Annotated[str | None, BeforeValidator(_unquoted_time)] = Field(
+        None, description="When the expected run's work must have succeeded: a wall time in `timezone` on the "
+                          "day of its expected start, 'HH:MM', or on a later day, 'HH:MM +N days' (e.g. "
+                          "'06:00', '01:30 +1 day').")
 
     @model_validator(mode="after")
     def _cron_or_query(self) -> ScheduleConfig:
@@ -365,6 +416,8 @@ class BatchConfig(_Model):
 class Config(_Model):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     databases: dict[Name, DatabaseConfig] = Field(default_factory=dict, description=f"Database names: {NAME_RULE}.")
+    calendars: dict[Name, CalendarConfig] = Field(
+        default_factory=dict, description=f"Business calendars that schedules name; names: {NAME_RULE}.")
     batches: dict[Name, BatchConfig] = Field(min_length=1, description=f"Batch names: {NAME_RULE}.")
 
     _origin: tuple[str, Located] | None = PrivateAttr(None)  # the file and its lines, when parsed from one
@@ -487,11 +540,62 @@ def _semantic_problems(config: Config, located: Located) -> list[Problem]:
                 add(base + ("schedule", "cron"), str(exc))
         if batch.schedule is not None and batch.schedule.query is not None:
             statement(base + ("schedule", "query"), batch.schedule.query, dialect)
+        if batch.schedule is not None:
+            for path, message in _calendar_and_deadline_problems(config, batch.schedule):
+                add(base + ("schedule", *path), message)
         for check_name, check in batch.checks.items():
             statement(base + ("checks", check_name, "query"), check.query, dialect)
         if not (batch.runs or batch.checks or batch.logs or batch.schedule):
             add(base, "nothing to watch: configure at least one of runs, checks, logs or schedule")
+    for name, calendar in config.calendars.items():
+        for path, message in calendar_problems(calendar):
+            add(("calendars", name, *path), message)
+        both = sorted(set(calendar.closed) & set(calendar.open))
+        if both:
+            add(("calendars", name, "open"), f"{', '.join(day.isoformat() for day in both)} also listed under "
+                                              "'closed': keep each date in one of the two lists")
     return problems
+
+
+def _calendar_and_deadline_problems(config: Config, schedule: ScheduleConfig) -> list[tuple[Path_, str]]:
+    """(path under the schedule, message) for its calendar, day rule and finish_by."""
+    problems: list[tuple[Path_, str]] = []
+    if schedule.query is not None:
+        for field in ("calendar", "days"):
+            if getattr(schedule, field) is not None:
+                problems.append(((field,), f"'{field}' works with 'cron' only: with 'query' the scheduler plans "
+                                           "its own days (have it skip the holidays, or use cron with a calendar)"))
+    elif schedule.calendar is not None and schedule.calendar not in config.calendars:
+        known = ", ".join(sorted(config.calendars)) or "none are configured under 'calendars'"
+        problems.append((("calendar",), f"unknown calendar {schedule.calendar!r} (known: {known})"))
+    if schedule.days is not None and schedule.calendar is None and schedule.query is None:
+        problems.append((("days",), "'days' picks among a calendar's business days: it needs 'calendar'"))
+    if schedule.finish_by is not None:
+        try:
+            finish = FinishBy.parse(schedule.finish_by)
+        except ValueError as exc:
+            problems.append((("finish_by",), str(exc)))
+        else:
+            latest = _latest_start_of_day(schedule.cron) if schedule.cron is not None else None
+            if finish.days == 0 and latest is not None and finish.at <= latest:
+                problems.append((("finish_by",), (
+                    f"{schedule.finish_by!r} is not after the cron's last start of the day ({latest:%H:%M}), so "
+                    f"the deadline would come before the run; for the next day write '{finish.at:%H:%M} +1 day'")))
+    return problems
+
+
+def _latest_start_of_day(cron: str) -> time | None:
+    """The latest wall time of day the cron fires at (the same on every day it fires), or None for a
+    cron that does not parse (reported on its own)."""
+    try:
+        schedule = CronSchedule.parse(cron, "UTC")
+    except ScheduleError:
+        return None
+    first = schedule.next_fire(datetime(2000, 1, 1, tzinfo=UTC))
+    if first is None:
+        return None
+    last = schedule.previous_fire(datetime.combine(first.date(), time.max, tzinfo=UTC))
+    return None if last is None else last.time()
 
 
 def _dialect(database: DatabaseConfig | None) -> str | None:

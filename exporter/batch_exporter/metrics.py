@@ -76,6 +76,18 @@ CONTRACT: tuple[MetricSpec, ...] = (
           "Of batch_run_pending_records, the rows of attempts no longer in progress (ended, or presumed dead): "
           "left behind without being finished or rolled back."),
     _spec("batch_runs", "gauge", ("batch", "status"), "Runs in the lookback window by status."),
+    _spec("batch_run_usual_duration_seconds", "gauge", ("batch", "quantile"),
+          "How long a successful run usually takes: the median (quantile 0.5) and the 0.9 quantile of the "
+          "successful runs in the lookback window, the latest run key's own runs left out. Exported once "
+          "batch_run_usual_duration_runs reaches runs.min_history."),
+    _spec("batch_run_usual_duration_runs", "gauge", _B,
+          "Successful runs (start and end known) that batch_run_usual_duration_seconds rests on."),
+    _spec("batch_run_usual_duration_min_runs", "gauge", _B,
+          "Configured runs.min_history: how many successful runs the usual duration needs."),
+    _spec("batch_run_latest_log_matches", "gauge", ("batch", "log", "pattern"),
+          "Lines matching the pattern that the exporter read while the latest run was in progress, from its "
+          "start to one log poll after its end; read as they were written, so lines of a log read late (a "
+          "restart, the exporter's first read of a file) are not counted."),
     _spec("batch_run_idempotent", "gauge", _B, "1 when the batch is configured as safe to re-run."),
     _spec("batch_run_max_duration_seconds", "gauge", _B, "Configured maximum run duration."),
     _spec("batch_run_lookback_seconds", "gauge", _B, "Configured lookback window for batch_runs."),
@@ -86,6 +98,12 @@ CONTRACT: tuple[MetricSpec, ...] = (
           "Not exported while the scheduler says the job is paused."),
     _spec("batch_schedule_next_expected_timestamp_seconds", "gauge", _B,
           "Next time the schedule expects a run to start (cron, or the scheduler's plan)."),
+    _spec("batch_schedule_finish_deadline_timestamp_seconds", "gauge", _B,
+          "When the latest expected run must have succeeded (schedule.finish_by after its expected start)."),
+    _spec("batch_schedule_last_skipped_timestamp_seconds", "gauge", ("batch", "date", "reason", "holiday"),
+          "The latest start (at or before now, in the last 32 days) the cron gave and the business calendar "
+          "skipped: its local `date`, `reason` (weekend, holiday, closed: a date of the calendar's `closed` "
+          "list, not-picked: a business day `days` did not pick) and `holiday` (the holiday's name, or '')."),
     _spec("batch_schedule_paused", "gauge", _B,
           "1 while the scheduler says the job is paused (schedule.query only): no start is expected."),
     _spec("batch_schedule_grace_seconds", "gauge", _B,

@@ -104,7 +104,7 @@ def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> object:
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise YamlProblem("YAML merge keys (<<) are not supported", path, key_node.start_mark.line + 1)
-            key = _scalar(key_node)
+            key = _scalar(key_node, path)
             key_text = str(key)
             if key_text in result:
                 raise YamlProblem(f"duplicate key {key_text!r}", path + (key_text,), key_node.start_mark.line + 1)
@@ -112,11 +112,16 @@ def _construct(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> object:
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, path + (index,), lines) for index, item in enumerate(node.value)]
-    return _scalar(node)
+    return _scalar(node, path)
 
 
-def _scalar(node: yaml.Node) -> object:
-    return yaml.SafeLoader(" ").construct_object(node, deep=True)
+def _scalar(node: yaml.Node, path: Path_) -> object:
+    try:
+        return yaml.SafeLoader(" ").construct_object(node, deep=True)
+    except (ValueError, yaml.YAMLError) as exc:
+        # a date that looks right but does not exist (2026-02-30): YAML's resolver takes it for a date
+        raise YamlProblem(f"{node.value!r} looks like a date but is none ({exc}); expected a real date, YYYY-MM-DD",
+                          path, node.start_mark.line + 1) from None
 
 
 _REFERENCE = re.compile(r"\$\$|\$\{([^}]*)\}")

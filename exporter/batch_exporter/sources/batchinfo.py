@@ -1,20 +1,28 @@
-"""Per-batch values that come from the configuration and the clock: schedule, thresholds."""
+"""Per-batch values that come from the configuration and the clock: schedule, thresholds, and what the
+business calendar decided."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
-from ..config import BatchConfig
+from ..business_calendar import BusinessCalendar, CalendarSchedule
+from ..config import BatchConfig, CalendarConfig
+from ..finish_by import FinishBy
 from ..schedule import CronSchedule
 from ..snapshot import SampleBuilder, Snapshot
+from .runs import status_code_label
 
 
 class BatchInfoSource:
-    """Exports configured thresholds and the cron schedule's last and next expected start."""
+    """Exports configured thresholds, the cron schedule's last and next expected start (kept to the
+    business days of its calendar, if it names one), the latest start the calendar skipped and the
+    finish deadline of the last expected start."""
 
     def __init__(self, batch: str, config: BatchConfig, clock: Callable[[], float] = time.time,
-                 watching_since: float | None = None) -> None:
+                 watching_since: float | None = None,
+                 calendars: Mapping[str, CalendarConfig] | None = None) -> None:
         self.name = f"config:{batch}"
         self._batch = batch
         self._config = config
@@ -22,10 +30,21 @@ class BatchInfoSource:
         # when this exporter began watching the batch: a schedule's first start after it tells a new
         # batch that never ran (page) from one added after its start of the day (not yet due)
         self.watching_since = clock() if watching_since is None else watching_since
-        self._schedule = (
-            CronSchedule.parse(config.schedule.cron, config.schedule.timezone)
-            if config.schedule is not None and config.schedule.cron is not None else None
-        )
+        self._schedule: CronSchedule | CalendarSchedule | None = None
+        self._finish_by: FinishBy | None = None
+        schedule = config.schedule
+        if schedule is not None and schedule.cron is not None:
+            self._tz = ZoneInfo(schedule.timezone)
+            self._schedule = CronSchedule.parse(schedule.cron, schedule.timezone)
+            if schedule.calendar is not None:
+                rules = (calendars or {}).get(schedule.calendar)
+                if rules is None:
+                    raise ValueError(f"batch {batch!r}: schedule.calendar {schedule.calendar!r} is not among the "
+                                     f"calendars given ({', '.join(sorted(calendars or {})) or 'none'})")
+                self._schedule = CalendarSchedule(self._schedule, BusinessCalendar(rules),
+                                                  schedule.days or "every-business-day")
+            if schedule.finish_by is not None:
+                self._finish_by = FinishBy.parse(schedule.finish_by)
 
     def poll(self) -> Snapshot:
         """Compute the schedule's fire times around now; never touches a database."""
@@ -42,10 +61,17 @@ class BatchInfoSource:
             out.add("batch_schedule_watched_since_timestamp_seconds", self.watching_since, batch=batch)
         if self._schedule is not None:
             now = datetime.fromtimestamp(self._clock(), tz=UTC)
-            previous = self._schedule.previous_fire(now)
-            following = self._schedule.next_fire(now)
+            previous, following = self._schedule.fires_around(now)
             if previous is not None:
                 out.add("batch_schedule_last_expected_timestamp_seconds", previous.timestamp(), batch=batch)
+                if self._finish_by is not None:
+                    out.add("batch_schedule_finish_deadline_timestamp_seconds",
+                            self._finish_by.deadline(previous, self._tz).timestamp(), batch=batch)
             if following is not None:
                 out.add("batch_schedule_next_expected_timestamp_seconds", following.timestamp(), batch=batch)
+            if isinstance(self._schedule, CalendarSchedule):
+                skip = self._schedule.last_skipped(now)
+                if skip is not None:
+                    out.add("batch_schedule_last_skipped_timestamp_seconds", skip.fire.timestamp(), batch=batch,
+                            date=skip.day.isoformat(), reason=skip.reason, holiday=status_code_label(skip.holiday))
         return out.build(self.name)

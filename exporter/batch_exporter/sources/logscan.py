@@ -6,7 +6,9 @@ import codecs
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..snapshot import SampleBuilder, Snapshot
@@ -30,6 +32,72 @@ from .logfiles import LogConfigLike, follows_symlinks
 
 log = logging.getLogger(__name__)
 
+TIMELINE_SECONDS = 48 * 3600.0
+# per pattern: 11 hours of the default 10-second poll finding matches every time, ~0.5 MB at most
+TIMELINE_ENTRIES = 4096
+
+
+class MatchTimeline:
+    """When matches were read: per pattern, (poll time, matches that poll read) of each poll that read
+    some, oldest first. Bounded: an entry more than TIMELINE_SECONDS older than the latest poll no
+    longer counts (it is dropped at the next poll with matches), and past TIMELINE_ENTRIES a pattern's
+    oldest entry is dropped; a window reaching back that far counts less. Thread-safe (its own lock:
+    the log scan holds its poll lock while it reads files)."""
+
+    def __init__(self, max_age: float = TIMELINE_SECONDS, max_entries: int = TIMELINE_ENTRIES) -> None:
+        self._max_age = max_age
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: dict[str, deque[tuple[float, int]]] = {}
+        self._read_until: float | None = None
+
+    def record(self, at: float, grown: Mapping[str, int]) -> None:
+        """A poll at `at` that read `grown` more matches per pattern (patterns without any left out)."""
+        if not grown:
+            # the idle poll, most polls: a float store is atomic, and the entries are as they were
+            self._read_until = at
+            return
+        with self._lock:
+            for pattern, added in grown.items():
+                self._entries.setdefault(pattern, deque(maxlen=self._max_entries)).append((at, added))
+            oldest = at - self._max_age
+            for entries in self._entries.values():
+                while entries and entries[0][0] < oldest:
+                    entries.popleft()
+            self._read_until = at  # after the entries: a reader seeing it sees them
+
+    def between(self, pattern: str, start: float, end: float) -> int:
+        """Matches of `pattern` read by polls at times in (start, end]."""
+        with self._lock:
+            # idle polls do not prune: what they would have dropped is left out here
+            oldest = self._read_until - self._max_age if self._read_until is not None else float("-inf")
+            return sum(added for at, added in self._entries.get(pattern, ()) if start < at <= end and at >= oldest)
+
+    @property
+    def read_until(self) -> float | None:
+        """The time of the latest poll recorded (with or without matches); None before one."""
+        with self._lock:
+            return self._read_until
+
+    def copy(self, patterns: Iterable[str]) -> MatchTimeline:
+        """A copy of the entries of `patterns` (those whose counts carry on), for a successor."""
+        twin = MatchTimeline(self._max_age, self._max_entries)
+        with self._lock:
+            twin._read_until = self._read_until
+            for pattern in patterns:
+                if pattern in self._entries:
+                    twin._entries[pattern] = deque(self._entries[pattern], maxlen=self._max_entries)
+        return twin
+
+
+@dataclass(frozen=True)
+class LogHandover:
+    """What a retired log scan gives its successor on a reload: counters and positions, and a copy of
+    its match timeline (a copy: should the reload fail, the old source reads on into its own)."""
+
+    state: LogState
+    timeline: MatchTimeline
+
 
 class LogScanSource:
     """Counts lines and configured patterns in the bytes appended since the last poll.
@@ -44,6 +112,12 @@ class LogScanSource:
     state, which the new source takes as `handover` instead of the state file (that file may lag
     the old source's counters, and the old source must not count on past the state it handed over).
 
+    It also keeps a `MatchTimeline` of when matches were read, for `matches_between`. The first poll
+    of a source started from a state file or from nothing reads lines written at unknown times (while
+    the exporter was down, or a whole file): that poll's matches are counted but kept out of the
+    timeline. A source taking a hand-over reads only bytes written since the old one's last poll, and
+    carries its timeline on.
+
     The constructor raises ValueError for an encoding whose lines cannot be found in raw bytes
     (utf-7, iso-2022-*, EBCDIC); `tailing.encoding.resolve` gives the same verdict for config checks.
     """
@@ -55,7 +129,7 @@ class LogScanSource:
         log: LogConfigLike,
         state_dir: Path | None,
         clock: Callable[[], float] = time.time,
-        handover: LogState | None = None,
+        handover: LogHandover | None = None,
     ) -> None:
         self.name = f"logscan:{batch}/{log_name}"
         self._batch = batch
@@ -68,20 +142,49 @@ class LogScanSource:
             Path(state_dir) / state_file_name(batch, log_name) if state_dir is not None else None
         )
         self._last_match: dict[str, float] = {}
-        totals, files = self._restore(handover)
+        self._continued: frozenset[str] = frozenset()  # patterns whose restored counts carry on
+        totals, files = self._restore(handover.state if handover is not None else None)
         self._follower = FileSetFollower(log.path, self._patterns, totals, files, follows_symlinks(log))
+        if handover is not None and files is not None:  # taken (a hand-over of this very log)
+            self._timeline = handover.timeline.copy(self._continued)
+            self._backlog = False
+        else:
+            self._timeline = MatchTimeline()
+            self._backlog = True  # the first poll reads lines written at unknown times
         self._snapshot: Snapshot | None = None
         self._unsaved = False
         self._lock = threading.Lock()  # a poll and a hand-over never overlap
         self._retired = False
 
-    def retire(self) -> LogState | None:
+    def retire(self) -> LogHandover | None:
         """Stop reading (later polls return the last counts unchanged) and return the state to hand
-        over: counters and positions of the last completed poll; None before any history (no poll
-        yet and nothing restored), when the successor starts as this source did."""
+        over: counters and positions of the last completed poll, and the match timeline; None before
+        any history (no poll yet and nothing restored), when the successor starts as this source did."""
         with self._lock:
             self._retired = True
-            return self._state() if self._follower.has_history else None
+            if not self._follower.has_history:
+                return None
+            return LogHandover(self._state(), self._timeline.copy(self._patterns.names))
+
+    @property
+    def log_name(self) -> str:
+        """The log's name under batches.<batch>.logs."""
+        return self._log_name
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """The names of the log's patterns."""
+        return self._patterns.names
+
+    def matches_between(self, pattern: str, start: float, end: float) -> int:
+        """Matches of `pattern` read by polls at times in (start, end] (clock seconds); see MatchTimeline
+        for what it no longer holds. Safe to call from any thread, during a poll too."""
+        return self._timeline.between(pattern, start, end)
+
+    @property
+    def read_until(self) -> float | None:
+        """The time of the latest completed poll (nothing read later can fall before it); None before one."""
+        return self._timeline.read_until
 
     def resume(self) -> None:
         """Read again after `retire`, when the hand-over did not happen (the reload failed)."""
@@ -109,9 +212,13 @@ class LogScanSource:
                 snapshot=self._snapshot or self._build(),  # nothing read: the counts are still true
             ) from None
         now = self._clock()
+        grown: dict[str, int] = {}
         for index, name in enumerate(self._patterns.names):
             if totals.counts.matches[index] > before[index]:
                 self._last_match[name] = now
+                grown[name] = totals.counts.matches[index] - before[index]
+        self._timeline.record(now, {} if self._backlog else grown)
+        self._backlog = False
         if result.changed or self._snapshot is None:
             self._snapshot = self._build()
             self._unsaved = self._state_path is not None
@@ -188,6 +295,7 @@ class LogScanSource:
                 counts.matches.append(0)
                 if record is not None:
                     log.info("%s: pattern %s changed; its count starts again from 0", self.name, name)
+        self._continued = frozenset(kept)
         totals = Totals(
             counts=counts,
             rotations=state.rotations,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -43,6 +44,7 @@ class RunsSource:
         self._lookback = timedelta(seconds=config.runs.lookback)
         self._mapping = config.runs.status.model_dump()
         self._max_duration = config.max_duration
+        self._min_history = config.runs.min_history
         self._locate = locate or (lambda path: ".".join(path))
         # a success is never undone: the latest one seen stays, even once it leaves the window, and
         # the fallback query beyond the window (a scan of the batch's whole history) runs only once
@@ -52,6 +54,15 @@ class RunsSource:
         # whether the attempt was in progress then)
         self._attempt_records: dict[str, tuple[int, dict[str, float], bool]] = {}
         self._polls = 0
+        # the latest run as the last successful poll saw it, for the log evidence source's thread
+        self._latest_run: RunRow | None = None
+        self._latest_lock = threading.Lock()
+
+    def latest_run(self) -> RunRow | None:
+        """The latest run (see runsummary.summarize: start, end, mapped status, run id) of the last poll that
+        succeeded; None before one, or when the window holds no run. Safe to call from any thread."""
+        with self._latest_lock:
+            return self._latest_run
 
     @property
     def max_statements_per_poll(self) -> int:
@@ -74,7 +85,10 @@ class RunsSource:
         rows = [self._row(raw) for raw in raws]
         summary = summarize(rows, now, self._table.key_tz, self._max_duration)
         self._remember_success(summary.last_success, window_has_success=summary.by_status["success"] > 0)
-        return self._snapshot(summary, self._latest_success, self._records_of_attempts(summary, now))
+        snapshot = self._snapshot(summary, self._latest_success, self._records_of_attempts(summary, now))
+        with self._latest_lock:
+            self._latest_run = summary.latest
+        return snapshot
 
     def _resolve_columns(self) -> None:
         """Once per source start: the columns the source really returns (a located error for a missing one)."""
@@ -165,6 +179,12 @@ class RunsSource:
             out.add("batch_run_earlier_key_attempts", attempts, batch=b, business_date=status_code_label(key))
         for status, count in s.by_status.items():
             out.add("batch_runs", count, batch=b, status=status)
+        out.add("batch_run_usual_duration_runs", s.usual.runs, batch=b)
+        out.add("batch_run_usual_duration_min_runs", self._min_history, batch=b)
+        usual = s.usual.quantiles(self._min_history)
+        if usual is not None:
+            out.add("batch_run_usual_duration_seconds", usual[0], batch=b, quantile="0.5")
+            out.add("batch_run_usual_duration_seconds", usual[1], batch=b, quantile="0.9")
         if attempt_records and self._records is not None and s.latest_date is not None:
             latest_run, latest_records = attempt_records[-1]
             for state, rows_in_state in _cap_states(latest_records, self._records.max_states).items():

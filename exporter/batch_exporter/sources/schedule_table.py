@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from ..config import ScheduleConfig
 from ..database import Database, QueryError
+from ..finish_by import FinishBy
 from ..snapshot import SampleBuilder, Snapshot
 from ..values import as_float, as_utc_datetime
 from .errors import SourceError
@@ -53,6 +54,7 @@ class ScheduleTableSource:
         self._tz = ZoneInfo(schedule.timezone)
         self._db = db
         self._clock = clock
+        self._finish_by = FinishBy.parse(schedule.finish_by) if schedule.finish_by is not None else None
         # the scheduler moves its next planned start on once it has acted on it (SQL Server Agent within
         # about 20 minutes): a next start seen before and now past was planned, even when no longer shown
         self._seen_next: datetime | None = None
@@ -80,6 +82,9 @@ class ScheduleTableSource:
                 planned = self._passed
             if planned is not None and not paused:
                 out.add("batch_schedule_last_expected_timestamp_seconds", planned.timestamp(), batch=self._batch)
+                if self._finish_by is not None:
+                    out.add("batch_schedule_finish_deadline_timestamp_seconds",
+                            self._finish_by.deadline(planned, self._tz).timestamp(), batch=self._batch)
             if following is not None and not paused:
                 out.add("batch_schedule_next_expected_timestamp_seconds", following.timestamp(), batch=self._batch)
             out.add("batch_schedule_paused", 1 if paused else 0, batch=self._batch)

@@ -1,0 +1,221 @@
+"""Calendars, day rules and finish_by in the configuration: each mistake located on its field with what was
+expected; and `check-config --explain` listing the next expected starts, deadlines and skipped days."""
+from __future__ import annotations
+
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import get_args
+
+import pytest
+
+from batch_exporter import business_calendar, config
+from batch_exporter.config import ConfigError, parse_config
+from batch_exporter.explain import explain
+
+
+def load(text: str) -> config.Config:
+    return parse_config(textwrap.dedent(text), "conf.yml", {}, Path("/nonexistent"))
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load(text)
+    return str(caught.value).splitlines()
+
+
+def one_batch(schedule: str, calendars: str = "jp: {country: JP, categories: [public, bank]}") -> str:
+    return f"calendars:\n  {calendars}\nbatches:\n  settle:\n    schedule: {schedule}\n"
+
+
+def test_a_calendar_schedule_loads() -> None:
+    loaded = load("""\
+        calendars:
+          jp-bank:
+            country: JP
+            categories: [public, bank]
+            closed: [2026-06-15]
+            open: ['2026-05-02']
+          berlin: {country: DE, subdivision: BE, weekend: [sat, sun]}
+        batches:
+          settle:
+            schedule: {cron: "0 2 * * *", timezone: Asia/Tokyo, calendar: jp-bank, days: last-business-day-of-month,
+                       finish_by: '06:00'}
+          late:
+            schedule: {cron: "30 23 * * *", timezone: Europe/Berlin, calendar: berlin, finish_by: '01:30 +1 day'}
+        """)
+    assert loaded.calendars["jp-bank"].closed[0].isoformat() == "2026-06-15"
+    assert loaded.calendars["jp-bank"].open[0].isoformat() == "2026-05-02"
+    schedule = loaded.batches["settle"].schedule
+    assert schedule is not None and schedule.days == "last-business-day-of-month"
+
+
+def test_an_unknown_calendar_is_named_with_the_known_ones() -> None:
+    assert errors_of(one_batch('{cron: "0 2 * * *", calendar: japan}')) == [
+        "conf.yml:5: batches.settle.schedule.calendar: unknown calendar 'japan' (known: jp)"]
+    assert errors_of('batches:\n  settle:\n    schedule: {cron: "0 2 * * *", calendar: jp}\n') == [
+        "conf.yml:3: batches.settle.schedule.calendar: unknown calendar 'jp' (known: none are configured under "
+        "'calendars')"]
+
+
+def test_a_scheduler_query_plans_its_own_days() -> None:
+    text = """\
+        calendars:
+          jp: {country: JP}
+        databases:
+          d: {sqlite: /nonexistent.db}
+        batches:
+          settle:
+            database: d
+            schedule:
+              query: "SELECT latest, next_start, paused FROM plan"
+              calendar: jp
+              days: business-day-after-holiday
+              finish_by: '06:00'
+        """
+    errors = errors_of(text)
+    assert len(errors) == 2
+    assert errors[0].startswith("conf.yml:10: batches.settle.schedule.calendar: 'calendar' works with 'cron' only: "
+                                "with 'query' the scheduler plans its own days")
+    assert errors[1].startswith("conf.yml:11: batches.settle.schedule.days: 'days' works with 'cron' only")
+
+
+def test_days_need_a_calendar() -> None:
+    assert errors_of('batches:\n  settle:\n    schedule:\n      cron: "0 2 * * *"\n'
+                     '      days: first-business-day-of-month\n') == [
+        "conf.yml:5: batches.settle.schedule.days: 'days' picks among a calendar's business days: it needs "
+        "'calendar'"]
+
+
+def test_an_unknown_day_rule_lists_the_rules() -> None:
+    (error,) = errors_of(one_batch('{cron: "0 2 * * *", calendar: jp, days: last-day-of-month}'))
+    assert error.startswith("conf.yml:5: batches.settle.schedule.days: ")
+    assert "'every-business-day'" in error and "'business-day-after-holiday'" in error
+
+
+@pytest.mark.parametrize(("calendar", "expected"), [
+    ("jp: {country: XX}", "conf.yml:2: calendars.jp.country: the holidays library knows no country 'XX': expected "
+                          "an ISO 3166-1 alpha-2 code such as JP, US, GB, DE or FR"),
+    ("jp: {country: jp}", "did you mean 'JP'?"),
+    ("jp: {country: Japan}", "conf.yml:2: calendars.jp.country: the holidays library knows no country 'Japan'"),
+    ("jp: {country: Japan}", "did you mean 'JP'?"),
+    ("jp: {country: JP, subdivision: '13'}",
+     "conf.yml:2: calendars.jp.subdivision: JP has no subdivision '13' in the holidays library (its subdivisions: "
+     "none: leave 'subdivision' out)"),
+    ("jp: {country: DE, subdivision: XX}", "(its subdivisions: BB, BE, BW, BY, HB, HE, HH, MV, NI, NW, RP, SH, "),
+    ("jp: {country: US, categories: [public, bank]}",
+     "conf.yml:2: calendars.jp.categories[1]: US has no holiday category 'bank' in the holidays library (its "
+     "categories: government, half_day, public, unofficial)"),
+    ("jp: {subdivision: BE}", "conf.yml:2: calendars.jp.subdivision: a subdivision needs 'country'"),
+    ("jp: {categories: [bank]}", "conf.yml:2: calendars.jp.categories: holiday categories need 'country'"),
+    ("jp: {country: JP, closed: [2026-05-07], open: [2026-05-07]}",
+     "conf.yml:2: calendars.jp.open: 2026-05-07 also listed under 'closed': keep each date in one of the two lists"),
+    ("jp: {country: JP, weekend: [saturday]}", "conf.yml:2: calendars.jp.weekend[0]: Input should be 'mon', "),
+    ("jp: {country: JP, closed: ['2026-02-30']}", "conf.yml:2: calendars.jp.closed[0]: "),
+])
+def test_calendar_mistakes(calendar: str, expected: str) -> None:
+    (error,) = errors_of(one_batch('{cron: "0 2 * * *", calendar: jp}', calendar))
+    assert expected in error
+    if expected.startswith("conf.yml"):
+        assert error.startswith(expected)
+
+
+@pytest.mark.parametrize(("finish_by", "expected"), [
+    ("'6:00'", "'6:00' is not a finish time: expected 'HH:MM' or 'HH:MM +N days'"),
+    ("'06:00 +40 days'", "'06:00 +40 days': at most +31 days"),
+    ("'25:00'", "'25:00': 25:00 is no time of day"),
+    ("12:30", "an unquoted time is a number in YAML (base 60: 12:30 is 750); quote it: finish_by: '12:30'"),
+])
+def test_a_bad_finish_by(finish_by: str, expected: str) -> None:
+    (error,) = errors_of(one_batch(f'{{cron: "0 2 * * *", finish_by: {finish_by}}}'))
+    assert error.startswith("conf.yml:5: batches.settle.schedule.finish_by: " + expected)
+
+
+@pytest.mark.parametrize(("cron", "finish_by", "latest"), [
+    ("0 2 * * *", "01:00", "02:00"),
+    ("0 2 * * *", "02:00", "02:00"),  # a deadline at the start itself
+    ("0 2 * * *", "01:00 +0 days", "02:00"),
+    ("0 1,5 * * 1-5", "03:00", "05:00"),
+    ("@hourly", "22:30", "23:00"),
+    ("*/20 9-17 * * *", "17:30", "17:40"),
+])
+def test_a_same_day_deadline_must_come_after_every_start(cron: str, finish_by: str, latest: str) -> None:
+    (error,) = errors_of(one_batch(f'{{cron: "{cron}", finish_by: "{finish_by}"}}'))
+    wall = finish_by.split()[0]
+    assert error == (f"conf.yml:5: batches.settle.schedule.finish_by: '{finish_by}' is not after the cron's last "
+                     f"start of the day ({latest}), so the deadline would come before the run; for the next day "
+                     f"write '{wall} +1 day'")
+
+
+@pytest.mark.parametrize(("cron", "finish_by"), [
+    ("0 2 * * *", "02:01"),
+    ("0 2 * * *", "01:00 +1 day"),
+    ("0 1,5 * * 1-5", "05:30"),
+    ("@hourly", "23:30"),
+    ("30 23 * * *", "00:30 +1 day"),
+])
+def test_deadlines_after_the_start_load(cron: str, finish_by: str) -> None:
+    load(one_batch(f'{{cron: "{cron}", finish_by: "{finish_by}"}}'))
+
+
+def test_a_bad_cron_with_finish_by_is_reported_once() -> None:
+    (error,) = errors_of(one_batch('{cron: "0 25 * * *", finish_by: "01:00"}'))
+    assert error.startswith("conf.yml:5: batches.settle.schedule.cron: ")
+
+
+def test_the_config_and_the_calendar_name_the_same_rules_and_weekdays() -> None:
+    assert get_args(config.DayRule) == get_args(business_calendar.DayRule)
+    assert get_args(config.Weekday) == business_calendar.WEEKDAYS
+
+
+# --- check-config --explain -----------------------------------------------------------------------------
+
+EXPLAINED = """\
+    calendars:
+      jp-bank: {country: JP, categories: [public, bank]}
+    batches:
+      settle:
+        schedule: {cron: "0 2 * * *", timezone: Asia/Tokyo, calendar: jp-bank, finish_by: '06:00'}
+      month-end:
+        schedule: {cron: "0 22 * * *", timezone: Asia/Tokyo, calendar: jp-bank, days: last-business-day-of-month,
+                   finish_by: '01:30 +1 day'}
+      plain:
+        schedule: {cron: "0 1 * * *", timezone: America/New_York, finish_by: '02:30'}
+      bare:
+        schedule: {cron: "0 1 * * *"}
+    """
+NOW = datetime(2026, 5, 1, 3, 0, tzinfo=UTC)  # 12:00 on Friday 1 May in Tokyo, the eve of Golden Week
+
+
+def test_explain_lists_the_next_starts_deadlines_and_skipped_days() -> None:
+    text = explain(load(EXPLAINED), "settle", clock=NOW.timestamp)
+    assert text.splitlines()[2:11] == [
+        "-- calendar jp-bank, days every-business-day; finish_by '06:00'; the next 10 expected starts after "
+        "2026-05-01 Fri 12:00 +0900:",
+        "--   skipped 2026-05-02 Sat (weekend)",
+        "--   skipped 2026-05-03 Sun (holiday: Constitution Day)",
+        "--   skipped 2026-05-04 Mon (holiday: Greenery Day)",
+        "--   skipped 2026-05-05 Tue (holiday: Children's Day)",
+        "--   skipped 2026-05-06 Wed (holiday: Substitute Holiday)",
+        "--   start 2026-05-07 Thu 02:00 +0900, finish by 2026-05-07 Thu 06:00 +0900",
+        "--   start 2026-05-08 Fri 02:00 +0900, finish by 2026-05-08 Fri 06:00 +0900",
+        "--   skipped 2026-05-09 Sat to 2026-05-10 Sun (2 weekend)",
+    ]
+    assert sum(line.startswith("--   start ") for line in text.splitlines()) == 10
+
+
+def test_explain_tells_runs_of_routine_skips_in_one_line() -> None:
+    lines = explain(load(EXPLAINED), "month-end", clock=NOW.timestamp).splitlines()
+    assert "--   skipped 2026-05-07 Thu to 2026-05-28 Thu (16 not-picked, 6 weekend)" in lines
+    assert "--   start 2026-05-29 Fri 22:00 +0900, finish by 2026-05-30 Sat 01:30 +0900" in lines
+    assert "--   start 2026-12-30 Wed 22:00 +0900, finish by 2026-12-31 Thu 01:30 +0900" in lines  # 31st: closed
+    assert "--   skipped 2026-12-31 Thu (holiday: Bank Holiday)" in lines
+    assert lines[-1] == "--   start 2027-02-26 Fri 22:00 +0900, finish by 2027-02-27 Sat 01:30 +0900"
+
+
+def test_explain_without_a_calendar_lists_starts_and_deadlines_only_with_finish_by() -> None:
+    loaded = load(EXPLAINED)
+    plain = explain(loaded, "plain", clock=datetime(2026, 3, 6, 12, tzinfo=UTC).timestamp).splitlines()
+    assert "--   start 2026-03-08 Sun 01:00 -0500, finish by 2026-03-08 Sun 03:30 -0400" in plain
+    bare = explain(loaded, "bare", clock=NOW.timestamp).splitlines()
+    assert not any("expected starts" in line for line in bare)
