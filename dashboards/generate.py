@@ -71,6 +71,10 @@ MAY_BE_EMPTY = {
     "Checks": "Only batches with `checks` in the configuration have checks.",
     "Check status": "Only batches with `checks` in the configuration have checks.",
     "Records of the latest run by state": "Only batches with a `records` query export records.",
+    "Latest start the calendar skipped": "Only schedules with a business calendar skip starts.",
+    "Finish deadline": "Only schedules with finish_by have a deadline; the projected end shows while the "
+                       "expected run is due or in progress and its usual duration is known.",
+    "Success contradicted by": "Empty while nothing contradicts the latest run's success.",
 }
 
 STATUS_MAPPINGS = [
@@ -745,7 +749,8 @@ def detail() -> dict[str, Any]:
             layout,
             "stat",
             "Schedule",
-            "When the cron schedule last expected a start and expects the next; the grace allowed.",
+            "When the schedule last expected a start and expects the next (a business calendar leaves out "
+            "the days it closes) and the grace allowed.",
             [
                 target(f"batch_schedule_last_expected_timestamp_seconds{{{sel}}} * 1000", "last expected"),
                 target(f"batch_schedule_next_expected_timestamp_seconds{{{sel}}} * 1000", "next expected"),
@@ -762,15 +767,18 @@ def detail() -> dict[str, Any]:
             layout,
             "timeseries",
             "Duration vs max",
-            "The run in progress and the latest finished run against max_duration.",
+            "The run in progress and the latest finished run against max_duration and the usual duration "
+            "of a successful run (median and 0.9 quantile, learned once runs.min_history runs back them).",
             [
                 target(f"batch_run_running_seconds{{{sel}}}", "current run"),
                 target(f"batch_run_last_duration_seconds{{{sel}}}", "latest finished run"),
                 target(f"batch_run_max_duration_seconds{{{sel}}}", "max duration"),
+                target(f"batch_run_usual_duration_seconds{{{sel}}}", "usual (quantile {{quantile}})", ref="D"),
             ],
             unit="s",
             width=12,
-            overrides=[override("max duration", dashed, ("color", {"mode": "fixed", "fixedColor": "red"}))],
+            overrides=[override("max duration", dashed, ("color", {"mode": "fixed", "fixedColor": "red"})),
+                       override("^usual .*", ("custom.lineStyle", {"fill": "dot", "dash": [0, 10]}), regex=True)],
             options=timeseries_options(),
         ),
         panel(
@@ -833,6 +841,51 @@ def detail() -> dict[str, Any]:
             mappings=OK_MAPPINGS,
             width=8,
             options=state_timeline_options(),
+        ),
+        panel(
+            layout,
+            "stat",
+            "Latest start the calendar skipped",
+            "The latest start the cron gave and the business calendar left out, with its local date and why "
+            "(weekend, holiday and its name, closed, not-picked).",
+            [target(f"batch_schedule_last_skipped_timestamp_seconds{{{sel}}} * 1000",
+                    "{{date}} {{reason}} {{holiday}}")],
+            unit="dateTimeFromNow",
+            width=8,
+            height=4,
+            steps=thresholds(base="blue"),
+            options=stat_options("value_and_name"),
+        ),
+        panel(
+            layout,
+            "stat",
+            "Finish deadline",
+            "When the latest expected run's work must have succeeded (schedule.finish_by), and when it is "
+            "projected to end at its usual pace (as BatchFinishDeadlineAtRisk reads it).",
+            [
+                target(f"batch_schedule_finish_deadline_timestamp_seconds{{{sel}}} * 1000", "finish by"),
+                target(f"batch:batch_run_projected_end_timestamp_seconds{{{sel}}} * 1000", "projected end",
+                       ref="B"),
+            ],
+            unit="dateTimeFromNow",
+            width=8,
+            height=4,
+            steps=thresholds(base="blue"),
+            options=stat_options("value_and_name"),
+        ),
+        panel(
+            layout,
+            "stat",
+            "Success contradicted by",
+            "Evidence against the latest run's recorded success: error lines its logs gained while it ran "
+            "(log:LOG/PATTERN, the line count) or a check out of its bounds (check:CHECK, its value).",
+            [target(f"batch:batch_run_success_contradicted{{{sel}}}", "{{evidence}}")],
+            unit="locale",
+            decimals=0,
+            width=8,
+            height=4,
+            steps=thresholds((0, "red"), base="green"),
+            options=stat_options("value_and_name"),
         ),
         layout.row("Logs"),
         panel(

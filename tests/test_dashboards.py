@@ -446,6 +446,9 @@ def _healthy_exposition(now: float, batch: str = "card-authorization") -> str:
         ("batch_schedule_next_expected_timestamp_seconds", now - 3700 + 86400),
         ("batch_schedule_grace_seconds", 900),
         ("batch_schedule_watched_since_timestamp_seconds", now - 30 * 86400),
+        ("batch_schedule_finish_deadline_timestamp_seconds", now - 3700 + 5 * 3600),
+        ("batch_run_usual_duration_runs", 12),
+        ("batch_run_usual_duration_min_runs", 5),
     ]:
         out.add(name, value, **b)
     for status in ("success", "failed", "running", "queued", "unknown"):
@@ -454,6 +457,10 @@ def _healthy_exposition(now: float, batch: str = "card-authorization") -> str:
     out.add("batch_run_last_status_code", 1, code="0", **b)
     out.add("batch_run_business_date_info", 1, business_date="2026-12-02", **b)
     out.add("batch_run_records", 1200, state="AUTHORIZED", **b)
+    out.add("batch_run_usual_duration_seconds", 1700, quantile="0.5", **b)
+    out.add("batch_run_usual_duration_seconds", 2000, quantile="0.9", **b)
+    out.add("batch_schedule_last_skipped_timestamp_seconds", now - 3700 - 86400, date="2026-11-29",
+            reason="weekend", holiday="", **b)
     out.add("batch_check_value", 0, check="double_authorized", **b)
     out.add("batch_check_ok", 1, check="double_authorized", **b)
     log = {"log": "sdk", **b}
@@ -474,6 +481,7 @@ def _healthy_exposition(now: float, batch: str = "card-authorization") -> str:
         out.add(name, value, **log)
     out.add("batch_log_matches_total", 0, pattern="error", **log)
     out.add("batch_log_last_match_timestamp_seconds", now - 86400 * 3, pattern="error", **log)
+    out.add("batch_run_latest_log_matches", 0, pattern="error", **log)
     for source in (
         f"runs:{batch}",
         f"checks:{batch}",

@@ -34,6 +34,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from batch_exporter.cli import build_parser
 from batch_exporter.config import parse_config
@@ -480,6 +481,25 @@ def test_the_practise_guides_commands_parse() -> None:
         parser.parse_args(words[1:])
 
 
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    for key, item in extra.items():
+        if isinstance(item, dict) and isinstance(base.get(key), dict):
+            _merged(base[key], item)
+        else:
+            base[key] = item
+    return base
+
+
+def test_the_guides_calendar_example_is_a_working_part_of_the_postgresql_example() -> None:
+    [block] = [b for b in fenced_blocks(GUIDE) if b.lang == "yaml" and b.text.startswith("calendars:")]
+    example = yaml.safe_load((DOCS / "examples" / "postgresql.yml").read_text(encoding="utf-8"))
+    merged = _merged(example, yaml.safe_load(block.text))
+    config = parse_config(yaml.safe_dump(merged, sort_keys=False), "merged.yml", env={"PAY_DB_PASSWORD": "x"})
+    schedule = config.batches["card-authorization"].schedule
+    assert schedule is not None and schedule.calendar in config.calendars
+    assert schedule.finish_by is not None and config.batches["card-authorization"].runs is not None
+
+
 # --- every block is accounted for ----------------------------------------------------------------------
 
 def how_tested(block: Block) -> str | None:
@@ -488,6 +508,8 @@ def how_tested(block: Block) -> str | None:
     if doc == "operators-guide.md":
         if block.lang == "sh":
             return "tests/test_operators_guide.py runs it, or names why it cannot run here"
+        if block.lang == "yaml" and block.text.startswith("calendars:"):
+            return "merged over docs/examples/postgresql.yml and loaded as a configuration by this file"
         if block.lang == "yaml":
             return "an excerpt of docs/examples: tests/test_operators_guide.py keeps it equal to its file"
         if block.lang == "sql":

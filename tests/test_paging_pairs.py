@@ -46,6 +46,7 @@ EXPLAIN_NO_SUCCESS = {
     "BatchRunTooLong",
     "BatchRerunOfNonIdempotentBatch",
     "BatchRunLeftPendingRecords",
+    "BatchFinishDeadlineMissed",
 }
 # Where a rule's result gets a label beyond batch/instance/job.
 LABEL_SOURCES = (
