@@ -392,6 +392,21 @@ def test_polls_between_two_fire_times_reuse_the_answer(days: DayRule) -> None:
     assert sched.fires_around(at(TOKYO, 2026, 4, 28, 10)) == earlier[days]
 
 
+def test_a_schedule_that_keeps_nothing_walks_the_lookahead_once_a_day() -> None:
+    # a Saturday cron kept to a Saturday and Sunday weekend: every search walks 400 days in vain
+    cal = CountingCalendar(CalendarConfig())
+    sched = CalendarSchedule(CronSchedule.parse("0 2 * * 6", "Asia/Tokyo"), cal)
+    first = at(TOKYO, 2026, 5, 6, 10)
+    assert sched.fires_around(first) == (None, None)
+    assert cal.asked >= LOOKAHEAD_DAYS // 7 * 2
+    cal.asked = 0
+    for minutes in range(0, 24 * 60, 30):  # a poll every 30 minutes for a day
+        assert sched.fires_around(first + timedelta(minutes=minutes)) == (None, None)
+    assert cal.asked == 0
+    assert sched.fires_around(first + timedelta(days=1)) == (None, None)
+    assert cal.asked > 0
+
+
 def test_each_year_is_loaded_once_whatever_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     real = holidays.country_holidays
     loads: list[int] = []

@@ -158,9 +158,82 @@ def test_deadlines_after_the_start_load(cron: str, finish_by: str) -> None:
     load(one_batch(f'{{cron: "{cron}", finish_by: "{finish_by}"}}'))
 
 
+@pytest.mark.parametrize(("cron", "finish_by", "expected"), [
+    ("0 2 * * *", "03:00 +1 day", "the run expected 2026-01-01 02:00 would be due 2026-01-02 03:00, after the next "
+                                  "start 2026-01-02 02:00"),
+    ("0 22 * * *", "23:00 +1 day", "the run expected 2026-01-01 22:00 would be due 2026-01-02 23:00, after the next "
+                                   "start 2026-01-02 22:00"),
+    ("0 */4 * * *", "06:00 +1 day", "the run expected 2026-01-01 20:00 would be due 2026-01-02 06:00, after the next "
+                                    "start 2026-01-02 00:00"),
+    ("*/15 * * * *", "23:59", "the run expected 2026-01-01 23:45 would be due 2026-01-01 23:59, only 1 minute before "
+                              "the next start 2026-01-02 00:00"),
+    ("0 2 * * 1-5", "02:00 +1 day", "the run expected 2026-01-01 02:00 would be due 2026-01-02 02:00, at the next "
+                                    "start 2026-01-02 02:00"),
+])
+def test_a_deadline_the_next_start_would_hide_is_refused(cron: str, finish_by: str, expected: str) -> None:
+    text = one_batch(f'{{cron: "{cron}", timezone: Asia/Tokyo, finish_by: "{finish_by}"}}')
+    assert errors_of(text) == [
+        f"conf.yml:5: batches.settle.schedule.finish_by: '{finish_by}' comes too late: {expected}: a deadline must "
+        "come at least 5 minutes before the next start (the alert follows the latest expected start)"]
+
+
+def test_a_deadline_too_late_on_one_night_of_the_year_is_refused_naming_it() -> None:
+    (error,) = errors_of(one_batch('{cron: "30 2 * * *", timezone: Europe/Berlin, finish_by: "02:00 +1 day"}'))
+    assert "the run expected 2026-03-28 02:30 would be due 2026-03-29 03:00, at the next start 2026-03-29 03:00" \
+        in error
+    load(one_batch('{cron: "30 2 * * *", timezone: Europe/Berlin, finish_by: "01:55 +1 day"}'))
+
+
 def test_a_bad_cron_with_finish_by_is_reported_once() -> None:
     (error,) = errors_of(one_batch('{cron: "0 25 * * *", finish_by: "01:00"}'))
     assert error.startswith("conf.yml:5: batches.settle.schedule.cron: ")
+
+
+EVERY_DAY = "[mon, tue, wed, thu, fri, sat, sun]"
+
+
+@pytest.mark.parametrize(("calendar", "schedule", "expected"), [
+    (f"c: {{weekend: {EVERY_DAY}}}", '{cron: "0 2 * * *", timezone: Asia/Tokyo, calendar: c}',
+     "conf.yml:5: batches.settle.schedule.calendar: calendar 'c' with days 'every-business-day' keeps none of the "
+     "cron's starts in the 400 days from 2026-01-01, so the batch would never be expected (of the 400 days the cron "
+     "fires on, 400 weekend; its weekend is every day of the week)"),
+    ("c: {}", '{cron: "0 2 * * 6", timezone: Asia/Tokyo, calendar: c}',
+     "conf.yml:5: batches.settle.schedule.calendar: calendar 'c' with days 'every-business-day' keeps none of the "
+     "cron's starts in the 400 days from 2026-01-01, so the batch would never be expected (of the 57 days the cron "
+     "fires on, 57 weekend; the cron fires only on sat, which the calendar keeps as weekend)"),
+    ("c: {}", '{cron: "0 2 * * *", timezone: Asia/Tokyo, calendar: c, days: business-day-after-holiday}',
+     "conf.yml:5: batches.settle.schedule.days: calendar 'c' with days 'business-day-after-holiday' keeps none of "
+     "the cron's starts in the 400 days from 2026-01-01, so the batch would never be expected (of the 400 days the "
+     "cron fires on, 114 weekend, 286 not-picked; business-day-after-holiday needs a holiday or a closed date: give "
+     "the calendar a country or closed dates)"),
+    ("c: {country: JP}", '{cron: "0 2 15 * *", timezone: Asia/Tokyo, calendar: c, days: first-business-day-of-month}',
+     "conf.yml:5: batches.settle.schedule.days: calendar 'c' with days 'first-business-day-of-month' keeps none of "
+     "the cron's starts in the 400 days from 2026-01-01, so the batch would never be expected (of the 13 days the "
+     "cron fires on, 4 weekend, 9 not-picked)"),
+    ("c: {country: JP}", '{cron: "0 2 29 2 *", timezone: Asia/Tokyo, calendar: c}',
+     "conf.yml:5: batches.settle.schedule.calendar: calendar 'c' with days 'every-business-day' keeps none of the "
+     "cron's starts in the 400 days from 2026-01-01, so the batch would never be expected (the cron does not fire "
+     "in them, and a schedule with a calendar looks 400 days ahead at most)"),
+    (f"c: {{weekend: {EVERY_DAY}, open: [2026-05-09, 2029-05-05]}}",  # Saturdays; the cron fires on Mondays
+     '{cron: "0 2 * * 1", timezone: Asia/Tokyo, calendar: c}',
+     "conf.yml:5: batches.settle.schedule.calendar: calendar 'c' with days 'every-business-day' keeps none of the "
+     "cron's starts in the 400 days from 2026-01-01 nor on its open dates, so the batch would never be expected "
+     "(of the 57 days the cron fires on, 57 weekend; its weekend is every day of the week)"),
+])
+def test_a_calendar_schedule_that_never_starts_is_refused(calendar: str, schedule: str, expected: str) -> None:
+    assert errors_of(one_batch(schedule, calendar)) == [expected]
+
+
+@pytest.mark.parametrize(("calendar", "schedule"), [
+    # open dates only, one of them a Monday years ahead: the batch runs then
+    (f"c: {{weekend: {EVERY_DAY}, open: [2029-05-07]}}", '{cron: "0 2 * * 1", timezone: Asia/Tokyo, calendar: c}'),
+    (f"c: {{weekend: {EVERY_DAY}, open: [2026-12-01]}}", '{cron: "0 2 * * *", timezone: Asia/Tokyo, calendar: c}'),
+    ("c: {closed: [2026-03-02]}",
+     '{cron: "0 2 * * *", timezone: Asia/Tokyo, calendar: c, days: business-day-after-holiday}'),
+    ("c: {weekend: [sun]}", '{cron: "0 2 * * 6", timezone: Asia/Tokyo, calendar: c}'),
+])
+def test_a_calendar_schedule_with_a_start_loads(calendar: str, schedule: str) -> None:
+    load(one_batch(schedule, calendar))
 
 
 def test_the_config_and_the_calendar_name_the_same_rules_and_weekdays() -> None:

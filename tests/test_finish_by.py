@@ -1,9 +1,10 @@
 """schedule.finish_by: its forms, its refusals, and the deadline it gives, around DST changes in Berlin and
-New York; then the deadline of the scheduler's planned start (schedule.query)."""
+New York and for a start later in its day than the wall time; the starts of a cron whose deadline would come
+too late to be seen passed; then the deadline of the scheduler's planned start (schedule.query)."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -11,7 +12,15 @@ import pytest
 
 from batch_exporter.config import parse_config
 from batch_exporter.database import open_database
-from batch_exporter.finish_by import FinishBy
+from batch_exporter.finish_by import (
+    MIN_MISSED_WINDOW,
+    FinishBy,
+    LateDeadline,
+    last_fire_of_day,
+    late_deadline,
+    latest_start_of_day,
+)
+from batch_exporter.schedule import CronSchedule
 from batch_exporter.sources.schedule_table import ScheduleTableSource
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -111,11 +120,139 @@ def test_new_york_fall_back_takes_the_first_of_a_repeated_time() -> None:
 def test_the_docstring_tells_how_dst_changes_are_read() -> None:
     doc = FinishBy.deadline.__doc__ or ""
     assert "offset before the change" in doc and "first occurrence" in doc
+    assert "a day later" in doc and "after the start" in doc
 
 
-def test_a_naive_start_is_refused() -> None:
-    with pytest.raises(ValueError, match="timezone-aware"):
-        FinishBy.parse("06:00").deadline(datetime(2026, 5, 7, 2, 0), TOKYO)
+# --- a start at or after its day's wall time ------------------------------------------------------------
+
+
+def test_a_start_later_in_its_day_than_the_wall_time_is_due_the_next_day() -> None:
+    six = FinishBy.parse("06:00")
+    # a scheduler's catch-up run at 09:00 Tokyo: due at 06:00 the next morning, not 3 hours before it began
+    assert six.deadline(datetime(2026, 11, 30, 9, 0, 10, tzinfo=TOKYO), TOKYO) == \
+        datetime(2026, 12, 1, 6, 0, tzinfo=TOKYO).astimezone(UTC)
+    # a start at the wall time itself would be due at once: the next day too
+    assert six.deadline(datetime(2026, 11, 30, 6, 0, tzinfo=TOKYO), TOKYO) == \
+        datetime(2026, 12, 1, 6, 0, tzinfo=TOKYO).astimezone(UTC)
+    assert six.deadline(datetime(2026, 11, 30, 5, 59, tzinfo=TOKYO), TOKYO) == \
+        datetime(2026, 11, 30, 6, 0, tzinfo=TOKYO).astimezone(UTC)
+    # the days are counted from the start's date first: '+1 day' after a start at 23:00 is unchanged
+    assert FinishBy.parse("06:00 +1 day").deadline(datetime(2026, 11, 30, 23, 0, tzinfo=TOKYO), TOKYO) == \
+        datetime(2026, 12, 1, 6, 0, tzinfo=TOKYO).astimezone(UTC)
+    # the last day of a month and of a year roll over
+    assert six.deadline(datetime(2026, 12, 31, 7, 0, tzinfo=TOKYO), TOKYO) == \
+        datetime(2027, 1, 1, 6, 0, tzinfo=TOKYO).astimezone(UTC)
+
+
+def test_a_start_between_the_two_passes_of_a_repeated_time_is_due_at_the_second() -> None:
+    # 1 November 2026 in New York: 01:00-02:00 happened twice, EDT (05:00-06:00 UTC) then EST (06:00-07:00)
+    fifty = FinishBy.parse("01:50")
+    assert fifty.deadline(utc(2026, 11, 1, 5, 45), NEW_YORK) == utc(2026, 11, 1, 5, 50)  # 01:45 EDT: 01:50 EDT
+    assert fifty.deadline(utc(2026, 11, 1, 6, 45), NEW_YORK) == utc(2026, 11, 1, 6, 50)  # 01:45 EST: 01:50 EST
+    assert fifty.deadline(utc(2026, 11, 1, 6, 55), NEW_YORK) == utc(2026, 11, 2, 6, 50)  # 01:55 EST: the next day
+
+
+# --- a deadline the next start would hide -----------------------------------------------------------------
+
+
+def late(cron: str, finish_by: str, zone: str = "Asia/Tokyo") -> LateDeadline | None:
+    return late_deadline(CronSchedule.parse(cron, zone), FinishBy.parse(finish_by))
+
+
+def local(zone: ZoneInfo, year: int, month: int, day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=zone).astimezone(UTC)
+
+
+@pytest.mark.parametrize(("cron", "finish_by", "start", "deadline", "following"), [
+    ("0 2 * * *", "03:00 +1 day", (1, 1, 2), (1, 2, 3), (1, 2, 2)),
+    ("0 22 * * *", "23:00 +1 day", (1, 1, 22), (1, 2, 23), (1, 2, 22)),
+    ("0 */4 * * *", "06:00 +1 day", (1, 1, 20), (1, 2, 6), (1, 2, 0)),
+    ("0 2 * * *", "02:00 +1 day", (1, 1, 2), (1, 2, 2), (1, 2, 2)),  # at the next start
+    ("0 2 * * 1-5", "03:00 +1 day", (1, 1, 2), (1, 2, 3), (1, 2, 2)),  # Thursday 1 January
+    ("0 2 * * 1", "02:00 +7 days", (1, 5, 2), (1, 12, 2), (1, 12, 2)),  # Monday 5 January, weekly
+    ("0 2 1 * *", "06:00 +28 days", (2, 1, 2), (3, 1, 6), (3, 1, 2)),  # only February is short enough
+])
+def test_a_deadline_at_or_after_the_next_start_is_found(cron: str, finish_by: str, start: tuple[int, int, int],
+                                                        deadline: tuple[int, int, int],
+                                                        following: tuple[int, int, int]) -> None:
+    assert late(cron, finish_by) == LateDeadline(local(TOKYO, 2026, *start), local(TOKYO, 2026, *deadline),
+                                                 local(TOKYO, 2026, *following))
+
+
+def test_a_deadline_must_leave_minutes_for_the_alert() -> None:
+    # the review's '*/15 * * * *' with '23:59': passed for one minute a day, the alert waits for two
+    found = late("*/15 * * * *", "23:59")
+    assert found == LateDeadline(local(TOKYO, 2026, 1, 1, 23, 45), local(TOKYO, 2026, 1, 1, 23, 59),
+                                 local(TOKYO, 2026, 1, 2, 0, 0))
+    assert found is not None and found.describe(TOKYO) == (
+        "the run expected 2026-01-01 23:45 would be due 2026-01-01 23:59, only 1 minute before the next start "
+        "2026-01-02 00:00: a deadline must come at least 5 minutes before the next start (the alert follows "
+        "the latest expected start)")
+    assert timedelta(minutes=5) == MIN_MISSED_WINDOW
+    assert late("*/15 * * * *", "23:55") is None  # exactly 5 minutes
+    assert late("0 2 * * *", "01:56 +1 day") is not None
+    assert late("0 2 * * *", "01:55 +1 day") is None
+
+
+def test_the_descriptions_say_after_at_and_before() -> None:
+    after = late("0 2 * * *", "03:00 +1 day")
+    at_start = late("0 2 * * *", "02:00 +1 day")
+    assert after is not None and at_start is not None
+    assert after.describe(TOKYO) == (
+        "the run expected 2026-01-01 02:00 would be due 2026-01-02 03:00, after the next start 2026-01-02 02:00: "
+        "a deadline must come at least 5 minutes before the next start (the alert follows the latest expected "
+        "start)")
+    assert ", at the next start 2026-01-02 02:00: " in at_start.describe(TOKYO)
+
+
+@pytest.mark.parametrize(("cron", "finish_by", "zone"), [
+    ("0 22 * * *", "06:00 +1 day", "Asia/Tokyo"),
+    ("0 1,5 * * 1-5", "05:30", "Asia/Tokyo"),  # every run of the day by 05:30, the next day's first at 01:00
+    ("@hourly", "23:30", "Asia/Tokyo"),
+    ("0 2 * * 1-5", "01:00 +1 day", "Asia/Tokyo"),
+    ("0 2 1 * *", "06:00 +27 days", "Asia/Tokyo"),
+    ("0 0 29 2 *", "06:00 +31 days", "UTC"),  # no start in 2026: the first after it (2028) is checked
+    ("30 2 * * *", "01:00 +1 day", "Europe/Berlin"),
+    # the fall-back day's last start, 01:55 EST, is due at the second 01:57 (not the next day)
+    ("*/5 1 * * *", "01:57", "America/New_York"),
+])
+def test_deadlines_before_the_next_start_pass(cron: str, finish_by: str, zone: str) -> None:
+    assert late(cron, finish_by, zone) is None
+
+
+def test_a_dst_change_can_make_one_night_of_the_year_too_late() -> None:
+    # Berlin, 29 March 2026: '02:00 +1 day' after the 28th's 02:30 CET start is 02:00 CET (01:00 UTC), a wall
+    # time the jump skipped; the 29th's 02:30 start fires at the jump, 03:00 CEST (01:00 UTC): the same instant
+    found = late("30 2 * * *", "02:00 +1 day", "Europe/Berlin")
+    assert found == LateDeadline(local(BERLIN, 2026, 3, 28, 2, 30), utc(2026, 3, 29, 1, 0), utc(2026, 3, 29, 1, 0))
+    assert found is not None
+    assert found.describe(BERLIN).startswith("the run expected 2026-03-28 02:30 would be due 2026-03-29 03:00, at "
+                                              "the next start 2026-03-29 03:00: ")
+
+
+def last_of_day(cron: str, zone: ZoneInfo, fire: datetime) -> tuple[datetime, datetime | None]:
+    latest = latest_start_of_day(cron)
+    assert latest is not None
+    return last_fire_of_day(CronSchedule.parse(cron, zone.key), fire, latest)
+
+
+def test_the_last_start_of_a_day_across_dst_changes() -> None:
+    quarter = "*/15 0-2 * * *"
+    # an ordinary day: 02:45, and the next day's 00:00
+    assert last_of_day(quarter, NEW_YORK, local(NEW_YORK, 2026, 3, 7, 0)) == (
+        local(NEW_YORK, 2026, 3, 7, 2, 45), local(NEW_YORK, 2026, 3, 8, 0))
+    # spring forward: 02:00-03:00 never happened, so a wildcard cron's last start is 01:45 EST
+    assert last_of_day(quarter, NEW_YORK, local(NEW_YORK, 2026, 3, 8, 0)) == (
+        utc(2026, 3, 8, 6, 45), local(NEW_YORK, 2026, 3, 9, 0))
+    # fall back: 01:00-02:00 happened twice; the last start is 02:45 EST, after both passes
+    assert last_of_day(quarter, NEW_YORK, local(NEW_YORK, 2026, 11, 1, 0)) == (
+        utc(2026, 11, 1, 7, 45), local(NEW_YORK, 2026, 11, 2, 0))
+    # a cron whose latest wall time is in the repeated hour: its second pass
+    assert last_of_day("*/5 1 * * *", NEW_YORK, local(NEW_YORK, 2026, 11, 1, 1)) == (
+        utc(2026, 11, 1, 6, 55), local(NEW_YORK, 2026, 11, 2, 1))
+    # a fixed-time cron fires at the spring-forward jump (03:00 CEST)
+    assert last_of_day("30 2 * * *", BERLIN, utc(2026, 3, 29, 1, 0)) == (
+        utc(2026, 3, 29, 1, 0), local(BERLIN, 2026, 3, 30, 2, 30))
 
 
 # --- the scheduler's plan -----------------------------------------------------------------------------
@@ -149,6 +286,39 @@ batches:
         conn.execute("UPDATE plan SET paused = 1")
         conn.commit()
         assert not [s for s in source.poll().samples if s.name == "batch_schedule_finish_deadline_timestamp_seconds"]
+    finally:
+        db.close()
+        conn.close()
+
+
+def test_a_catch_up_run_after_the_wall_time_is_due_the_next_day(tmp_path: Path) -> None:
+    # paused over the weekend, unpaused Monday 30 November at 09:00: the scheduler's catch-up run starts then
+    path = tmp_path / "plan.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE plan (latest TEXT, next_start TEXT, paused INTEGER)")
+    conn.execute("INSERT INTO plan VALUES ('2026-11-30 09:00:10', '2026-12-01 02:00:00', 0)")
+    conn.commit()
+    config = parse_config(f"""databases:
+  l: {{sqlite: '{path}'}}
+batches:
+  etl:
+    database: l
+    schedule:
+      query: "SELECT latest, next_start, paused FROM plan"
+      timezone: Asia/Tokyo
+      finish_by: '06:00'
+""", "config.yml")
+    schedule = config.batches["etl"].schedule
+    assert schedule is not None
+    db = open_database("l", sqlite=str(path))
+    now = datetime(2026, 11, 30, 9, 1, tzinfo=TOKYO)
+    try:
+        source = ScheduleTableSource("etl", schedule, db, clock=now.timestamp)
+        values = {s.name: s.value for s in source.poll().samples}
+        assert values["batch_schedule_last_expected_timestamp_seconds"] == \
+            datetime(2026, 11, 30, 9, 0, 10, tzinfo=TOKYO).timestamp()
+        assert values["batch_schedule_finish_deadline_timestamp_seconds"] == \
+            datetime(2026, 12, 1, 6, 0, tzinfo=TOKYO).timestamp()
     finally:
         db.close()
         conn.close()

@@ -15,8 +15,9 @@ import pytest
 from batch_exporter.app import build_sources
 from batch_exporter.config import parse_config
 from batch_exporter.database import open_database
-from batch_exporter.runsummary import RunRow
+from batch_exporter.runsummary import LatestRun, RunRow
 from batch_exporter.snapshot import Snapshot
+from batch_exporter.sources import run_log_evidence
 from batch_exporter.sources.errors import SourceError
 from batch_exporter.sources.logscan import TIMELINE_ENTRIES, TIMELINE_SECONDS, LogScanSource, MatchTimeline
 from batch_exporter.sources.run_log_evidence import RunLogEvidenceSource, WatchedLog
@@ -190,13 +191,14 @@ def test_a_handover_for_another_path_is_a_fresh_start_whose_first_read_is_a_back
 
 
 class Run:
-    """The runs source's latest run, as the test sets it."""
+    """The runs source's latest run, and the end of the run before it, as the test sets them."""
 
     def __init__(self) -> None:
         self.row: RunRow | None = None
+        self.previous_end: datetime | None = None
 
-    def __call__(self) -> RunRow | None:
-        return self.row
+    def __call__(self) -> LatestRun | None:
+        return LatestRun(self.row, self.previous_end) if self.row is not None else None
 
 
 def world(tmp_path: Path, interval: float = 10.0) -> tuple[Path, Clock, LogScanSource, Run, RunLogEvidenceSource]:
@@ -229,17 +231,92 @@ def test_matches_read_while_the_run_was_in_progress_count_and_no_others(tmp_path
     assert evidence(source.poll()) == {("app", "error"): 3, ("app", "warn"): 1}
 
 
-def test_nothing_is_exported_without_a_latest_run_with_a_start_or_a_finished_run_without_an_end(
-        tmp_path: Path) -> None:
+def test_nothing_is_exported_without_a_latest_run_with_a_start(tmp_path: Path) -> None:
     log, clock, scan, latest, source = world(tmp_path)
     poll_at(clock, 10, scan, log, "t1 ERROR")
     assert evidence(source.poll()) == {}
     latest.row = RunRow("7", None, "queued", None, None, queued_at=at(5))
     assert evidence(source.poll()) == {}
-    latest.row = RunRow("7", None, "success", at(5), None)  # a table that keeps no end
-    assert evidence(source.poll()) == {}
     latest.row = RunRow("7", None, "unknown", at(5), None)  # an unmapped status, no end: may still run
     assert evidence(source.poll()) == {("app", "error"): 1, ("app", "warn"): 0}
+
+
+@pytest.mark.parametrize("status", ["success", "failed"])
+def test_a_finished_run_without_an_end_ends_when_first_seen_finished(tmp_path: Path, status: str) -> None:
+    log, clock, scan, latest, source = world(tmp_path)
+    latest.row = RunRow("7", None, "running", at(5), None)
+    poll_at(clock, 10, scan, log, "t1 ERROR in the run")
+    assert evidence(source.poll())[("app", "error")] == 1
+    latest.row = RunRow("7", None, status, at(5), None)  # a table that keeps no end
+    poll_at(clock, 20, scan, log, "t2 ERROR written just before the run was seen finished")
+    assert evidence(source.poll())[("app", "error")] == 2  # its end: now (T0+20), its window: up to T0+30
+    poll_at(clock, 28, scan, log, "t3 ERROR read within one log interval")
+    poll_at(clock, 40, scan, log, "t4 ERROR of whatever came next")
+    assert evidence(source.poll())[("app", "error")] == 3  # the first sighting stays its end
+
+
+def test_the_first_sightings_of_runs_without_an_end_are_bounded(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_log_evidence, "SEEN_FINISHED_RUNS", 1)
+    log, clock, scan, latest, source = world(tmp_path)
+    poll_at(clock, 10, scan, log)
+    latest.row = RunRow("7", None, "success", at(5), None)
+    assert evidence(source.poll())[("app", "error")] == 0  # seen finished at T0+10
+    latest.row = RunRow("8", None, "success", at(6), None)
+    source.poll()  # run 8's sighting pushes run 7's out
+    poll_at(clock, 50, scan, log, "t1 ERROR long after run 7 was first seen finished")
+    latest.row = RunRow("7", None, "success", at(5), None)
+    assert evidence(source.poll())[("app", "error")] == 1  # forgotten: seen finished again now
+
+
+def test_a_retry_starting_right_after_a_failed_run_is_not_blamed_for_its_last_lines(tmp_path: Path) -> None:
+    log, clock, scan, latest, source = world(tmp_path)
+    latest.row = RunRow("1", "2026-09-21", "running", at(5), None)
+    poll_at(clock, 10, scan, log, "run1 working")
+    append(log, "run1 ERROR db deadlock", "run1 ERROR giving up")  # run 1 ends at T0+18
+    latest.row = RunRow("2", "2026-09-21", "running", at(19), None)  # its retry starts 1 s later
+    latest.previous_end = at(18)
+    poll_at(clock, 20, scan, log)  # run 1's errors are read after the retry's start
+    assert evidence(source.poll())[("app", "error")] == 0
+    poll_at(clock, 27, scan, log, "run2 ERROR within the first log interval after run 1's end: not counted")
+    poll_at(clock, 30, scan, log, "run2 ERROR read later: counted")
+    latest.row = RunRow("2", "2026-09-21", "success", at(19), at(35))
+    poll_at(clock, 50, scan, log)
+    assert evidence(source.poll())[("app", "error")] == 1
+
+
+def test_a_run_that_ended_long_before_the_latest_start_does_not_move_its_window(tmp_path: Path) -> None:
+    log, clock, scan, latest, source = world(tmp_path)
+    latest.row = RunRow("2", "2026-09-21", "running", at(5), None)
+    latest.previous_end = at(-3600)
+    poll_at(clock, 10, scan, log, "t1 ERROR in the run")
+    assert evidence(source.poll())[("app", "error")] == 1
+
+
+def test_counts_of_a_run_longer_than_the_timeline_never_go_down(tmp_path: Path) -> None:
+    log, clock, scan, latest, source = world(tmp_path)
+    latest.row = RunRow("7", "2026-09-21", "running", at(5), None)
+    poll_at(clock, 10, scan, log, "t1 ERROR early in a long run")
+    seen = []
+    for hour in range(1, 51):
+        poll_at(clock, hour * 3600, scan, log, "progress")
+        seen.append(evidence(source.poll())[("app", "error")])
+    assert scan.matches_between("error", T0, T0 + 11) == 0  # the timeline has let go of the early error
+    assert seen == [1] * 50
+    poll_at(clock, 50 * 3600 + 1, scan, log, "t2 ERROR late")
+    latest.row = RunRow("7", "2026-09-21", "success", at(5), at(50 * 3600 + 5))
+    poll_at(clock, 50 * 3600 + 30, scan, log)
+    assert evidence(source.poll())[("app", "error")] == 2
+
+
+def test_reads_after_an_end_seen_late_are_taken_back(tmp_path: Path) -> None:
+    log, clock, scan, latest, source = world(tmp_path)
+    latest.row = RunRow("7", "2026-09-21", "running", at(5), None)
+    poll_at(clock, 10, scan, log, "t1 ERROR in the run")
+    poll_at(clock, 60, scan, log, "t2 ERROR of the next thing; the runs source has not seen the end yet")
+    assert evidence(source.poll())[("app", "error")] == 2
+    latest.row = RunRow("7", "2026-09-21", "success", at(5), at(30))
+    assert evidence(source.poll())[("app", "error")] == 1
 
 
 def test_a_finished_runs_counts_stay_once_read_past_even_when_the_timeline_forgets(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from batch_exporter.sources.runs import RunsSource
 UTC_ZONE = ZoneInfo("UTC")
 NOW = datetime(2026, 11, 28, 3, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
 
 
 def run(day: int, status: str = "success", minutes: float | None = 40.0, *, start: bool = True,
@@ -54,11 +55,20 @@ def test_only_successes_with_a_start_and_an_end_count(left_out: RunRow) -> None:
     assert usual_duration([*rows, left_out], UTC_ZONE, "2026-11-28").runs == 5
 
 
-def test_an_end_before_the_start_counts_as_no_time_never_negative() -> None:
-    rows = [run(1, minutes=-30.0), run(2, minutes=-5.0), run(3, minutes=20.0)]
-    got = usual_duration(rows, UTC_ZONE, "2026-11-28")
-    assert (got.runs, got.median) == (3, 0.0)
-    assert got.high is not None and got.high >= 0
+def test_a_success_ending_before_its_start_is_left_out_not_counted_as_no_time() -> None:
+    rows = [run(day) for day in range(1, 6)]
+    defects = [run(day, minutes=-10.0) for day in range(10, 14)]  # a clock or time zone defect of the table
+    assert usual_duration([*rows, *defects], UTC_ZONE, "2026-11-28") == UsualDuration(5, 2400.0, 2400.0)
+    instant = run(20, minutes=0.0)  # an end at the very start is a run that took no time: it counts
+    assert usual_duration([*rows, instant], UTC_ZONE, "2026-11-28").runs == 6
+
+
+def test_a_latest_success_ending_before_its_start_has_no_duration() -> None:
+    history = [run(day) for day in range(20, 27)]
+    summary = summarize([*history, run(27, minutes=-1.0)], NOW, UTC_ZONE)
+    assert summary.last_duration is None  # not 0: BatchRunSuspiciouslyFast must not fire on a defect
+    assert summary.last_end == datetime(2026, 11, 27, 0, 59, tzinfo=UTC)
+    assert summarize([*history, run(27, minutes=0.0)], NOW, UTC_ZONE).last_duration == 0
 
 
 def test_too_few_runs_give_a_count_but_no_quantiles() -> None:
@@ -145,4 +155,27 @@ def test_the_latest_run_accessor_gives_the_last_successful_polls_latest_run(tmp_
     src.poll()
     latest = src.latest_run()
     assert latest is not None
-    assert (latest.run_id, latest.status, latest.started_at, latest.ended_at) == ("7", "running", started, None)
+    run = latest.run
+    assert (run.run_id, run.status, run.started_at, run.ended_at) == ("7", "running", started, None)
+    assert latest.previous_end == datetime(2026, 11, 27, 1, 40, tzinfo=UTC)  # last night's run's end
+
+
+def test_the_previous_end_is_of_any_run_key_and_at_or_before_the_latest_start(tmp_path: Path) -> None:
+    started = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)
+    retry = (9, "2026-11-28", "RUN", started.timestamp(), None)
+    failed = (8, "2026-11-28", "NG", (started - 600 * SECOND).timestamp(), (started - SECOND).timestamp())
+    rerun = (5, "2026-11-20", "OK", (started - 1200 * SECOND).timestamp(), started.timestamp())  # an older key
+    overlapping = (6, "2026-11-21", "OK", (started - 300 * SECOND).timestamp(), (started + SECOND).timestamp())
+
+    def latest_of(rows: list[tuple[object, ...]], folder: str) -> tuple[str, datetime | None]:
+        (tmp_path / folder).mkdir()
+        src = source(tmp_path / folder, rows)
+        src.poll()
+        latest = src.latest_run()
+        assert latest is not None
+        return latest.run.run_id, latest.previous_end
+
+    assert latest_of([*nightly(2), failed, retry], "failed") == ("9", started - SECOND)
+    # the re-run of an older key ended as the retry started; the one that ended after it is no previous run
+    assert latest_of([*nightly(2), failed, rerun, overlapping, retry], "rerun") == ("9", started)
+    assert latest_of([retry], "alone") == ("9", None)

@@ -112,17 +112,19 @@ def build_sources(config: Config, databases: dict[str, Database],
             logs = _log_sources(config, name, state_dir, handover or {})
             scheduled += logs
             if runs is not None:
-                scheduled.append(ScheduledSource(_evidence_source(name, runs, logs), interval))
+                scheduled.append(ScheduledSource(_evidence_source(name, runs, logs, state_dir), interval))
     return scheduled
 
 
-def _evidence_source(batch_name: str, runs: RunsSource, logs: Sequence[ScheduledSource]) -> RunLogEvidenceSource:
-    """The log evidence about the batch's latest run, from its runs source and its log scans."""
+def _evidence_source(batch_name: str, runs: RunsSource, logs: Sequence[ScheduledSource],
+                     state_dir: Path | None) -> RunLogEvidenceSource:
+    """The log evidence about the batch's latest run, from its runs source and its log scans; its counts
+    are kept in `state_dir` as the log scans' positions are (none without one)."""
     from .sources.logscan import LogScanSource
 
     watched = [WatchedLog(s.source.log_name, s.source, s.interval) for s in logs
                if isinstance(s.source, LogScanSource)]
-    return RunLogEvidenceSource(batch_name, runs.latest_run, watched)
+    return RunLogEvidenceSource(batch_name, runs.latest_run, watched, state_dir=state_dir)
 
 
 def _log_sources(config: Config, batch_name: str, state_dir: Path | None,

@@ -39,8 +39,9 @@ SKIP_LOOKBACK = timedelta(days=32)
 _LOOKAHEAD = timedelta(days=LOOKAHEAD_DAYS)
 _TICK = timedelta(microseconds=1)
 # When no expected start lies within the lookahead, the answer is kept this long: the horizon then
-# moves by at most this much between two searches.
-_NONE_KEPT = timedelta(hours=1)
+# moves by at most this much between two searches, and a search that walks the whole lookahead in vain
+# (tens of milliseconds) runs once a day, not at every poll.
+_NONE_KEPT = timedelta(days=1)
 # Holiday names are shown in English when the library has them so (label values and logs must not
 # depend on the machine's locale); otherwise in the country's own language.
 _PREFERRED_LANGUAGE = "en_US"

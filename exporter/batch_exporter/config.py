@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,9 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from .business_calendar import calendar_problems
+from .business_calendar import LOOKAHEAD_DAYS, WEEKDAYS, BusinessCalendar, CalendarSchedule, Skip, calendar_problems
 from .database import odbc_dialect
-from .finish_by import FinishBy
+from .finish_by import CHECKED_YEAR, FinishBy, late_deadline, latest_start_of_day
 from .presets import expand as expand_preset
 from .run_statements import build_last_success_query, build_sample_query, build_window_query, probe_statement
 from .schedule import CronSchedule, ScheduleError
@@ -576,26 +577,66 @@ def _calendar_and_deadline_problems(config: Config, schedule: ScheduleConfig) ->
         except ValueError as exc:
             problems.append((("finish_by",), str(exc)))
         else:
-            latest = _latest_start_of_day(schedule.cron) if schedule.cron is not None else None
+            latest = latest_start_of_day(schedule.cron) if schedule.cron is not None else None
             if finish.days == 0 and latest is not None and finish.at <= latest:
                 problems.append((("finish_by",), (
                     f"{schedule.finish_by!r} is not after the cron's last start of the day ({latest:%H:%M}), so "
                     f"the deadline would come before the run; for the next day write '{finish.at:%H:%M} +1 day'")))
+            elif latest is not None and schedule.cron is not None:
+                cron = CronSchedule.parse(schedule.cron, schedule.timezone)
+                late = late_deadline(cron, finish)
+                if late is not None:
+                    problems.append((("finish_by",), f"{schedule.finish_by!r} comes too late: "
+                                                     f"{late.describe(cron.timezone)}"))
+    problem = _never_kept(config, schedule)
+    if problem is not None:
+        problems.append(problem)
     return problems
 
 
-def _latest_start_of_day(cron: str) -> time | None:
-    """The latest wall time of day the cron fires at (the same on every day it fires), or None for a
-    cron that does not parse (reported on its own)."""
+def _never_kept(config: Config, schedule: ScheduleConfig) -> tuple[Path_, str] | None:
+    """A calendar schedule that keeps none of its cron's starts in the LOOKAHEAD_DAYS from 1 January
+    CHECKED_YEAR (a fixed day: the verdict must not depend on when the file is checked) nor on any of
+    the calendar's open dates: the batch would never be expected, and each search for its next start
+    walks the whole lookahead."""
+    rules = config.calendars.get(schedule.calendar or "")
+    if schedule.cron is None or rules is None or calendar_problems(rules):
+        return None
     try:
-        schedule = CronSchedule.parse(cron, "UTC")
+        cron = CronSchedule.parse(schedule.cron, schedule.timezone)
     except ScheduleError:
+        return None  # reported on its own
+    days = schedule.days or "every-business-day"
+    kept = CalendarSchedule(cron, BusinessCalendar(rules), days)
+    since = datetime(CHECKED_YEAR, 1, 1, tzinfo=cron.timezone)
+    found = kept.plan(since.astimezone(UTC) - timedelta(microseconds=1), 1)
+    if any(isinstance(item, datetime) for item in found) or any(_kept_on(kept, day) for day in rules.open):
         return None
-    first = schedule.next_fire(datetime(2000, 1, 1, tzinfo=UTC))
-    if first is None:
-        return None
-    last = schedule.previous_fire(datetime.combine(first.date(), time.max, tzinfo=UTC))
-    return None if last is None else last.time()
+    skips = [item for item in found if isinstance(item, Skip)]
+    counts = Counter(skip.reason for skip in skips)
+    tally = ", ".join(f"{counts[reason]} {reason}" for reason in ("closed", "holiday", "weekend", "not-picked")
+                      if counts[reason])
+    why = (f"of the {len(skips)} days the cron fires on, {tally}" if skips else
+           f"the cron does not fire in them, and a schedule with a calendar looks {LOOKAHEAD_DAYS} days ahead at most")
+    if set(WEEKDAYS) <= set(rules.weekend):
+        why += "; its weekend is every day of the week"
+    elif skips and counts["weekend"] == len(skips):
+        fired = [day for day in WEEKDAYS if any(WEEKDAYS[skip.day.weekday()] == day for skip in skips)]
+        why += f"; the cron fires only on {', '.join(fired)}, which the calendar keeps as weekend"
+    elif days == "business-day-after-holiday" and rules.country is None and not rules.closed:
+        why += "; business-day-after-holiday needs a holiday or a closed date: give the calendar a country or " \
+               "closed dates"
+    field = "days" if counts["not-picked"] and schedule.days is not None else "calendar"
+    where = f"the {LOOKAHEAD_DAYS} days from {since:%Y-%m-%d}" + (" nor on its open dates" if rules.open else "")
+    return (field,), (f"calendar {schedule.calendar!r} with days {days!r} keeps none of the cron's starts in {where}, "
+                      f"so the batch would never be expected ({why})")
+
+
+def _kept_on(schedule: CalendarSchedule, day: date) -> bool:
+    """Whether the cron fires on the local date `day` and the calendar schedule keeps that date."""
+    midnight = datetime.combine(day, time(0), tzinfo=schedule.timezone).astimezone(UTC)
+    fire = schedule.cron.next_fire(midnight - timedelta(microseconds=1))
+    return fire is not None and schedule.local_date(fire) == day and schedule.verdict(day) is None
 
 
 def _dialect(database: DatabaseConfig | None) -> str | None:

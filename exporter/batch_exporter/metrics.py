@@ -33,7 +33,9 @@ CONTRACT: tuple[MetricSpec, ...] = (
           "business date or slot now does not move it)."),
     _spec("batch_run_last_end_timestamp_seconds", "gauge", _B, "End time of the latest finished run."),
     _spec("batch_run_last_success_timestamp_seconds", "gauge", _B, "End time of the latest successful run."),
-    _spec("batch_run_last_duration_seconds", "gauge", _B, "Duration of the latest finished run."),
+    _spec("batch_run_last_duration_seconds", "gauge", _B,
+          "Duration of the latest finished run (absent when its end is before its start: a clock or time zone "
+          "defect in the run table)."),
     _spec("batch_run_last_status", "gauge", ("batch", "status"),
           "1 for the status of the latest run (success, failed, running, queued, unknown), 0 for the others. "
           "The latest run is the last attempt of the latest run key. A status the status map does not name is "
@@ -81,7 +83,8 @@ CONTRACT: tuple[MetricSpec, ...] = (
           "successful runs in the lookback window, the latest run key's own runs left out. Exported once "
           "batch_run_usual_duration_runs reaches runs.min_history."),
     _spec("batch_run_usual_duration_runs", "gauge", _B,
-          "Successful runs (start and end known) that batch_run_usual_duration_seconds rests on."),
+          "Successful runs (start and end known, the end not before the start) that "
+          "batch_run_usual_duration_seconds rests on."),
     _spec("batch_run_usual_duration_min_runs", "gauge", _B,
           "Configured runs.min_history: how many successful runs the usual duration needs."),
     _spec("batch_run_latest_log_matches", "gauge", ("batch", "log", "pattern"),

@@ -30,6 +30,16 @@ class RunRow:
 
 
 @dataclass(frozen=True)
+class LatestRun:
+    """The latest run, and the end of the latest other run (any run key) that ended at or before its start;
+    None when there is none. Lines such a run wrote just before its end are read after the latest run's
+    start (sources.run_log_evidence)."""
+
+    run: RunRow
+    previous_end: datetime | None = None
+
+
+@dataclass(frozen=True)
 class RunsOfDate:
     """The attempts of the latest run key (business date or slot), in start order, and which of them are
     in progress or queued."""
@@ -70,6 +80,7 @@ class RunSummary:
     queued: int = 0
     earlier_rerun: tuple[str, int] | None = None  # (key, attempts) of an earlier key re-run lately
     usual: UsualDuration = UsualDuration(0)
+    previous_end: datetime | None = None  # see LatestRun
 
 
 def map_status(raw: str | None, mapping: dict[str, Sequence[str]], *, ended: bool = False) -> str:
@@ -128,6 +139,14 @@ def end_after(start: datetime, duration: float) -> datetime:
         return start + timedelta(seconds=max(0.0, duration))
     except (OverflowError, ValueError):
         raise ValueError("column duration: out of range (expected the seconds a run took)") from None
+
+
+def run_seconds(row: RunRow) -> float | None:
+    """How long a run took: None without a start or an end, and for an end before the start (a clock or
+    time zone defect of the table, not a run that took no time)."""
+    if row.started_at is None or row.ended_at is None or row.ended_at < row.started_at:
+        return None
+    return (row.ended_at - row.started_at).total_seconds()
 
 
 def began_at(row: RunRow) -> datetime | None:
@@ -366,16 +385,13 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration:
     of_date = None
     if latest is not None:
         of_date = RunsOfDate(latest_date, same, frozenset(r.run_id for r in same if live(r, now, max_duration)))
-    duration = None
-    if last_finished is not None and last_finished.started_at is not None and last_finished.ended_at is not None:
-        duration = max(0.0, (last_finished.ended_at - last_finished.started_at).total_seconds())
     counts = Counter(r.status for r in ordered)
     return RunSummary(
         latest=latest,
         last_start=_latest_keyed_start(ordered, keys, tz, _horizon(now, tz)),
         last_end=last_finished.ended_at if last_finished else None,
         last_success=_latest_keyed_success(successes, same, tz),
-        last_duration=duration,
+        last_duration=run_seconds(last_finished) if last_finished is not None else None,
         running=len(running),
         running_seconds=max(0.0, (now - min(running_starts)).total_seconds()) if running_starts else 0.0,
         attempts=attempt_count(same),
@@ -386,22 +402,32 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration:
         queued=counts.get("queued", 0),
         earlier_rerun=earlier_key_rerun(ordered, keys, latest_date, now),
         usual=usual_duration(ordered, tz, latest_date),
+        previous_end=_previous_end(ordered, latest),
     )
 
 
+def _previous_end(rows: Sequence[RunRow], latest: RunRow | None) -> datetime | None:
+    """The latest end, at or before `latest`'s start, of the other runs (see LatestRun)."""
+    if latest is None or latest.started_at is None:
+        return None
+    return max((r.ended_at for r in rows if r is not latest and r.ended_at is not None
+                and r.ended_at <= latest.started_at), default=None)
+
+
 def usual_duration(rows: Iterable[RunRow], tz: ZoneInfo, latest_key: str | None) -> UsualDuration:
-    """The usual duration of a successful run: of the successful runs with a start and an end (end - start,
-    0 when the end comes first), leaving out those of `latest_key` (the run key being judged must not be its
-    own yardstick), the count, the median and the 0.9 quantile.
+    """The usual duration of a successful run: of the successful runs with a start and an end not before it
+    (see run_seconds: an end before the start is a defect of the table, not a run that took no time),
+    leaving out those of `latest_key` (the run key being judged must not be its own yardstick), the count,
+    the median and the 0.9 quantile.
 
     The quantile is the "inclusive" one of `statistics.quantiles` (linear interpolation between the sorted
     durations, the lowest being quantile 0 and the highest quantile 1; numpy's default, Hyndman and Fan's
     type 7): 0.9 of 10 runs lies nine tenths of the way from the 9th to the 10th. Both are None below 2 runs.
     """
     durations = sorted(
-        max(0.0, (r.ended_at - r.started_at).total_seconds())
+        seconds
         for r in rows
-        if r.status == "success" and r.started_at is not None and r.ended_at is not None
+        if r.status == "success" and (seconds := run_seconds(r)) is not None
         and (latest_key is None or business_date_of(r, tz) != latest_key)
     )
     if len(durations) < 2:

@@ -12,6 +12,7 @@ from ..database import Database, QueryError
 from ..masking import mask_digits
 from ..runsummary import (
     STATUSES,
+    LatestRun,
     RunRow,
     RunSummary,
     attempts_worth_reading,
@@ -55,12 +56,13 @@ class RunsSource:
         self._attempt_records: dict[str, tuple[int, dict[str, float], bool]] = {}
         self._polls = 0
         # the latest run as the last successful poll saw it, for the log evidence source's thread
-        self._latest_run: RunRow | None = None
+        self._latest_run: LatestRun | None = None
         self._latest_lock = threading.Lock()
 
-    def latest_run(self) -> RunRow | None:
+    def latest_run(self) -> LatestRun | None:
         """The latest run (see runsummary.summarize: start, end, mapped status, run id) of the last poll that
-        succeeded; None before one, or when the window holds no run. Safe to call from any thread."""
+        succeeded, with the end of the run before it; None before one, or when the window holds no run. Both
+        come from the same poll. Safe to call from any thread."""
         with self._latest_lock:
             return self._latest_run
 
@@ -86,8 +88,9 @@ class RunsSource:
         summary = summarize(rows, now, self._table.key_tz, self._max_duration)
         self._remember_success(summary.last_success, window_has_success=summary.by_status["success"] > 0)
         snapshot = self._snapshot(summary, self._latest_success, self._records_of_attempts(summary, now))
+        latest = LatestRun(summary.latest, summary.previous_end) if summary.latest is not None else None
         with self._latest_lock:
-            self._latest_run = summary.latest
+            self._latest_run = latest
         return snapshot
 
     def _resolve_columns(self) -> None:

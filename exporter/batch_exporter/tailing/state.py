@@ -115,9 +115,14 @@ def load(path: Path) -> LogState | None:
 
 
 def save(path: Path, state: LogState) -> None:
-    """Write the state atomically: a temporary file in the same directory, fsync, rename, and an
-    fsync of the directory so the rename itself survives a power loss. Raises OSError."""
-    data = state.model_dump_json().encode("utf-8")
+    """Write the state atomically (see write_atomically). Raises OSError."""
+    write_atomically(path, state.model_dump_json().encode("utf-8"))
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves the old file or the new one, never a part: a
+    temporary file in the same directory, fsync, rename, and an fsync of the directory so the rename
+    itself survives a power loss. Raises OSError."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
