@@ -3,7 +3,9 @@
 The scenario tests share one prepared demo, one in-process exporter and one real Prometheus +
 Alertmanager (started from the shipped files with the drill's short timings), and run the scenarios
 one after another as `drill all` does. The command-line tests run `python -m batch_exporter.cli drill`
-(what `batch-exporter drill` calls) as a user would.
+(what `batch-exporter drill` calls) as a user would. The tests of what the holiday, deadline-miss and
+fast-success drills write run the drill's world on a fixed clock and read it with the exporter's own
+sources on that clock, so they hold at any hour.
 """
 from __future__ import annotations
 
@@ -21,20 +23,34 @@ import tempfile
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from batch_exporter.config import load_config
+from batch_exporter.database import open_database
 from batch_exporter.practice.demo import prepare_demo
+from batch_exporter.practice.demo_sim import TOKYO
 from batch_exporter.practice.drill.live import LiveDrill
+from batch_exporter.practice.drill.promtool import PromtoolDrill, promtool_report
 from batch_exporter.practice.drill.report import Progress, timeline
-from batch_exporter.practice.drill.scenarios import BY_NAME
+from batch_exporter.practice.drill.scenarios import (
+    BY_NAME,
+    FAST_SECONDS,
+    HOLIDAY_WITHOUT_CALENDAR,
+    Scenario,
+    finish_by_passed,
+)
 from batch_exporter.practice.drill.target import DemoTarget, TargetError, open_target
-from batch_exporter.practice.drill.world import DrillWorld
+from batch_exporter.practice.drill.world import BATCH, DrillWorld
 from batch_exporter.practice.stack import PromStack, ShippedFiles, WebhookRecorder, wait_until
+from batch_exporter.snapshot import Snapshot
+from batch_exporter.sources.batchinfo import BatchInfoSource
+from batch_exporter.sources.runs import RunsSource
 from process_tree import alive, children_of, reaped
 from promstack import REPO_ROOT
 
@@ -44,11 +60,17 @@ RECEIVERS = {
     "log-limit": {"pager"},
     "log-silent": {"ticket"},
     "failed-run": {"pager", "ticket"},
-    "blind-rerun": {"pager"},
+    "blind-rerun": {"pager", "ticket"},
     "crash-no-rollback": {"pager"},
     "missed-run": {"pager"},
     "db-down": {"ticket"},
+    "holiday": set(),  # stays quiet: nothing may reach a receiver
+    "deadline-miss": {"pager"},
+    "fast-success": {"ticket"},
 }
+# The holiday drill run without its calendar, as a scenario that must stay quiet: it must fail.
+HOLIDAY_WITHOUT_CALENDAR_KEPT_QUIET = replace(BY_NAME["holiday"], name="holiday-calendar-left-out",
+                                              inject=HOLIDAY_WITHOUT_CALENDAR.inject)
 
 
 def db_state(database: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -93,8 +115,10 @@ def path_with_only(tmp_path: Path, *names: str) -> str:
 @dataclass
 class Session:
     drill: LiveDrill
+    world: DrillWorld
     database: Path
     baseline: dict[str, list[tuple[Any, ...]]]
+    config: str  # the drill's config as prepared
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +135,8 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Session]:
                            shipped=ShippedFiles.from_root(REPO_ROOT)) as stack:
                 drill = LiveDrill(world, stack, hook, Progress(io.StringIO()), timeout=60)
                 assert drill.wait_ready() == []  # the prepared demo raises nothing by itself
-                yield Session(drill, target.paths.database, db_state(target.paths.database))
+                yield Session(drill, world, target.paths.database, db_state(target.paths.database),
+                              world.config_path.read_text(encoding="utf-8"))
     finally:
         world.close()
 
@@ -122,6 +147,9 @@ def test_drill_delivers_its_alerts_and_restores_the_demo(session: Session, name:
     result = session.drill.run(BY_NAME[name])
     report = timeline(result)
     assert result.ok, report
+    if result.scenario.stays_quiet:  # watched for the whole window, and nothing of the batch fired
+        assert result.quiet_for == session.drill.quiet_seconds and result.others == set(), report
+        assert "result: OK, no alert of the batch fired" in report
     for alert in result.alerts:
         assert alert.firing_at is not None and alert.delivered_at is not None, report
         assert result.injected_at <= alert.firing_at <= alert.delivered_at + 1, report
@@ -137,6 +165,269 @@ def test_drill_delivers_its_alerts_and_restores_the_demo(session: Session, name:
                      and (sent["labels"].get("alertname"), n.receiver) not in expected})
     assert others == [], report
     assert db_state(session.database) == session.baseline
+    assert session.world.config_path.read_text(encoding="utf-8") == session.config
+
+
+@pytest.mark.slow
+def test_without_its_calendar_the_holiday_pages_within_the_quiet_window(session: Session) -> None:
+    """The negative control: the holiday's runs without the calendar page BatchRunMissed, well within the
+    time the holiday drill watches for quiet; watched as a quiet scenario, they fail it, named."""
+    control = session.drill.run(HOLIDAY_WITHOUT_CALENDAR)
+    report = timeline(control)
+    assert control.ok, report
+    (missed,) = control.alerts
+    assert missed.receiver == "pager" and missed.delivered_at is not None, report
+    assert missed.delivered_at - control.injected_at < session.drill.quiet_seconds, report
+
+    kept_quiet = session.drill.run(HOLIDAY_WITHOUT_CALENDAR_KEPT_QUIET)
+    report = timeline(kept_quiet)
+    assert not kept_quiet.ok, report
+    assert "BatchRunMissed (critical)" in kept_quiet.others, report
+    assert "quiet?     FIRED: BatchRunMissed (critical)" in report and "result: FAILED" in report
+    assert db_state(session.database) == session.baseline
+
+
+@pytest.mark.slow
+def test_the_drill_world_learns_the_usual_duration_from_the_demo_history(session: Session) -> None:
+    world = session.world
+    runs = world.exported("batch_run_usual_duration_runs", batch=BATCH)
+    needed = world.exported("batch_run_usual_duration_min_runs", batch=BATCH)
+    median = world.exported("batch_run_usual_duration_seconds", batch=BATCH, quantile="0.5")
+    assert runs is not None and needed is not None and median is not None
+    # the demo's fourteen nights in the 14-day lookback (40-70 minutes each); tonight's run, the latest
+    # business date, is not its own yardstick
+    assert runs >= needed >= 5
+    assert 40 * 60 <= median <= 70 * 60
+    assert 0.1 * median > FAST_SECONDS
+    # and tonight's run is no suspiciously fast success itself
+    last = world.exported("batch_run_last_duration_seconds", batch=BATCH)
+    assert last is not None and last >= 0.1 * median
+
+
+# --- what the expectation drills write, on a fixed clock ----------------------------------------------
+
+
+def sample(snapshot: Snapshot, name: str, **labels: str) -> float | None:
+    return next((s.value for s in snapshot.samples
+                 if s.name == name and all(dict(s.labels).get(k) == v for k, v in labels.items())), None)
+
+
+@dataclass
+class FixedWorld:
+    """A drill world prepared on a fixed clock, read with the exporter's own sources on that clock."""
+
+    world: DrillWorld
+    now: float
+
+    def info(self) -> Snapshot:
+        config = load_config(self.world.config_path)
+        return BatchInfoSource(BATCH, config.batches[BATCH], clock=lambda: self.now,
+                               calendars=config.calendars).poll()
+
+    def runs(self) -> Snapshot:
+        config = load_config(self.world.config_path)
+        database = open_database("payments", sqlite=str(self.world.target.paths.database))
+        return RunsSource(BATCH, config.batches[BATCH], database, text_timestamps=True,
+                          clock=lambda: self.now).poll()
+
+    def value(self, snapshot: Snapshot, name: str, **labels: str) -> float:
+        found = sample(snapshot, name, batch=BATCH, **labels)
+        assert found is not None, f"{name}{labels} not exported"
+        return found
+
+
+@pytest.fixture()
+def fixed_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FixedWorld]:
+    """The drill's world at `request.param` (Tokyo time), on a demo made `demo_age` earlier (default: a
+    minute, a fresh demo)."""
+    at, demo_age = request.param if isinstance(request.param, tuple) else (request.param, timedelta(minutes=1))
+    now = at.timestamp()
+    prepare_demo(tmp_path / "demo", now=datetime.fromtimestamp(now, UTC) - demo_age)
+    (tmp_path / "scratch").mkdir()
+    target = open_target(tmp_path / "demo", tmp_path / "scratch")
+    world = DrillWorld(target, tmp_path / "scratch", clock=lambda: now)
+    try:
+        world.prepare()
+        yield FixedWorld(world, now)
+    finally:
+        world.close()
+
+
+def missed(fixed: FixedWorld) -> bool:
+    """BatchRunMissed's condition on what the exporter's sources say now."""
+    info, runs = fixed.info(), fixed.runs()
+    expected = fixed.value(info, "batch_schedule_last_expected_timestamp_seconds")
+    grace = fixed.value(info, "batch_schedule_grace_seconds")
+    started = fixed.value(runs, "batch_run_last_start_timestamp_seconds")
+    return fixed.now > expected + grace and started < expected - grace
+
+
+def count_runs(world: DrillWorld) -> int:
+    return int(str(world.target.query("SELECT COUNT(*) FROM job_execution WHERE job_name = ?", (BATCH,))[0][0]))
+
+
+# 03:19 Tokyo: the demo's latest night started yesterday at 02:00, before yesterday's expected start
+# (02:19), so the drill plays that run; at 14:00 today's 02:00 night already covers yesterday's 13:00.
+@pytest.mark.parametrize("fixed_world, plays_a_run", [
+    (datetime(2026, 11, 27, 3, 19, tzinfo=TOKYO), True),
+    (datetime(2026, 11, 27, 14, 0, tzinfo=TOKYO), False),
+    (datetime(2026, 12, 1, 0, 30, tzinfo=TOKYO), False),  # tonight's start was yesterday, 23:30
+], indirect=["fixed_world"], ids=["03:19", "14:00", "00:30"])
+def test_the_holiday_expects_no_start_today_and_yesterdays_start_had_its_run(
+        fixed_world: FixedWorld, plays_a_run: bool) -> None:
+    world = fixed_world.world
+    baseline_runs = count_runs(world)
+    assert not missed(fixed_world)
+
+    undo = BY_NAME["holiday"].inject(world)
+    info, runs = fixed_world.info(), fixed_world.runs()
+    yesterday = world.schedule_at - 86400  # Asia/Tokyo has no DST
+    assert fixed_world.value(info, "batch_schedule_last_expected_timestamp_seconds") == yesterday
+    assert fixed_world.value(info, "batch_schedule_next_expected_timestamp_seconds") == world.schedule_at + 86400
+    skipped = [s for s in info.samples if s.name == "batch_schedule_last_skipped_timestamp_seconds"]
+    assert [(dict(s.labels)["date"], dict(s.labels)["reason"], s.value) for s in skipped] == \
+        [(world.tonight.isoformat(), "closed", world.schedule_at)]
+    # a successful run started at yesterday's expected start (within the grace), and none since
+    assert fixed_world.value(runs, "batch_run_last_start_timestamp_seconds") >= yesterday - 60
+    assert fixed_world.value(runs, "batch_run_last_status", status="success") == 1
+    assert not missed(fixed_world)
+    assert count_runs(world) == baseline_runs - 1 + plays_a_run  # tonight's run out, maybe yesterday's in
+    undo()
+    assert "calendar" not in world.config_path.read_text(encoding="utf-8")
+    assert count_runs(world) == baseline_runs and not missed(fixed_world)
+
+    # the negative control: the same runs without the calendar are a missed run
+    undo = HOLIDAY_WITHOUT_CALENDAR.inject(world)
+    assert fixed_world.value(fixed_world.info(), "batch_schedule_last_expected_timestamp_seconds") == \
+        world.schedule_at
+    assert missed(fixed_world)
+    undo()
+
+
+@pytest.mark.parametrize("fixed_world", [
+    datetime(2026, 11, 27, 14, 0, tzinfo=TOKYO),
+    datetime(2026, 12, 1, 0, 40, tzinfo=TOKYO),  # tonight's start 23:40 yesterday: finish_by '... +1 day'
+], indirect=True, ids=["14:00", "00:40"])
+def test_deadline_miss_lets_the_deadline_pass_while_tonights_run_is_on_time_and_running(
+        fixed_world: FixedWorld) -> None:
+    world = fixed_world.world
+    undo = BY_NAME["deadline-miss"].inject(world)
+    config = load_config(world.config_path)
+    schedule = config.batches[BATCH].schedule
+    assert schedule is not None and schedule.finish_by is not None
+    info, runs = fixed_world.info(), fixed_world.runs()
+    expected = fixed_world.value(info, "batch_schedule_last_expected_timestamp_seconds")
+    deadline = fixed_world.value(info, "batch_schedule_finish_deadline_timestamp_seconds")
+    started = fixed_world.value(runs, "batch_run_last_start_timestamp_seconds")
+    assert expected == world.schedule_at
+    assert expected <= started <= expected + 60  # on time
+    assert started < deadline < fixed_world.now - 30  # the deadline passed while it ran
+    assert fixed_world.value(runs, "batch_run_last_status", status="running") == 1
+    running = fixed_world.value(runs, "batch_run_running_seconds")
+    assert 0 < running < fixed_world.value(info, "batch_run_max_duration_seconds")
+    # and no success since the expected start: what BatchFinishDeadlineMissed pages on
+    assert fixed_world.value(runs, "batch_run_last_success_timestamp_seconds") < expected - 60
+    undo()
+    assert "finish_by" not in world.config_path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("scheduled, now, expected", [
+    ("2026-11-27 13:00:00", "2026-11-27 14:00:30", "13:59"),
+    ("2026-11-30 23:00:00", "2026-12-01 00:00:30", "23:59"),
+    ("2026-11-30 23:30:00", "2026-12-01 00:31:00", "00:30 +1 day"),
+    ("2026-11-27 13:00:00", "2026-11-27 13:01:50", "13:01"),  # a start 100 s ago: a minute after it
+], ids=["same-day", "before-midnight", "after-midnight", "just-started"])
+def test_finish_by_passed_is_a_minute_ago_and_after_the_start(scheduled: str, now: str, expected: str) -> None:
+    def tokyo(text: str) -> float:
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=TOKYO).timestamp()
+
+    assert finish_by_passed(tokyo(scheduled), tokyo(now)) == expected
+
+
+@pytest.mark.parametrize("fixed_world", [
+    (datetime(2026, 11, 27, 14, 0, tzinfo=TOKYO), timedelta(days=20)),
+], indirect=True, ids=["idle-20-days"])
+def test_a_demo_idle_for_longer_than_the_lookback_gets_the_nights_to_learn_from(fixed_world: FixedWorld) -> None:
+    world = fixed_world.world
+    runs = fixed_world.runs()
+    needed = fixed_world.value(runs, "batch_run_usual_duration_min_runs")
+    # the nights played, and not tonight's run (the latest business date is not its own yardstick)
+    assert fixed_world.value(runs, "batch_run_usual_duration_runs") == needed == 5
+    median = fixed_world.value(runs, "batch_run_usual_duration_seconds", quantile="0.5")
+    assert 40 * 60 <= median <= 70 * 60
+    # each a business date of its own after the demo's, at the production time, before tonight's start
+    rows = world.target.query("SELECT biz_date, start_ts FROM job_execution WHERE job_name = ? AND start_ts > ?"
+                              " ORDER BY start_ts", (BATCH, "2026-11-20"))
+    dates = [date.fromisoformat(str(biz)) for biz, _ in rows]
+    assert len(rows) == 6 and dates == [dates[0] + timedelta(days=i) for i in range(6)]
+    assert all(str(start)[11:16] == "02:00" for _, start in rows[:5])
+    assert world.baseline_date == dates[-1]
+
+
+@pytest.mark.parametrize("fixed_world", [datetime(2026, 11, 27, 14, 0, tzinfo=TOKYO)], indirect=True,
+                         ids=["fresh"])
+def test_a_fresh_demo_needs_no_nights_played_and_tonights_run_is_no_fast_success(fixed_world: FixedWorld) -> None:
+    world = fixed_world.world
+    runs = fixed_world.runs()
+    assert count_runs(world) == 30 + 2 + 1  # the demo's nights, its two re-runs, tonight's
+    median = fixed_world.value(runs, "batch_run_usual_duration_seconds", quantile="0.5")
+    assert fixed_world.value(runs, "batch_run_last_duration_seconds") >= 0.1 * median
+    assert 0.1 * median > FAST_SECONDS
+
+
+def test_fast_success_refuses_a_world_whose_exporter_learned_no_usual_duration(tmp_path: Path) -> None:
+    world = DrillWorld(open_target(None, tmp_path), tmp_path)
+    try:
+        world.prepare()
+        world.start_exporter(serve=False)
+        text, lookback = world.config_path.read_text(encoding="utf-8"), "      lookback: 14d\n"
+        assert lookback in text
+        world.config_path.write_text(text.replace(lookback, lookback + "      min_history: 1000\n"), encoding="utf-8")
+        world.reload()
+        before = db_state(world.target.paths.database)
+        with pytest.raises(TargetError, match=r"learned no usual duration of card-authorization: it found \d+ "
+                                              r"successful runs in its lookback window and needs 1000"):
+            BY_NAME["fast-success"].inject(world)
+        assert db_state(world.target.paths.database) == before
+    finally:
+        world.close()
+
+
+# --- the expectation drills in promtool, and the quiet check failing ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def promtool_drill(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PromtoolDrill]:
+    scratch = tmp_path_factory.mktemp("promtool-drill")
+    world = DrillWorld(open_target(None, scratch), scratch)
+    try:
+        world.prepare()
+        world.start_exporter(serve=False)
+        yield PromtoolDrill(world, ShippedFiles.from_root(REPO_ROOT).rules, "promtool", scratch)
+    finally:
+        world.close()
+
+
+@pytest.mark.parametrize("scenario, verdict", [
+    (BY_NAME["holiday"], "quiet? no alert of the batch fired in 20 simulated minutes before the fault and 40 with it"),
+    (BY_NAME["deadline-miss"], "BatchFinishDeadlineMissed: quiet before the fault, firing after it"),
+    (BY_NAME["fast-success"], "BatchRunSuspiciouslyFast: quiet before the fault, firing after it"),
+    (HOLIDAY_WITHOUT_CALENDAR, "BatchRunMissed: quiet before the fault, firing after it"),
+], ids=["holiday", "deadline-miss", "fast-success", "holiday-without-calendar"])
+def test_the_expectation_drills_pass_in_promtool(promtool_drill: PromtoolDrill, scenario: Scenario,
+                                                 verdict: str) -> None:
+    result = promtool_drill.run(scenario)
+    report = promtool_report(result, promtool_drill.outcomes[scenario.name], promtool_drill.rule_files)
+    assert result.ok, report
+    assert verdict in report and "result: OK" in report
+
+
+def test_a_quiet_drill_in_promtool_fails_naming_what_fired(promtool_drill: PromtoolDrill) -> None:
+    result = promtool_drill.run(HOLIDAY_WITHOUT_CALENDAR_KEPT_QUIET)
+    report = promtool_report(result, promtool_drill.outcomes[result.scenario.name], promtool_drill.rule_files)
+    assert not result.ok, report
+    assert result.others == {"BatchRunMissed (critical)"}, report
+    assert "quiet? FIRED: BatchRunMissed (critical)" in report and "result: FAILED" in report
 
 
 # --- the command line --------------------------------------------------------------------------------

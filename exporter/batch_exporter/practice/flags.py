@@ -7,7 +7,7 @@ from pathlib import Path
 
 # the drill scenarios, in the order `drill all` runs them (drill/scenarios.py defines each one)
 SCENARIO_NAMES = ("log-limit", "log-silent", "failed-run", "blind-rerun", "crash-no-rollback", "missed-run",
-                  "db-down")
+                  "db-down", "holiday", "deadline-miss", "fast-success")
 
 
 def add_stack_flags(parser: argparse.ArgumentParser) -> None:

@@ -199,8 +199,10 @@ def _live(args: argparse.Namespace, world: DrillWorld, shipped: ShippedFiles, bi
 
 def _hold_prompt(stack: PromStack, world: DrillWorld, out: TextIO) -> Callable[[ScenarioResult], None]:
     def hold(result: ScenarioResult) -> None:
-        print(f"\n{result.scenario.name}: the fault is in place and its alerts have arrived. Look at them\n"
-              f"  in Prometheus {stack.prometheus_url}/alerts and Alertmanager {stack.alertmanager_url},\n"
+        arrived = ("no alert of the batch fired. Look" if result.scenario.stays_quiet
+                   else "its alerts have arrived. Look at them\n ")
+        print(f"\n{result.scenario.name}: the fault is in place and {arrived}"
+              f" in Prometheus {stack.prometheus_url}/alerts and Alertmanager {stack.alertmanager_url},\n"
               f"  follow the runbook, and run the runbook's checks against the drill's demo, e.g.\n"
               f"  batch-exporter rerun-check -c {world.config_path} {BATCH}\n"
               "Press Enter to restore the demo.", file=out, flush=True)
@@ -217,4 +219,4 @@ def _promtool(world: DrillWorld, shipped: ShippedFiles, promtool: str, scenarios
         print(file=out, flush=True)
         result = drill.run(scenario)
         results.append(result)
-        print(promtool_report(result, drill.outcomes[scenario.name]), file=out, flush=True)
+        print(promtool_report(result, drill.outcomes[scenario.name], shipped.rules), file=out, flush=True)

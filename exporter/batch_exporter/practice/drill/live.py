@@ -18,6 +18,11 @@ from .scenarios import Scenario
 from .world import BATCH, DrillWorld
 
 POLL_SECONDS = 0.25
+# How long a scenario that stays quiet is watched. With the drill's timings (1 s polls, scrapes and
+# evaluations, every `for` 2 s, group_wait 1 s) the missed-run drill's page arrives within about 5 s of
+# its fault; 20 s leaves room for a loaded machine. tests/test_drill.py checks the holiday's negative
+# control (the same fault, no calendar) pages within it.
+QUIET_SECONDS = 20.0
 
 
 def _epoch(text: str) -> float:
@@ -28,10 +33,13 @@ class LiveDrill:
     """Scenarios run one after the other against one world and one stack."""
 
     def __init__(self, world: DrillWorld, stack: PromStack, hook: WebhookRecorder, progress: Progress, *,
-                 timeout: float = 60.0, hold: Callable[[ScenarioResult], None] | None = None) -> None:
-        """`hold`, when given, is called while the fault is still in place, once the alerts arrived."""
+                 timeout: float = 60.0, hold: Callable[[ScenarioResult], None] | None = None,
+                 quiet_seconds: float = QUIET_SECONDS) -> None:
+        """`hold`, when given, is called while the fault is still in place, once the alerts arrived (or,
+        for a scenario that stays quiet, once it was watched for `quiet_seconds`)."""
         self.world = world
         self._hold = hold
+        self.quiet_seconds = quiet_seconds
         self.stack = stack
         self.hook = hook
         self.progress = progress
@@ -80,7 +88,8 @@ class LiveDrill:
         return None
 
     def run(self, scenario: Scenario) -> ScenarioResult:
-        """Inject, wait for every expected alert to be delivered, restore, wait for them to resolve."""
+        """Inject, wait for every expected alert to be delivered (or watch that none fires, for a scenario
+        that stays quiet), restore, wait for them to resolve."""
         timelines = [AlertTimeline(expected) for expected in scenario.expected]
         result = ScenarioResult(scenario, injected_at=time.time(), alerts=timelines)
         quiet = self._wait_quiet(scenario)
@@ -91,7 +100,10 @@ class LiveDrill:
         result.injected_at = time.time()
         undo = scenario.inject(self.world)
         try:
-            self._watch_firing(result, before)
+            if scenario.stays_quiet:
+                self._watch_quiet(result, before)
+            else:
+                self._watch_firing(result, before)
             self.progress.clear()
             if self._hold is not None:
                 self._hold(result)
@@ -103,11 +115,12 @@ class LiveDrill:
         return result
 
     def _wait_quiet(self, scenario: Scenario) -> str:
-        """Wait for the scenario's alerts to be inactive (a previous scenario may still be resolving)."""
+        """Wait for the scenario's alerts, expected or kept quiet, to be inactive (a previous scenario may
+        still be resolving)."""
         deadline = time.monotonic() + self.timeout
         while True:
             active = [a for a in self.stack.prometheus_alerts()
-                      if any(e.matches(a["labels"]) for e in scenario.expected)]
+                      if any(e.matches(a["labels"]) for e in scenario.expected + scenario.quiet)]
             if not active:
                 return ""
             if time.monotonic() > deadline:
@@ -152,6 +165,32 @@ class LiveDrill:
                 self._explain_missing(result)
                 return
             self.progress.update(f"{result.scenario.name}: " + self._status(result), elapsed)
+            time.sleep(POLL_SECONDS)
+
+    def _watch_quiet(self, result: ScenarioResult, before: set[str]) -> None:
+        """For `quiet_seconds`: any alert of the batch that fires (or is delivered) and was not active
+        before the injection, and any alert the scenario keeps quiet even pending, goes to `others`."""
+        start = time.monotonic()
+        result.quiet_for = self.quiet_seconds
+        while True:
+            for alert in self._batch_alerts():
+                kept_quiet = any(e.matches(alert["labels"]) for e in result.scenario.quiet)
+                if kept_quiet or (alert["state"] == "firing" and self._name(alert) not in before):
+                    result.others.add(self._name(alert))
+            for notification in self.hook.notifications():
+                if notification.received_at < result.injected_at:
+                    continue
+                for sent in notification.payload.get("alerts", []):
+                    labels = sent.get("labels", {})
+                    name = f"{labels.get('alertname', '?')} ({labels.get('severity', '?')})"
+                    if sent.get("status") == "firing" and labels.get("batch") == BATCH and name not in before:
+                        result.others.add(name)
+            elapsed = time.monotonic() - start
+            if elapsed >= self.quiet_seconds:
+                return
+            fired = f"; fired: {', '.join(sorted(result.others))}" if result.others else ""
+            self.progress.update(f"{result.scenario.name}: watching that no alert of the batch fires "
+                                 f"({self.quiet_seconds:g}s){fired}", elapsed)
             time.sleep(POLL_SECONDS)
 
     def _exact_times(self, result: ScenarioResult) -> None:

@@ -3,14 +3,15 @@
 For each scenario the exporter's exposition is recorded just before and just after the injection. A
 promtool unit test then replays it: 20 simulated minutes of the healthy series, then 40 of the faulted
 ones, against the shipped rule files unchanged (their real `for` durations). It checks that the
-expected alert is quiet before the fault and firing once the rule's `for` has passed. Timestamps are
-moved onto promtool's clock (which starts at 0), and the clocks that move in reality keep moving (a
-source's last success, a run's running time). Routing and delivery are not checked: that needs
-Alertmanager.
+expected alert is quiet before the fault and firing once the rule's `for` has passed; for a scenario
+that stays quiet, that no alert of the batch fires in any simulated minute. Timestamps are moved onto
+promtool's clock (which starts at 0), and the clocks that move in reality keep moving (a source's last
+success, a run's running time). Routing and delivery are not checked: that needs Alertmanager.
 """
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from .world import BATCH, DrillWorld
 BASELINE_MINUTES = 20
 FAULT_MINUTES = 40
 MARGIN_MINUTES = 2
+OUTPUT_LINES = 24  # of promtool's output on a failure (a quiet test can fail in every minute)
 INSTANCE = "drill:10117"
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
@@ -96,10 +98,24 @@ def _values(name: str, labels: Mapping[str, str], phases: Sequence[tuple[Mapping
     return " ".join(out)
 
 
+def _quiet_checks() -> list[dict[str, Any]]:
+    """No alert of the batch firing, minute by minute through the baseline and the fault."""
+    expr = f"count by (alertname, severity) ({_series_text('ALERTS', {'alertstate': 'firing', 'batch': BATCH})})"
+    return [{"expr": expr, "eval_time": f"{minute}m", "exp_samples": []}
+            for minute in range(1, BASELINE_MINUTES + FAULT_MINUTES)]
+
+
+def fired_in(output: str) -> set[str]:
+    """The alerts promtool found firing where a quiet test expected none ("NAME (severity)")."""
+    found = re.findall(r'\{alertname="([^"]+)"(?:, severity="([^"]*)")?\}', output)
+    return {f"{name} ({severity or '?'})" for name, severity in found}
+
+
 def promtool_test(rule_files: Sequence[Path], baseline: Mapping[SeriesKey, float],
                   fault: Mapping[SeriesKey, float], fault_at: float,
                   expected: Sequence[Expected]) -> dict[str, Any]:
-    """A promtool test file (as a dict): the baseline, then the fault from minute BASELINE_MINUTES."""
+    """A promtool test file (as a dict): the baseline, then the fault from minute BASELINE_MINUTES; without
+    `expected`, a test that nothing of the batch fires."""
     origin = fault_at - BASELINE_MINUTES * 60  # real time at promtool's 0
     target = {"instance": INSTANCE, "job": EXPORTER_JOB}
     up: SeriesKey = ("up", ())
@@ -109,7 +125,7 @@ def promtool_test(rule_files: Sequence[Path], baseline: Mapping[SeriesKey, float
         name, labels = key[0], {**dict(key[1]), **target}
         input_series.append({"series": _series_text(name, labels),
                              "values": _values(name, labels, phases, origin, key)})
-    checks = []
+    checks = [] if expected else _quiet_checks()
     for alert in expected:
         selector = {"alertname": alert.alertname, "alertstate": "firing", "batch": BATCH, **alert.labels}
         expr = f"max({_series_text('ALERTS', selector)})"
@@ -157,21 +173,37 @@ class PromtoolDrill:
         self.outcomes[scenario.name] = PromtoolOutcome(path, done.returncode == 0, output)
         for timeline in result.alerts:
             timeline.for_seconds = rule_for_seconds(self.rule_files, timeline.expected)
+        result.quiet_for = (BASELINE_MINUTES + FAULT_MINUTES) * 60.0 if scenario.stays_quiet else None
         if done.returncode != 0:
-            result.error = "promtool: the expected alert did not fire as expected:\n" + output
+            result.others = fired_in(output) if scenario.stays_quiet else set()
+            if not result.others:
+                result.error = "promtool: the expected alert did not fire as expected:\n" + output
         return result
 
 
-def promtool_report(result: ScenarioResult, outcome: PromtoolOutcome) -> str:
+def promtool_report(result: ScenarioResult, outcome: PromtoolOutcome, rule_files: Sequence[Path]) -> str:
     s = result.scenario
     lines = [f"{s.name}: {s.factor}", f"  injected: {s.injects}"]
+    if s.stays_quiet:
+        would = ", ".join(f"{e.describe()} (shipped `for` {rule_for_seconds(rule_files, e) / 60:g}m)"
+                          for e in s.quiet)
+        fired = ", ".join(sorted(result.others)) or "see the output below"
+        verdict = (f"no alert of the batch fired in {BASELINE_MINUTES} simulated minutes before the fault and "
+                   f"{FAULT_MINUTES} with it" if outcome.passed else f"FIRED: {fired}")
+        lines.append(f"  quiet? {verdict}")
+        if would:
+            lines.append(f"  kept quiet by {s.quiet_by or 'the drill'}: {would}")
     for timeline in result.alerts:
         minutes = (timeline.for_seconds or 0) / 60
         verdict = "quiet before the fault, firing after it" if outcome.passed else "NOT as expected"
         lines.append(f"  {timeline.expected.describe()}: {verdict} (shipped `for` {minutes:g}m)")
     lines.append(f"  promtool test file: {outcome.test_file}")
     if not outcome.passed:
-        lines.append("  " + outcome.output.replace("\n", "\n  "))
+        output = [line for line in outcome.output.splitlines() if line.strip()]
+        shown = output[:OUTPUT_LINES]
+        if len(output) > len(shown):
+            shown.append(f"(and {len(output) - len(shown)} more lines: promtool test rules {outcome.test_file})")
+        lines += ["  " + line for line in shown]
     verdict = "OK (rules only: routing and delivery not checked)" if outcome.passed else "FAILED"
     lines.append(f"  result: {verdict}")
     return "\n".join(lines)

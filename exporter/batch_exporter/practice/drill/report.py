@@ -34,16 +34,31 @@ class ScenarioResult:
     injected_at: float
     alerts: list[AlertTimeline]
     restored_at: float | None = None
-    others: set[str] = field(default_factory=set)
+    others: set[str] = field(default_factory=set)  # alerts of the batch the drill did not expect that fired
     error: str = ""
     promtool: bool = False
+    quiet_for: float | None = None  # a scenario that stays quiet: how long it was watched (seconds)
 
     @property
     def ok(self) -> bool:
-        """Live: every expected alert delivered. promtool: every expected alert fired as the rules say."""
+        """Live: every expected alert delivered. promtool: every expected alert fired as the rules say.
+        A scenario that stays quiet: no alert of the batch fired."""
+        if self.scenario.stays_quiet:
+            return not self.error and not self.others
         if self.promtool:
             return not self.error
         return not self.error and all(alert.delivered for alert in self.alerts)
+
+
+def quiet_verdict(result: ScenarioResult) -> str:
+    """What a scenario that stays quiet found, in one line."""
+    if result.others:
+        return "FIRED: " + ", ".join(sorted(result.others))
+    watched = f" for {result.quiet_for:g}s" if result.quiet_for is not None and not result.promtool else ""
+    s = result.scenario
+    would = ", ".join(e.describe() for e in s.quiet)
+    return f"no alert of the batch fired{watched}" + (f" ({would} kept quiet by {s.quiet_by or 'the drill'})"
+                                                        if would else "")
 
 
 def _clock(at: float | None) -> str:
@@ -89,6 +104,13 @@ def timeline(result: ScenarioResult) -> str:
     """The per-scenario report: when each expected alert went pending, fired, was delivered and resolved."""
     s = result.scenario
     lines = [f"{s.name}: {s.factor}", f"  injected   {_clock(result.injected_at)}  {s.injects}"]
+    if s.stays_quiet:
+        lines += [f"  quiet?     {quiet_verdict(result)}",
+                  f"  restored   {_clock(result.restored_at)}"]
+        if result.error:
+            lines.append(f"  error: {result.error}")
+        lines.append("  result: " + ("OK, no alert of the batch fired" if result.ok else "FAILED"))
+        return "\n".join(lines)
     rows = [("alert", "receiver", "pending", "firing", "delivered", "resolved")]
     for alert in result.alerts:
         pending = _after(alert.pending_at, result.injected_at)
@@ -114,6 +136,14 @@ def timeline(result: ScenarioResult) -> str:
     return "\n".join(lines)
 
 
+def _quiet_row(result: ScenarioResult, promtool: bool) -> tuple[str, ...]:
+    verdict = ("quiet" if result.ok else "FIRED: " + ", ".join(sorted(result.others)) if result.others
+               else "ERROR")
+    if promtool:
+        return (result.scenario.name, "(none: stays quiet)", "-", f"{verdict} (promtool)")
+    return (result.scenario.name, "(none: stays quiet)", "-", "-", "-", "-", "-", verdict)
+
+
 def _verdict(result: ScenarioResult, alert: AlertTimeline) -> str:
     if result.promtool:
         return "fires (promtool)" if result.ok else "FAILED (promtool)"
@@ -125,9 +155,13 @@ def _verdict(result: ScenarioResult, alert: AlertTimeline) -> str:
 def summary(results: list[ScenarioResult]) -> str:
     """`drill all`: one row per expected alert."""
     promtool = any(r.promtool for r in results)
-    rows = [("scenario", "alert", "shipped for", "result") if promtool else
-            ("scenario", "alert", "pending", "firing", "delivered", "to", "resolved", "result")]
+    rows: list[tuple[str, ...]] = [
+        ("scenario", "alert", "shipped for", "result") if promtool else
+        ("scenario", "alert", "pending", "firing", "delivered", "to", "resolved", "result")]
     for result in results:
+        if result.scenario.stays_quiet:
+            rows.append(_quiet_row(result, promtool))
+            continue
         for i, alert in enumerate(result.alerts):
             name = result.scenario.name if i == 0 else ""
             if promtool:
@@ -142,6 +176,8 @@ def summary(results: list[ScenarioResult]) -> str:
     out = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in rows]
     passed = sum(1 for r in results if r.ok)
     what = "raised every expected alert in promtool" if promtool else "delivered every expected alert"
+    if any(r.scenario.stays_quiet for r in results):
+        what += ", or stayed quiet where they should"
     out.append(f"{passed} of {len(results)} scenarios {what}")
     if not promtool:
         out.append("(pending/firing/delivered: seconds after the injection; resolved: after the restore)")
