@@ -2,6 +2,8 @@
 # Installs the Debian packages the test suite needs, only those missing.
 set -euo pipefail
 packages=(unixodbc odbc-postgresql odbc-mariadb prometheus prometheus-alertmanager mtail wrk prometheus-sql-exporter faketime)
+# The second engine (tests/test_vmalert.py): VictoriaMetrics with vmagent and vmalert, one Debian package.
+packages+=(victoria-metrics)
 # The container test (tests/test_container.py): podman with runc, its network plugins and iptables for
 # published ports, debootstrap for a base image when no container registry is reachable.
 packages+=(podman runc containernetworking-plugins iptables debootstrap)

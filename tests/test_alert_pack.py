@@ -1,17 +1,22 @@
-"""The alert pack's parameters (alerts/pack.yml): one set of values renders the rules, the PrometheusRule
-and the dashboards, the committed files are those of the defaults, and other values reach all three."""
+"""The alert pack's parameters (alerts/pack.yml): one set of values renders the rules, their vmalert
+rendering, the PrometheusRule and the dashboards, the committed files are those of the defaults, and other
+values reach all four. The vmalert rendering of any rule file (tests/test_vmalert.py runs it on vmalert)."""
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 GENERATE = REPO / "alerts" / "generate.py"
+VMALERT_RULES = Path("alerts/vmalert/batch-exporter.rules.yml")
 DEFAULT_BASE = "https://github.com/batch-exporter/batch-exporter/blob/main/alerts/runbooks"
 DEFAULT_JOB = 'job="batch-exporter"'
 
@@ -24,6 +29,19 @@ def generate(*args: str) -> subprocess.CompletedProcess[str]:
 def test_the_committed_files_are_the_defaults_rendered() -> None:
     result = generate("--check")
     assert result.returncode == 0, result.stderr
+
+
+def test_the_check_covers_the_vmalert_rendering(tmp_path: Path) -> None:
+    # on a copy of what the generators read and write, so the checkout is never touched
+    for folder in ("alerts", "deploy", "dashboards"):
+        shutil.copytree(REPO / folder, tmp_path / folder)
+    stale = tmp_path / VMALERT_RULES
+    stale.write_text(stale.read_text(encoding="utf-8").replace("increase_prometheus(", "increase("),
+                     encoding="utf-8")
+    result = subprocess.run([sys.executable, str(tmp_path / "alerts" / "generate.py"), "--check"],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert f"out of date, run python3 alerts/generate.py: {VMALERT_RULES}" in result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +78,17 @@ def test_other_values_reach_the_rules_and_promtool_accepts_them(custom: Path) ->
     exprs = {str(a["expr"]).strip() for a in alerts if a["alert"] == "BatchLogFileNearSizeLimit"}
     assert exprs == {"batch_log_path:batch_log_file_size_ratio:live >= 0.8",
                      "batch_log_path:batch_log_file_size_ratio:live >= 0.95"}
+
+
+def test_other_values_reach_the_vmalert_rendering_and_vmalert_accepts_it(custom: Path) -> None:
+    rules = custom / VMALERT_RULES
+    checked = subprocess.run(["vmalert", "-dryRun", f"-rule={rules}"], capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    prometheus = {(a["alert"], str(a["expr"])) for a in _alerts(custom / "alerts" / "batch-exporter.rules.yml")}
+    vmalert = {(a["alert"], str(a["expr"]).replace("increase_prometheus(", "increase(")) for a in _alerts(rules)}
+    assert vmalert == prometheus
+    assert all(a["annotations"]["runbook_url"].startswith("https://wiki.example.com/ops/batch/")  # type: ignore[index]
+               for a in _alerts(rules))
 
 
 def test_other_values_reach_the_prometheus_rule_and_the_dashboards(custom: Path) -> None:
@@ -111,3 +140,101 @@ def test_a_bad_parameter_file_names_the_file_and_the_key(tmp_path: Path, content
     assert result.returncode == 2
     assert f"{params}: " in result.stderr and message in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- the vmalert rendering of any rule file -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pack() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("batch_alert_pack_under_test", REPO / "alerts" / "pack.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up while being defined
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("expr", "expected"), [
+    ("increase(x_total[5m]) > 0", "increase_prometheus(x_total[5m]) > 0"),
+    ("sum by (job) (increase (x_total[5m]))", "sum by (job) (increase_prometheus (x_total[5m]))"),
+    ("delta(g[1h]) + changes(g[1h])", "delta_prometheus(g[1h]) + changes_prometheus(g[1h])"),
+    # names that are not calls of those functions stay as written
+    ('x{path="/increase(1)", mode=\'delta(\'} > 0', 'x{path="/increase(1)", mode=\'delta(\'} > 0'),
+    ('x{path=`increase(`}', 'x{path=`increase(`}'),
+    ("my_increase(x) or increase_rate(x) or ns:increase(x)", "my_increase(x) or increase_rate(x) or ns:increase(x)"),
+    ("x{increase=\"1\"} and on (increase) y", "x{increase=\"1\"} and on (increase) y"),
+    ("rate(x[5m])  # then increase(x[5m])\n> 0", "rate(x[5m])  # then increase(x[5m])\n> 0"),
+    ('x{a="\\"increase(\\""} + increase(y[1m])', 'x{a="\\"increase(\\""} + increase_prometheus(y[1m])'),
+])
+def test_metricsql_renames_only_the_function_calls(pack: ModuleType, expr: str, expected: str) -> None:
+    assert pack.metricsql(expr, "f") == expected
+
+
+def test_an_unclosed_string_is_an_error_naming_the_rule_and_line(pack: ModuleType) -> None:
+    with pytest.raises(pack.PackError, match=r"^f: g: R: expr line 2: a string opened with \" is not closed"):
+        pack.metricsql('up\nand x{a="b}', "f: g: R")
+
+
+def _prose(comments: str) -> str:
+    """A header's comment lines as one line of text."""
+    return " ".join(word for line in comments.splitlines() if line.startswith("#") for word in line[1:].split())
+
+
+SOURCE = """\
+groups:
+  - name: someone.elses
+    interval: 30s
+    rules:
+      - record: job:x:increase5m
+        expr: sum by (job) (increase(x_total{path="increase(1)"}[5m]))
+      - alert: NewAlert
+        expr: |
+          job:x:increase5m > 0
+          or changes(y[10m]) > 2
+        for: 5m
+        keep_firing_for: 10m
+        labels:
+          severity: critical
+        annotations:
+          description: "{{ $value | humanize }} since increase(...) began"
+"""
+
+
+def test_a_new_rule_is_rendered_for_vmalert_whatever_it_holds(pack: ModuleType) -> None:
+    text = pack.vmalert_rules(SOURCE, "alerts/new.rules.yml")
+    rendered = yaml.safe_load(text)
+    original = yaml.safe_load(SOURCE)
+    record, alert = original["groups"][0]["rules"]
+    record["expr"] = 'sum by (job) (increase_prometheus(x_total{path="increase(1)"}[5m]))'
+    alert["expr"] = "job:x:increase5m > 0\nor changes_prometheus(y[10m]) > 2\n"
+    del alert["keep_firing_for"]
+    assert rendered == original
+    header = text.split("groups:", 1)[0]
+    assert all(line.startswith("#") for line in header.splitlines())
+    assert "lose their hold and resolve as soon as their condition ends: NewAlert (critical) 10m." in _prose(header)
+    assert "Rules changed: job:x:increase5m, NewAlert." in _prose(header)
+
+
+def test_a_rule_file_without_a_hold_or_counter_is_rendered_unchanged(pack: ModuleType) -> None:
+    source = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up == 0\n"
+    text = pack.vmalert_rules(source, "alerts/plain.rules.yml")
+    assert yaml.safe_load(text) == yaml.safe_load(source)
+    assert "No rule here has one." in _prose(text) and "No rule here calls them." in _prose(text)
+
+
+@pytest.mark.parametrize(("source", "message"), [
+    ("- just a list\n", "alerts/x.rules.yml: expected a mapping with a 'groups' list"),
+    ("groups:\n  - name: g\n", "alerts/x.rules.yml: groups[0]: expected a mapping with a 'rules' list"),
+    ("groups:\n  - name: g\n    rules: [5]\n", "alerts/x.rules.yml: group g: rules[0]: expected a mapping"),
+    ("groups:\n  - name: g\n    rules:\n      - alert: A\n",
+     "alerts/x.rules.yml: group g: A: expected an expression in 'expr', got None"),
+    ('groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: up\n        annotations:\n'
+     '          d: \'{{ with query "increase(x[5m])" }}{{ . }}{{ end }}\'\n',
+     "alerts/x.rules.yml: group g: A: annotations.d: a template query calls increase/delta/changes()"),
+])
+def test_a_rule_file_vmalert_cannot_be_given_is_refused_naming_the_place(pack: ModuleType, source: str,
+                                                                        message: str) -> None:
+    with pytest.raises(pack.PackError) as refused:
+        pack.vmalert_rules(source, "alerts/x.rules.yml")
+    assert str(refused.value).startswith(message), refused.value

@@ -538,6 +538,18 @@ def how_tested(block: Block) -> str | None:
             return "run (SQL) or parsed (commands) by this file; the drills themselves by tests/test_drill.py"
         if block.lang == "text":
             return "what a drill prints, not a command"
+    if doc == "ha.md":
+        if block.lang == "text":
+            return "a drawing of the HA topology, not a command"
+        if block.lang == "yaml":
+            return "each Prometheus replica's settings in tests/test_ha_paging.py (documented_replica_config)"
+        if block.lang == "sh":
+            return "each Alertmanager's command in tests/test_ha_paging.py, moved to loopback"
+    if doc == "fleet.md":
+        return ("tests/test_fleet.py runs every block: the configuration loaded, the SQL compared with the statements "
+                "sent, the commands parsed, the Prometheus configuration checked by promtool")
+    if doc == "victoriametrics.md" and block.lang == "sh":
+        return "tests/test_vmalert.py runs its dry runs as written and checks every flag against the installed -help"
     if block.doc.parent.name == "presets":
         if block.lang == "yaml":
             return "check-config --explain by this file (no database is contacted)"
