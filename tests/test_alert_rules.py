@@ -33,6 +33,7 @@ REQUIRED_ALERTS = {
     "BatchRunMissed",
     "BatchRunTooLong",
     "BatchNoRecentSuccess",
+    "BatchExporterSeriesCapReached",
     "BatchFinishDeadlineMissed",
     "BatchFinishDeadlineAtRisk",
     "BatchRunFarLongerThanUsual",
@@ -44,6 +45,8 @@ REQUIRED_ALERTS = {
     "BatchExporterSnapshotStale",
     "BatchExporterAbsent",
     "BatchExporterGone",
+    "BatchExportedTwice",
+    "BatchFleetShardsMisassigned",
     "Watchdog",
 }
 # Watchdog is the always-firing heartbeat (kube-prometheus's name and severity): it names no batch
@@ -137,7 +140,8 @@ def test_alert_carries_what_on_call_needs(rule: dict[str, Any]) -> None:
     assert "{{" not in summary and summary.endswith(".") and summary.count(". ") == 0, "one static sentence"
     description = annotations["description"]
     assert "$value" in description
-    subjects = {"BatchExporterDown": "$labels.instance", "BatchExporterAbsent": "$labels.job"}
+    subjects = {"BatchExporterDown": "$labels.instance", "BatchExporterAbsent": "$labels.job",
+                "BatchExporterSeriesCapReached": "$labels.instance"}
     subject = subjects.get(name, "$labels.batch")
     assert subject in description
 

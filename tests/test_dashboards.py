@@ -493,6 +493,10 @@ def _healthy_exposition(now: float, batch: str = "card-authorization") -> str:
         out.add("batch_exporter_source_last_success_timestamp_seconds", now - 5, source=source)
         out.add("batch_exporter_source_poll_duration_seconds", 0.02, source=source)
     out.add("batch_exporter_build_info", 1, version="0.1.0")
+    out.add("batch_exporter_series", 120)
+    out.add("batch_exporter_series_limit", 200_000)
+    for source in (f"runs:{batch}", f"logscan:{batch}/sdk"):
+        out.add("batch_exporter_series_dropped", 0, source=source)
     lines = []
     for sample in out.build("fake").samples:
         labels = ",".join(f'{key}="{value}"' for key, value in sample.labels)
@@ -501,9 +505,10 @@ def _healthy_exposition(now: float, batch: str = "card-authorization") -> str:
 
 
 # Series a healthy exporter does not expose (an error counter appears with its first error).
-# batch_schedule_paused comes with a schedule query only (the stand-in batch has a cron schedule), and
-# batch_run_earlier_key_attempts only while an earlier key is re-run
-ABSENT_WHEN_HEALTHY = {"batch_exporter_source_errors_total", "batch_schedule_paused", "batch_run_earlier_key_attempts"}
+# batch_schedule_paused comes with a schedule query only (the stand-in batch has a cron schedule),
+# batch_run_earlier_key_attempts only while an earlier key is re-run, the fleet series with a fleet only
+ABSENT_WHEN_HEALTHY = {"batch_exporter_source_errors_total", "batch_schedule_paused", "batch_run_earlier_key_attempts",
+                       "batch_exporter_fleet_jobs", "batch_exporter_fleet_shard"}
 
 
 def test_the_stand_in_exposition_covers_every_metric_of_the_contract() -> None:

@@ -36,6 +36,7 @@ RECEIVER = {"critical": "pager", "warning": "ticket", "info": "null"}
 NOT_PER_BATCH: dict[str, tuple[str, ...]] = {
     "BatchExporterDown": ("instance", "job"),
     "BatchExporterAbsent": ("job",),
+    "BatchExporterSeriesCapReached": ("instance", "job"),
     "Watchdog": (),
 }
 SCOPE = ("batch", "instance", "job")

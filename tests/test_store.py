@@ -5,11 +5,11 @@ import gzip
 
 import pytest
 
-from batch_exporter.snapshot import SampleBuilder
-from batch_exporter.store import Store
+from batch_exporter.snapshot import Sample, SampleBuilder, Snapshot
+from batch_exporter.store import Store, View
 
 
-def snapshot(source: str, batch: str, value: float):
+def snapshot(source: str, batch: str, value: float) -> Snapshot:
     out = SampleBuilder()
     out.add("batch_run_attempts", value, batch=batch)
     out.add("batch_log_lines_total", 10, batch=batch, log="app")
@@ -105,3 +105,67 @@ def test_the_metrics_reference_document_matches_the_contract() -> None:
 
     document = Path(__file__).resolve().parents[1] / "docs" / "metrics.md"
     assert document.read_text(encoding="utf-8") == reference_markdown(), "regenerate docs/metrics.md"
+
+
+def _reference_render(view: View) -> bytes:
+    """The exposition as prometheus_client writes it, which store.render must equal byte for byte."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    from batch_exporter.metrics import CONTRACT
+    from batch_exporter.store import _health_samples
+
+    by_name: dict[str, list[Sample]] = {}
+    for snap in view.snapshots:
+        for sample in snap.samples:
+            by_name.setdefault(sample.name, []).append(sample)
+    by_name.update(_health_samples(view))
+
+    class Collector:
+        def collect(self):  # type: ignore[no-untyped-def]
+            for spec in CONTRACT:
+                if not by_name.get(spec.name):
+                    continue
+                kind = CounterMetricFamily if spec.kind == "counter" else GaugeMetricFamily
+                family = kind(spec.name, spec.help, labels=list(spec.labels))
+                for sample in by_name[spec.name]:
+                    family.add_metric([value for _, value in sample.labels], sample.value)
+                yield family
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector())
+    return generate_latest(registry)
+
+
+def test_render_writes_what_prometheus_client_writes() -> None:
+    from batch_exporter.store import render
+
+    store = Store(["runs:a", "runs:b", "logscan:a/app"])
+    odd = SampleBuilder()
+    for value in (float("inf"), float("-inf"), float("nan"), 1234567.0, 1e22, -3.5e-7, 0.1, 17e8):
+        odd.add("batch_run_attempts", value, batch=f"b{value!r}")
+    odd.add("batch_run_business_date_info", 1, batch='quote " back \\ new\nline', business_date="ü 2026-01-02")
+    odd.add("batch_log_matches_total", 3, batch="a", log="app", pattern="x")
+    store.record_success(odd.build("runs:b"), 1000.0, 0.25)
+    store.record_success(snapshot("runs:a", "a", 1), 1001.0, 0.5)
+    store.record_failure("logscan:a/app", "timeout", 3.0)
+    view = store.view()
+    assert render(view) == _reference_render(view)
+    assert store.payload()[0] == _reference_render(view)
+
+
+def test_a_snapshot_s_lines_are_written_once_and_reused_until_it_is_replaced() -> None:
+    from batch_exporter.store import RenderCache, render
+
+    store = Store(["runs:a", "runs:b"], min_render_interval=0)
+    first = snapshot("runs:a", "a", 1)
+    store.record_success(first, 1000.0, 0.1)
+    store.record_success(snapshot("runs:b", "b", 1), 1000.0, 0.1)
+    cache = RenderCache()
+    render(store.view(), cache)
+    chunks = cache.chunks(first)
+    store.record_success(snapshot("runs:b", "b", 2), 1001.0, 0.1)
+    text = render(store.view(), cache)
+    assert cache.chunks(first) is chunks  # runs:a unchanged: not written again
+    assert b'batch_run_attempts{batch="b"} 2.0' in text
+    assert text == _reference_render(store.view())

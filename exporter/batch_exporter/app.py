@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING
 from .config import Config, DatabaseConfig
 from .database import Database, QueryError, odbc_dialect, open_database
 from .poller import Poller, ScheduledSource, WorkerPool
+from .shards import Shard
 from .sources.batchinfo import BatchInfoSource
 from .sources.checks import ChecksSource
+from .sources.fleet import FleetSource, JobClaims
 from .sources.run_log_evidence import RunLogEvidenceSource, WatchedLog
 from .sources.runs import RunsSource
 from .sources.schedule_table import ScheduleTableSource
@@ -25,6 +27,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _DEADLINE_MARGIN = 2.0
+# `--shard` of `run` and `once`: every fleet's shard, whatever the configuration (and a reload of it) says
+_fleet_shard: Shard | None = None
+
+
+def override_fleet_shards(shard: Shard | None) -> None:
+    """Make `shard` every fleet's shard in the exporters built from now on (None: each fleet's own)."""
+    global _fleet_shard
+    _fleet_shard = shard
 
 
 class UnavailableDatabase(Database):
@@ -73,12 +83,14 @@ def log_state_dir(config: Config) -> StateDir | None:
 def build_sources(config: Config, databases: dict[str, Database],
                   watching_since: Mapping[str, float] | None = None,
                   keep_log_state: bool = True,
-                  handover: Mapping[str, LogHandover] | None = None) -> list[ScheduledSource]:
+                  handover: Mapping[str, LogHandover] | None = None,
+                  fleet_shard: Shard | None = None) -> list[ScheduledSource]:
     """Every source the configuration asks for, with its interval, deadline and database worker pool;
-    `watching_since` keeps, across reloads, when each batch was first watched, and `handover` what
-    each log scan source (by source name) that a reload retired handed over. Raises StateDirError
-    when the log state folder cannot be created or written; without `keep_log_state` (a one-off look)
-    the logs are read from their start and no position is saved."""
+    `watching_since` keeps, across reloads, when each batch (and each fleet's job, as FLEET/JOB) was first
+    watched, and `handover` what each log scan source (by source name) that a reload retired handed over.
+    `fleet_shard` replaces every fleet's shard. Raises StateDirError when the log state folder cannot be
+    created or written; without `keep_log_state` (a one-off look) the logs are read from their start and
+    no position is saved."""
     watching_since = watching_since or {}
     pools = {name: WorkerPool(name, db.max_connections) for name, db in config.databases.items()}
     scheduled: list[ScheduledSource] = []
@@ -113,6 +125,17 @@ def build_sources(config: Config, databases: dict[str, Database],
             scheduled += logs
             if runs is not None:
                 scheduled.append(ScheduledSource(_evidence_source(name, runs, logs, state_dir), interval))
+    claims = JobClaims(config.batches)
+    for name, fleet in config.fleets.items():
+        db_config = config.databases[fleet.database]
+        prefix = f"{name}/"
+        source = FleetSource(name, fleet, databases[fleet.database], calendars=config.calendars, claims=claims,
+                             shard=fleet_shard, text_timestamps=db_config.sqlite is not None, locate=config.locate,
+                             watching_since={key.removeprefix(prefix): since for key, since in watching_since.items()
+                                             if key.startswith(prefix)})
+        scheduled.append(ScheduledSource(source, config.fleet_poll_interval(fleet),
+                                         poll_deadline(db_config, source.max_statements_per_poll),
+                                         pools[fleet.database]))
     return scheduled
 
 
@@ -150,11 +173,21 @@ class Exporter:
                  keep_log_state: bool = True, handover: Mapping[str, LogHandover] | None = None) -> None:
         self.config = config
         self._databases = open_databases(config)
-        self.sources = build_sources(config, self._databases, watching_since, keep_log_state, handover)
-        self.watching_since = {s.source.name.removeprefix("config:"): s.source.watching_since
-                               for s in self.sources if isinstance(s.source, BatchInfoSource)}
-        self.store = Store(s.source.name for s in self.sources)
+        self.sources = build_sources(config, self._databases, watching_since, keep_log_state, handover,
+                                     fleet_shard=_fleet_shard)
+        self.store = Store((s.source.name for s in self.sources), max_series=config.global_.max_series)
         self.poller = Poller(self.store, self.sources)
+
+    @property
+    def watching_since(self) -> dict[str, float]:
+        """When each batch, and each fleet's job (FLEET/JOB), was first watched: for the next exporter."""
+        since = {s.source.name.removeprefix("config:"): s.source.watching_since
+                 for s in self.sources if isinstance(s.source, BatchInfoSource)}
+        for scheduled in self.sources:
+            if isinstance(scheduled.source, FleetSource):
+                fleet = scheduled.source.fleet
+                since.update({f"{fleet}/{job}": moment for job, moment in scheduled.source.watching_since().items()})
+        return since
 
     def start(self) -> None:
         self.poller.start()

@@ -6,10 +6,12 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from . import __version__
-from .app import log_state_dir, open_databases
+from .app import log_state_dir, open_databases, override_fleet_shards
 from .config import Config, ConfigError, json_schema, load_config
 from .database import QueryError
 from .explain import explain
@@ -18,8 +20,10 @@ from .practice.flags import add_demo_stack_arguments, add_drill_arguments
 from .rerun import command as rerun_command
 from .rerun.bounded import BoundedDatabase
 from .service import ExporterService, serve
+from .shards import SHARD_HINT, Shard, parse_shard
+from .sources.fleet import probe_fleet_columns
 from .sources.run_columns import MissingColumns
-from .sources.run_table import probe_columns
+from .sources.run_table import Query, ResolvedColumns, probe_columns
 from .state_dir import StateDirError, inspect
 from .web import DEFAULT_PORT
 from .webconfig import WebConfig, WebConfigError, load_web_config
@@ -41,6 +45,18 @@ def _add_serving_flags(parser: argparse.ArgumentParser) -> None:
                         help="exporter-toolkit web config: TLS and basic auth")
 
 
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_shard_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--shard", type=_shard, default=None, metavar="I/N",
+                        help=f"take shard I of N of every fleet, instead of each fleet's own `shard` ({SHARD_HINT})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="batch-exporter", description="Prometheus exporter for batch jobs.",
                                      allow_abbrev=False)
@@ -51,9 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", allow_abbrev=False, help="serve /metrics for a configuration")
     _add_config_flag(run)
     _add_serving_flags(run)
+    _add_shard_flag(run)
 
     once = commands.add_parser("once", allow_abbrev=False, help="poll every source once and print the exposition")
     _add_config_flag(once)
+    _add_shard_flag(once)
 
     check = commands.add_parser("check-config", allow_abbrev=False, help="validate a configuration file")
     _add_config_flag(check)
@@ -122,7 +140,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except StateDirError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 1
-    print(f"{args.config}: OK ({len(config.batches)} batches, {len(config.databases)} databases)")
+    fleets = f", {len(config.fleets)} fleets" if config.fleets else ""
+    print(f"{args.config}: OK ({len(config.batches)} batches{fleets}, {len(config.databases)} databases)")
     print("log read positions: " + (inspect(chosen) if chosen else "none kept (no batch reads a log)"))
     return 0
 
@@ -136,24 +155,29 @@ def _probe_run_tables(config: Config) -> list[str]:
     # every probe through a deadline of the command's own; a database is closed on the thread that used
     # it, and one stuck in a call past its deadline is left to the process's exit (closing it would block)
     bounded: dict[str, BoundedDatabase] = {}
+
+    def probe(kind: str, name: str, database: str, columns: Callable[[Query], ResolvedColumns]) -> None:
+        db_config = config.databases[database]
+        if database not in bounded:
+            bounded[database] = BoundedDatabase(databases[database], db_config.connect_timeout,
+                                                db_config.query_timeout)
+        try:
+            resolved = columns(bounded[database].query)
+        except MissingColumns as exc:
+            errors.append(f"{config.locate((kind, name, 'runs', 'columns', exc.missing[0][0]))}: {exc}")
+            return
+        except QueryError as exc:
+            print(f"{name}: the run table's columns could not be checked now: {exc}")
+            return
+        if resolved.business_date_note is not None:
+            print(f"{name}: {resolved.business_date_note}")
+
     try:
         for name, batch in config.batches.items():
-            if batch.runs is None or batch.database is None:
-                continue
-            db_config = config.databases[batch.database]
-            if batch.database not in bounded:
-                bounded[batch.database] = BoundedDatabase(databases[batch.database], db_config.connect_timeout,
-                                                          db_config.query_timeout)
-            try:
-                resolved = probe_columns(batch.runs, bounded[batch.database].query)
-            except MissingColumns as exc:
-                errors.append(f"{config.locate(('batches', name, 'runs', 'columns', exc.missing[0][0]))}: {exc}")
-                continue
-            except QueryError as exc:
-                print(f"{name}: the run table's columns could not be checked now: {exc}")
-                continue
-            if resolved.business_date_note is not None:
-                print(f"{name}: {resolved.business_date_note}")
+            if batch.runs is not None and batch.database is not None:
+                probe("batches", name, batch.database, partial(probe_columns, batch.runs))
+        for name, fleet in config.fleets.items():
+            probe("fleets", name, fleet.database, partial(probe_fleet_columns, fleet.runs))
     finally:
         for database_name, database in databases.items():
             if database_name in bounded:
@@ -168,10 +192,18 @@ def cmd_schema(_: argparse.Namespace) -> int:
     return 0
 
 
+def _take_shard(config: Config, shard: Shard | None) -> None:
+    """`--shard`: every fleet's shard, in this configuration and those a reload reads."""
+    if shard is not None and not config.fleets:
+        log.warning("--shard %s: the configuration has no fleet to split; every batch is exported", shard)
+    override_fleet_shards(shard)
+
+
 def cmd_once(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
+    _take_shard(config, args.shard)
     service = ExporterService(config, keep_log_state=False)  # a look: from the files' start, nothing saved
     try:
         ok = service.poll_once()
@@ -187,6 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     ok, web_config = _load_web(args.web_config)
     if config is None or not ok:
         return 1
+    _take_shard(config, args.shard)
     return serve(config, args.config, args.listen, web_config, web_config_path=args.web_config)
 
 

@@ -29,9 +29,17 @@ from pydantic import (
 from .business_calendar import LOOKAHEAD_DAYS, WEEKDAYS, BusinessCalendar, CalendarSchedule, Skip, calendar_problems
 from .database import odbc_dialect
 from .finish_by import CHECKED_YEAR, FinishBy, late_deadline, latest_start_of_day
+from .masking import mask_digits
 from .presets import expand as expand_preset
-from .run_statements import build_last_success_query, build_sample_query, build_window_query, probe_statement
+from .run_statements import (
+    build_fleet_last_success_query,
+    build_last_success_query,
+    build_sample_query,
+    build_window_query,
+    probe_statement,
+)
 from .schedule import CronSchedule, ScheduleError
+from .shards import Shard, parse_shard
 from .sqlcheck import StatementError, check_read_only
 from .tailing.encoding import resolve as resolve_encoding
 from .units import DURATION_HINT, SIZE_HINT, parse_duration, parse_size
@@ -137,7 +145,13 @@ def _column_expression(value: str) -> str:
     return text
 
 
+def _shard(value: str) -> str:
+    parse_shard(value)
+    return value
+
+
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+ShardText = Annotated[str, AfterValidator(_shard)]
 Regex = Annotated[str, AfterValidator(_regex)]
 Encoding = Annotated[str, AfterValidator(_encoding)]
 Identifier = Annotated[str, AfterValidator(_identifier)]
@@ -182,6 +196,11 @@ class GlobalConfig(_Model):
                           "$BATCH_EXPORTER_STATE_DIR, else /var/lib/batch-exporter (systemd StateDirectory= or "
                           "root), %ProgramData%\\batch-exporter\\state on Windows, "
                           "~/.local/state/batch-exporter ($XDG_STATE_HOME) for other users.")
+    max_series: int = Field(
+        200_000, ge=100, le=10_000_000,
+        description="Cap on the series of one exposition: past it, whole sources are left out (the exporter's own "
+                    "health series never), batch_exporter_series_dropped says which, and BatchExporterSeriesCapReached "
+                    "warns. 200000 by default (about 2,000 fully configured batches).")
 
 
 class DatabaseConfig(_Model):
@@ -414,12 +433,109 @@ class BatchConfig(_Model):
         return expand_preset(data) if isinstance(data, dict) else data
 
 
+# --- fleets: the batches of a scheduler's run table, discovered from its rows -----------------------
+
+_NOT_FOR_FLEET_JOBS = ("records", "checks", "logs", "preset")
+MAX_JOB_NAME = 200
+
+
+def _refuse_batch_only_keys(data: Any) -> Any:
+    """A fleet reads one statement per poll for all its jobs: nothing per job. Say so, rather than
+    'unknown field', for the sections a batch has and a fleet job cannot."""
+    if isinstance(data, dict):
+        for key in _NOT_FOR_FLEET_JOBS:
+            if key in data:
+                raise ValueError(f"{key!r} is not read for the jobs of a fleet (one statement per poll for the "
+                                 "whole fleet); configure a job that needs it as a batch and exclude it from the "
+                                 "fleet (jobs.exclude)")
+    return data
+
+
+class FleetRunColumns(RunColumns):
+    job: ColumnExpression = Field(
+        description="The job a run belongs to (a column or an expression): its value is the batch label of "
+                    "the job's series, and what jobs.include, jobs.exclude, overrides and shards match.")
+
+
+class FleetRunsConfig(RunsConfig):
+    """A batch's runs section read for every job of the table at once: columns.job says whose run a row is."""
+
+    columns: FleetRunColumns
+
+
+class FleetJobSettings(_Model):
+    """What a batch of the same name would configure besides its runs: the fleet's defaults, or a job's
+    override (each key given there replaces the default's; a schedule is replaced whole)."""
+
+    max_duration: Duration | None = None
+    idempotent: bool = Field(False, description="True only when a re-run can never do harm.")
+    schedule: ScheduleConfig | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_only(cls, data: Any) -> Any:
+        return {} if data is None else _refuse_batch_only_keys(data)
+
+    def merged_over(self, defaults: FleetJobSettings) -> FleetJobSettings:
+        """These settings over `defaults`: the keys given here win."""
+        return defaults.model_copy(update={key: getattr(self, key) for key in self.model_fields_set})
+
+
+class FleetJobFilter(_Model):
+    include: Regex | None = Field(None, description="Only jobs whose name matches (Python re, searched).")
+    exclude: Regex | None = Field(None, description="Leave out jobs whose name matches (Python re, searched); "
+                                                    "wins over include.")
+
+    def admits(self, job: str) -> bool:
+        if self.include is not None and re.search(self.include, job) is None:
+            return False
+        return self.exclude is None or re.search(self.exclude, job) is None
+
+
+class FleetConfig(_Model):
+    database: str = Field(description="The database of the run table (a name under `databases`).")
+    poll_interval: PollInterval | None = Field(
+        None, description=f"How often the fleet's run table is read, instead of global.poll_interval; "
+                          f"{POLL_RANGE}.")
+    runs: FleetRunsConfig
+    jobs: FleetJobFilter = Field(default_factory=FleetJobFilter)
+    defaults: FleetJobSettings = Field(default_factory=FleetJobSettings)
+    overrides: dict[str, FleetJobSettings] = Field(
+        default_factory=dict, description="Per job name (as the run table holds it): settings merged over "
+                                          "`defaults`. A job named here is exported even without a run.")
+    shard: ShardText | None = Field(
+        None, description="'i/n': export only the jobs of shard i of n (see docs/fleet.md); `--shard` on the "
+                          "command line wins.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_only(cls, data: Any) -> Any:
+        return _refuse_batch_only_keys(data)
+
+    @property
+    def shard_spec(self) -> Shard | None:
+        return parse_shard(self.shard) if self.shard is not None else None
+
+    def settings_of(self, job: str) -> FleetJobSettings:
+        override = self.overrides.get(job)
+        return self.defaults if override is None else override.merged_over(self.defaults)
+
+    def as_batch(self, settings: FleetJobSettings) -> BatchConfig:
+        """The batch a job with these settings stands for: what it exports is what that batch would."""
+        return BatchConfig(database=self.database, runs=self.runs, max_duration=settings.max_duration,
+                           idempotent=settings.idempotent, schedule=settings.schedule)
+
+
 class Config(_Model):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     databases: dict[Name, DatabaseConfig] = Field(default_factory=dict, description=f"Database names: {NAME_RULE}.")
     calendars: dict[Name, CalendarConfig] = Field(
         default_factory=dict, description=f"Business calendars that schedules name; names: {NAME_RULE}.")
-    batches: dict[Name, BatchConfig] = Field(min_length=1, description=f"Batch names: {NAME_RULE}.")
+    batches: dict[Name, BatchConfig] = Field(
+        default_factory=dict, description=f"Batch names: {NAME_RULE}. At least one batch or fleet.")
+    fleets: dict[Name, FleetConfig] = Field(
+        default_factory=dict, description=f"Batches discovered in a scheduler's run table, one statement per poll "
+                                          f"for all of them (docs/fleet.md); fleet names: {NAME_RULE}.")
 
     _origin: tuple[str, Located] | None = PrivateAttr(None)  # the file and its lines, when parsed from one
 
@@ -435,6 +551,9 @@ class Config(_Model):
 
     def log_poll_interval(self, log: LogConfig) -> float:
         return log.poll_interval or self.global_.log_poll_interval
+
+    def fleet_poll_interval(self, fleet: FleetConfig) -> float:
+        return fleet.poll_interval or self.global_.poll_interval
 
 
 # --- errors -----------------------------------------------------------------------------------------
@@ -548,6 +667,22 @@ def _semantic_problems(config: Config, located: Located) -> list[Problem]:
             statement(base + ("checks", check_name, "query"), check.query, dialect)
         if not (batch.runs or batch.checks or batch.logs or batch.schedule):
             add(base, "nothing to watch: configure at least one of runs, checks, logs or schedule")
+    if not config.batches and not config.fleets:
+        add(("batches",), "required field is missing: configure at least one batch (or a fleet, see docs/fleet.md)")
+    named: dict[str, str] = {}  # a job named under overrides -> its fleet
+    for name, fleet in config.fleets.items():
+        for path, message in _fleet_problems(config, name, fleet, named):
+            add(("fleets", name, *path), message)
+        dialect = _dialect(config.databases.get(fleet.database))
+        base = ("fleets", name, "runs")
+        fragment_ok = True
+        if fleet.runs.query is not None:
+            fragment_ok = statement(base + ("query",), fleet.runs.query, dialect)
+        if fleet.runs.where is not None:
+            fragment_ok = statement(base + ("where",), f"SELECT 1 FROM t WHERE {fleet.runs.where}", dialect)
+        for sent in _fleet_statements(fleet.runs) if fragment_ok else ():
+            if not statement(base, sent, dialect, sent):
+                break
     for name, calendar in config.calendars.items():
         for path, message in calendar_problems(calendar):
             add(("calendars", name, *path), message)
@@ -555,6 +690,59 @@ def _semantic_problems(config: Config, located: Located) -> list[Problem]:
         if both:
             add(("calendars", name, "open"), f"{', '.join(day.isoformat() for day in both)} also listed under "
                                               "'closed': keep each date in one of the two lists")
+    return problems
+
+
+def _fleet_problems(config: Config, name: str, fleet: FleetConfig, named: dict[str, str]
+                   ) -> list[tuple[Path_, str]]:
+    """(path under the fleet, message) for its database, its jobs' settings and the jobs it names;
+    `named` collects the jobs named under every fleet's overrides, to find one named twice."""
+    problems: list[tuple[Path_, str]] = []
+    if fleet.database not in config.databases:
+        known = ", ".join(sorted(config.databases)) or "none are configured"
+        problems.append((("database",), f"unknown database {fleet.database!r} (known: {known})"))
+    # (where, the settings a job gets there, whether max_duration or the schedule is set there, whether
+    # the schedule is): a problem of the defaults' schedule is reported once, under defaults
+    settings: list[tuple[Path_, FleetJobSettings, bool, bool]] = [(("defaults",), fleet.defaults, True, True)]
+    for job, override in fleet.overrides.items():
+        where: Path_ = ("overrides", job)
+        given = override.model_fields_set
+        settings.append((where, override.merged_over(fleet.defaults), bool({"schedule", "max_duration"} & given),
+                         "schedule" in given))
+        if not job.strip() or len(job) > MAX_JOB_NAME or job != job.rstrip(" "):
+            problems.append((where, f"expected a job name as the run table holds it: 1 to {MAX_JOB_NAME} "
+                                    "characters, no trailing blank"))
+        if job in config.batches or mask_digits(job) in config.batches:
+            problems.append((where, f"job {job!r} is also configured as a batch: one series per batch name; "
+                                    "leave it out of the fleet (jobs.exclude) or rename the batch"))
+        if not fleet.jobs.admits(job):
+            problems.append((where, f"job {job!r} is left out by the fleet's jobs.include / jobs.exclude, so "
+                                    "this override would never apply"))
+        if job in named:
+            problems.append((where, f"job {job!r} is also named under fleets.{named[job]}.overrides: two fleets "
+                                    "would export the same batch"))
+        named.setdefault(job, name)
+    for where, merged, touched, own in settings:
+        schedule = merged.schedule
+        if schedule is None:
+            continue
+        if merged.max_duration is None and touched:
+            problems.append((where, "'max_duration' is required with 'schedule': how long a run may take (a run "
+                                    "is due to succeed by its expected start + grace + max_duration)"))
+        if not own:
+            continue  # the defaults' schedule: reported there
+        if schedule.query is not None:
+            problems.append((where + ("schedule", "query"), "a fleet's jobs are scheduled by cron: a schedule query "
+                                                           "would be one more statement per job and poll; "
+                                                           "configure the job as a batch"))
+            continue
+        if schedule.cron is not None:
+            try:
+                CronSchedule.parse(schedule.cron, schedule.timezone)
+            except ScheduleError as exc:
+                problems.append((where + ("schedule", "cron"), str(exc)))
+        problems += [(where + ("schedule", *path), message)
+                     for path, message in _calendar_and_deadline_problems(config, schedule)]
     return problems
 
 
@@ -650,6 +838,12 @@ def _runs_statements(runs: RunsConfig) -> list[str]:
     """Every statement the runs source builds from the configured table, where, columns or query."""
     return [build_window_query(runs), build_last_success_query(runs), build_sample_query(runs),
             probe_statement(runs, "*")]
+
+
+def _fleet_statements(runs: FleetRunsConfig) -> list[str]:
+    """Every statement a fleet's source builds from its runs section (sources.fleet)."""
+    return [build_window_query(runs), build_fleet_last_success_query(runs), build_sample_query(runs),
+            probe_statement(runs, "*"), probe_statement(runs, runs.columns.job)]
 
 
 def _shorten(sql: str | None, limit: int = 160) -> str:

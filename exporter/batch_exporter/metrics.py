@@ -148,6 +148,26 @@ CONTRACT: tuple[MetricSpec, ...] = (
           "a grant), `driver_missing`, `data` (rows the exporter cannot use), `io` (log files), `state` (the "
           "log state file), `stopped` (the exporter is stopping or reloading)."),
     _spec("batch_exporter_build_info", "gauge", ("version",), "Build information; always 1."),
+    # fleets and limits
+    _spec("batch_exporter_fleet_jobs", "gauge", ("fleet",),
+          "Jobs of a fleet (batches discovered in a scheduler's run table) this exporter exports: those of its "
+          "shard that pass the fleet's filter and have a run in the lookback window, are named under overrides, "
+          "or had their last run leave the window less than a lookback ago; not those left out because another "
+          "batch or fleet exports their name."),
+    _spec("batch_exporter_fleet_shard", "gauge", ("fleet", "shard"),
+          "Always the number of shards the fleet is split into (1 when it is not); `shard` is the one this "
+          "exporter takes (0 to shards-1), from --shard or fleets.NAME.shard. BatchFleetShardsMisassigned "
+          "compares the shards exported with the number there should be."),
+    _spec("batch_exporter_series", "gauge", (),
+          "Series of the sources in the latest exposition: those counted against batch_exporter_series_limit "
+          "(the exporter's own batch_exporter_* series are neither counted nor ever left out)."),
+    _spec("batch_exporter_series_limit", "gauge", (),
+          "Configured cap on batch_exporter_series (global.max_series). Past it, whole sources are left out: "
+          "the logs first (the largest first), then checks and log evidence, then the configuration, "
+          "schedule and runs of the batches last in the configuration, a batch's three together."),
+    _spec("batch_exporter_series_dropped", "gauge", ("source",),
+          "Series of the source that the cap left out of the exposition: all of them, or 0 when it is kept "
+          "(a source is never cut in part); its batch_exporter_source_* series stay."),
 )
 
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in CONTRACT}

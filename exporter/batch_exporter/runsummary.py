@@ -7,7 +7,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from .values import as_float, as_text, as_utc_datetime
@@ -15,7 +14,7 @@ from .values import as_float, as_text, as_utc_datetime
 STATUSES = ("success", "failed", "running", "queued", "unknown")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunRow:
     """One run, status already mapped, timestamps aware UTC."""
 
@@ -29,7 +28,7 @@ class RunRow:
     queued_at: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LatestRun:
     """The latest run, and the end of the latest other run (any run key) that ended at or before its start;
     None when there is none. Lines such a run wrote just before its end are read after the latest run's
@@ -39,7 +38,7 @@ class LatestRun:
     previous_end: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunsOfDate:
     """The attempts of the latest run key (business date or slot), in start order, and which of them are
     in progress or queued."""
@@ -49,7 +48,7 @@ class RunsOfDate:
     live: frozenset[str]  # run ids in progress (see in_progress) and not yet presumed dead
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UsualDuration:
     """How long a successful run usually takes (seconds), and how many runs that rests on."""
 
@@ -64,7 +63,7 @@ class UsualDuration:
         return self.median, self.high
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunSummary:
     latest: RunRow | None
     last_start: datetime | None
@@ -107,29 +106,32 @@ def parse_run_row(raw: Sequence[object], mapping: dict[str, Sequence[str]], tz: 
         raise ValueError(f"expected 5 columns, got {len(raw)}")
     run_id, key, status, started, ended = raw[:5]
     attempt, queued, duration = (tuple(raw[5:8]) + (None, None, None))[:3]
-    values: dict[str, Any] = {}
-    for column, value, convert in (
-        ("run_id", run_id, as_text), ("status", status, as_text),
-        ("started_at", started, lambda v: as_utc_datetime(v, tz)),
-        ("ended_at", ended, lambda v: as_utc_datetime(v, tz)),
-        ("run_key" if slot_keys else "business_date", key,
-         lambda v: run_key_text(v, tz, slot=slot_keys, key_tz=key_tz)),
-        ("attempt", attempt, _attempt_number),
-        ("queued_at", queued, lambda v: as_utc_datetime(v, tz)),
-        ("duration", duration, as_float),
-    ):
-        try:
-            values[column] = convert(value)
-        except ValueError as exc:
-            raise ValueError(f"column {column}: {exc}") from None
-    ended_at = values["ended_at"]
-    if values["duration"] is not None and values["started_at"] is not None:
-        ended_at = end_after(values["started_at"], values["duration"])
-    mapped = map_status(values["status"], mapping, ended=ended_at is not None)
-    row = RunRow(run_id=values["run_id"] or "", business_date=values["run_key" if slot_keys else "business_date"],
-                 status=mapped, started_at=values["started_at"], ended_at=ended_at, code=values["status"],
-                 attempt=values["attempt"], queued_at=values["queued_at"])
-    return row, values["status"]
+    # one row at a time, in the order the message names them: `column` is the one being read
+    column = "run_id"
+    try:
+        run_text = as_text(run_id)
+        column = "status"
+        code = as_text(status)
+        column = "started_at"
+        started_at = as_utc_datetime(started, tz)
+        column = "ended_at"
+        ended_at = as_utc_datetime(ended, tz)
+        column = "run_key" if slot_keys else "business_date"
+        run_key = run_key_text(key, tz, slot=slot_keys, key_tz=key_tz)
+        column = "attempt"
+        number = _attempt_number(attempt)
+        column = "queued_at"
+        queued_at = as_utc_datetime(queued, tz)
+        column = "duration"
+        seconds = as_float(duration)
+    except ValueError as exc:
+        raise ValueError(f"column {column}: {exc}") from None
+    if seconds is not None and started_at is not None:
+        ended_at = end_after(started_at, seconds)
+    mapped = map_status(code, mapping, ended=ended_at is not None)
+    row = RunRow(run_id=run_text or "", business_date=run_key, status=mapped, started_at=started_at,
+                 ended_at=ended_at, code=code, attempt=number, queued_at=queued_at)
+    return row, code
 
 
 def end_after(start: datetime, duration: float) -> datetime:
@@ -295,14 +297,49 @@ def latest_business_date(rows: Sequence[RunRow], tz: ZoneInfo, now: datetime) ->
     when no run has one. When no key qualifies: the key of the run that started last.
     """
     ordered = sorted(rows, key=start_order)
-    if any(r.business_date is not None for r in ordered):
-        ordered = [r for r in ordered if r.business_date is not None]
-    keys = [key for key in (business_date_of(r, tz) for r in ordered) if key is not None]
-    if not keys:
+    keys = _keys_of(ordered, tz)
+    return _latest_key(ordered, keys, _instants_of(keys, tz), tz, now)
+
+
+def _keys_of(ordered: Sequence[RunRow], tz: ZoneInfo) -> list[str | None]:
+    """business_date_of of each row, each distinct stored key spelled once."""
+    spelled: dict[str, str | None] = {}
+    keys: list[str | None] = []
+    for row in ordered:
+        stored = row.business_date
+        if stored is None:
+            keys.append(business_date_of(row, tz))
+            continue
+        if stored not in spelled:
+            spelled[stored] = business_date_of(row, tz)
+        keys.append(spelled[stored])
+    return keys
+
+
+def _instants_of(keys: Iterable[str | None], tz: ZoneInfo) -> dict[str | None, datetime | None]:
+    """key_instant of each distinct key (None's is None)."""
+    instants: dict[str | None, datetime | None] = {None: None}
+    for key in keys:
+        if key not in instants:
+            instants[key] = key_instant(key, tz)
+    return instants
+
+
+def _latest_key(ordered: Sequence[RunRow], keys: Sequence[str | None], instants: Mapping[str | None, datetime | None],
+                tz: ZoneInfo, now: datetime) -> str | None:
+    """latest_business_date of rows in start order, their keys and the keys' instants worked out."""
+    keyed = any(r.business_date is not None for r in ordered)
+    candidates = [key for r, key in zip(ordered, keys, strict=True)
+                  if key is not None and (r.business_date is not None or not keyed)]
+    if not candidates:
         return None
     horizon = _horizon(now, tz)
-    dated = [(instant, key) for key in keys if (instant := key_instant(key, tz)) is not None and instant <= horizon]
-    return max(dated, key=lambda pair: pair[0])[1] if dated else keys[-1]
+    best: tuple[datetime, str] | None = None
+    for key in candidates:
+        instant = instants[key]
+        if instant is not None and instant <= horizon and (best is None or instant > best[0]):
+            best = (instant, key)
+    return best[1] if best is not None else candidates[-1]
 
 
 def _horizon(now: datetime, tz: ZoneInfo) -> datetime:
@@ -365,21 +402,43 @@ def attempt_count(attempts: Sequence[RunRow]) -> int:
     return max([len(attempts), *(r.attempt for r in attempts if r.attempt is not None)])
 
 
+@dataclass(frozen=True, slots=True)
+class KeyedRuns:
+    """A window's runs in start order, each row's run key (business_date_of) and each key's instant: what
+    summarize works out from the rows alone, which a fleet keeps while a job's rows stay the same."""
+
+    ordered: tuple[RunRow, ...]
+    keys: tuple[str | None, ...]
+    instants: Mapping[str | None, datetime | None]
+
+
+def keyed_runs(rows: Iterable[RunRow], tz: ZoneInfo) -> KeyedRuns:
+    ordered = tuple(sorted(rows, key=start_order))
+    keys = tuple(_keys_of(ordered, tz))
+    return KeyedRuns(ordered, keys, _instants_of(keys, tz))
+
+
 def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration: float | None = None
               ) -> RunSummary:
     """Summarise the lookback window. The attempts are those of the latest run key (see
     latest_business_date), and the latest run is the last of them to start (ties by start); the latest
     start is that of the latest key with a started run, so that re-running an older key now neither moves
     the batch back to it nor hides a missed start."""
-    ordered = sorted(rows, key=start_order)
-    latest_date = latest_business_date(ordered, tz, now)
-    keys = [business_date_of(r, tz) for r in ordered]
+    return summarize_keyed(keyed_runs(rows, tz), now, tz, max_duration)
+
+
+def summarize_keyed(runs: KeyedRuns, now: datetime, tz: ZoneInfo, max_duration: float | None = None
+                    ) -> RunSummary:
+    """summarize, the rows' keys worked out (keyed_runs)."""
+    ordered, keys, instants = runs.ordered, runs.keys, runs.instants
+    latest_date = _latest_key(ordered, keys, instants, tz, now)
     dated = [(r, key == latest_date) for r, key in zip(ordered, keys, strict=True)]
     same = tuple(r for r, of_latest in dated if of_latest)
     latest = same[-1] if same else (ordered[-1] if ordered else None)
-    finished = [r for r in ordered if r.status not in ("running", "queued") and r.ended_at is not None]
-    last_finished = finished[-1] if finished else None
-    successes = [r for r in finished if r.status == "success" and r.ended_at is not None]
+    finished = [(r, key) for r, key in zip(ordered, keys, strict=True)
+                if r.status not in ("running", "queued") and r.ended_at is not None]
+    last_finished = finished[-1][0] if finished else None
+    successes = [(r, instants[key]) for r, key in finished if r.status == "success"]
     running = [(r, of_date) for r, of_date in dated if in_progress(r, max_duration, of_latest_date=of_date)]
     running_starts = [r.started_at for r, _ in running if r.started_at is not None]
     of_date = None
@@ -388,9 +447,9 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration:
     counts = Counter(r.status for r in ordered)
     return RunSummary(
         latest=latest,
-        last_start=_latest_keyed_start(ordered, keys, tz, _horizon(now, tz)),
+        last_start=_latest_keyed_start(ordered, keys, instants, _horizon(now, tz)),
         last_end=last_finished.ended_at if last_finished else None,
-        last_success=_latest_keyed_success(successes, same, tz),
+        last_success=_latest_keyed_success(successes, same, instants[latest_date]),
         last_duration=run_seconds(last_finished) if last_finished is not None else None,
         running=len(running),
         running_seconds=max(0.0, (now - min(running_starts)).total_seconds()) if running_starts else 0.0,
@@ -401,7 +460,7 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration:
         latest_date=of_date,
         queued=counts.get("queued", 0),
         earlier_rerun=earlier_key_rerun(ordered, keys, latest_date, now),
-        usual=usual_duration(ordered, tz, latest_date),
+        usual=_usual_duration(zip(ordered, keys, strict=True), latest_date),
         previous_end=_previous_end(ordered, latest),
     )
 
@@ -424,11 +483,15 @@ def usual_duration(rows: Iterable[RunRow], tz: ZoneInfo, latest_key: str | None)
     durations, the lowest being quantile 0 and the highest quantile 1; numpy's default, Hyndman and Fan's
     type 7): 0.9 of 10 runs lies nine tenths of the way from the 9th to the 10th. Both are None below 2 runs.
     """
+    return _usual_duration(((r, business_date_of(r, tz)) for r in rows), latest_key)
+
+
+def _usual_duration(keyed: Iterable[tuple[RunRow, str | None]], latest_key: str | None) -> UsualDuration:
     durations = sorted(
         seconds
-        for r in rows
+        for r, key in keyed
         if r.status == "success" and (seconds := run_seconds(r)) is not None
-        and (latest_key is None or business_date_of(r, tz) != latest_key)
+        and (latest_key is None or key != latest_key)
     )
     if len(durations) < 2:
         return UsualDuration(len(durations))
@@ -468,15 +531,16 @@ def earlier_key_rerun(ordered: Sequence[RunRow], keys: Sequence[str | None], lat
     return (best[1], best[2]) if best is not None else None
 
 
-def _latest_keyed_success(successes: Sequence[RunRow], current: Sequence[RunRow], tz: ZoneInfo) -> datetime | None:
+def _latest_keyed_success(successes: Sequence[tuple[RunRow, datetime | None]], current: Sequence[RunRow],
+                          current_instant: datetime | None) -> datetime | None:
     """The end of the latest success of the latest key (or a later one); when the latest key has none, the
     latest success that ended before its first attempt began: a re-run of an older key that succeeds now
     is not the success the current key is waiting for. By end alone when a key is neither a date nor a
-    slot."""
-    ends = [(r, key_instant(business_date_of(r, tz), tz)) for r in successes if r.ended_at is not None]
+    slot. `successes` come with their keys' instants; `current_instant` is the latest key's."""
+    ends = [(r, instant) for r, instant in successes if r.ended_at is not None]
     if not ends:
         return None
-    floor = key_instant(business_date_of(current[-1], tz), tz) if current else None
+    floor = current_instant if current else None
     if floor is None or any(instant is None for _, instant in ends):
         return max(r.ended_at for r, _ in ends if r.ended_at is not None)
     of_current = [r.ended_at for r, instant in ends if r.ended_at is not None and instant is not None
@@ -488,12 +552,12 @@ def _latest_keyed_success(successes: Sequence[RunRow], current: Sequence[RunRow]
     return max(before, default=None)
 
 
-def _latest_keyed_start(ordered: Sequence[RunRow], keys: Sequence[str | None], tz: ZoneInfo, horizon: datetime
-                        ) -> datetime | None:
+def _latest_keyed_start(ordered: Sequence[RunRow], keys: Sequence[str | None],
+                        instants: Mapping[str | None, datetime | None], horizon: datetime) -> datetime | None:
     """The latest start among runs of the latest key that has a started run, or of a later key (one past
     `horizon` too: it did start); runs of older keys do not count. By start alone when a key is neither a
     date nor a slot."""
-    started = [(r, key_instant(key, tz)) for r, key in zip(ordered, keys, strict=True) if r.started_at is not None]
+    started = [(r, instants[key]) for r, key in zip(ordered, keys, strict=True) if r.started_at is not None]
     if any(instant is None for _, instant in started):
         return max(r.started_at for r, _ in started if r.started_at is not None)
     current = [instant for _, instant in started if instant is not None and instant <= horizon]

@@ -15,21 +15,14 @@ from ..snapshot import SampleBuilder, Snapshot
 from .runs import status_code_label
 
 
-class BatchInfoSource:
-    """Exports configured thresholds, the cron schedule's last and next expected start (kept to the
-    business days of its calendar, if it names one), the latest start the calendar skipped and the
-    finish deadline of the last expected start."""
+class BatchInfo:
+    """What a batch's configuration says and the clock tells: thresholds, the cron schedule (kept to the
+    business days of its calendar, if it names one), its finish deadline. No name of its own: the jobs of
+    a fleet with the same settings share one (and the work of its schedule)."""
 
-    def __init__(self, batch: str, config: BatchConfig, clock: Callable[[], float] = time.time,
-                 watching_since: float | None = None,
-                 calendars: Mapping[str, CalendarConfig] | None = None) -> None:
-        self.name = f"config:{batch}"
-        self._batch = batch
+    def __init__(self, config: BatchConfig, calendars: Mapping[str, CalendarConfig] | None = None, *,
+                 subject: str = "this batch") -> None:
         self._config = config
-        self._clock = clock
-        # when this exporter began watching the batch: a schedule's first start after it tells a new
-        # batch that never ran (page) from one added after its start of the day (not yet due)
-        self.watching_since = clock() if watching_since is None else watching_since
         self._schedule: CronSchedule | CalendarSchedule | None = None
         self._finish_by: FinishBy | None = None
         schedule = config.schedule
@@ -39,17 +32,15 @@ class BatchInfoSource:
             if schedule.calendar is not None:
                 rules = (calendars or {}).get(schedule.calendar)
                 if rules is None:
-                    raise ValueError(f"batch {batch!r}: schedule.calendar {schedule.calendar!r} is not among the "
+                    raise ValueError(f"{subject}: schedule.calendar {schedule.calendar!r} is not among the "
                                      f"calendars given ({', '.join(sorted(calendars or {})) or 'none'})")
                 self._schedule = CalendarSchedule(self._schedule, BusinessCalendar(rules),
                                                   schedule.days or "every-business-day")
             if schedule.finish_by is not None:
                 self._finish_by = FinishBy.parse(schedule.finish_by)
 
-    def poll(self) -> Snapshot:
-        """Compute the schedule's fire times around now; never touches a database."""
-        out = SampleBuilder()
-        batch = self._batch
+    def add_samples(self, out: SampleBuilder, batch: str, watching_since: float, now: datetime) -> None:
+        """The series of `batch`, watched since `watching_since`, at `now`; never touches a database."""
         out.add("batch_run_idempotent", 1 if self._config.idempotent else 0, batch=batch)
         if self._config.max_duration is not None:
             out.add("batch_run_max_duration_seconds", self._config.max_duration, batch=batch)
@@ -58,9 +49,8 @@ class BatchInfoSource:
         if self._config.schedule is not None:
             # with a schedule query, the expected starts come from the scheduler (sources.schedule_table)
             out.add("batch_schedule_grace_seconds", self._config.schedule.grace, batch=batch)
-            out.add("batch_schedule_watched_since_timestamp_seconds", self.watching_since, batch=batch)
+            out.add("batch_schedule_watched_since_timestamp_seconds", watching_since, batch=batch)
         if self._schedule is not None:
-            now = datetime.fromtimestamp(self._clock(), tz=UTC)
             previous, following = self._schedule.fires_around(now)
             if previous is not None:
                 out.add("batch_schedule_last_expected_timestamp_seconds", previous.timestamp(), batch=batch)
@@ -74,4 +64,25 @@ class BatchInfoSource:
                 if skip is not None:
                     out.add("batch_schedule_last_skipped_timestamp_seconds", skip.fire.timestamp(), batch=batch,
                             date=skip.day.isoformat(), reason=skip.reason, holiday=status_code_label(skip.holiday))
+
+
+class BatchInfoSource:
+    """Exports a batch's BatchInfo: configured thresholds, the schedule's last and next expected start,
+    the latest start the calendar skipped and the finish deadline of the last expected start."""
+
+    def __init__(self, batch: str, config: BatchConfig, clock: Callable[[], float] = time.time,
+                 watching_since: float | None = None,
+                 calendars: Mapping[str, CalendarConfig] | None = None) -> None:
+        self.name = f"config:{batch}"
+        self._batch = batch
+        self._clock = clock
+        # when this exporter began watching the batch: a schedule's first start after it tells a new
+        # batch that never ran (page) from one added after its start of the day (not yet due)
+        self.watching_since = clock() if watching_since is None else watching_since
+        self._info = BatchInfo(config, calendars, subject=f"batch {batch!r}")
+
+    def poll(self) -> Snapshot:
+        """Compute the schedule's fire times around now; never touches a database."""
+        out = SampleBuilder()
+        self._info.add_samples(out, self._batch, self.watching_since, datetime.fromtimestamp(self._clock(), tz=UTC))
         return out.build(self.name)

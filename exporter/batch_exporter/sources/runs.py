@@ -106,9 +106,8 @@ class RunsSource:
             log.warning("batch %s: %s", self._batch, resolved.business_date_note)
 
     def _remember_success(self, in_window: datetime | None, *, window_has_success: bool) -> None:
-        # the search beyond the window reads no keys: it is for a window without any success, not for
-        # one whose successes are re-runs of older keys (summarize passes those over)
-        if in_window is None and not window_has_success and not self._searched_before_window:
+        if needs_search_before_window(in_window, window_has_success=window_has_success,
+                                      searched=self._searched_before_window):
             try:
                 in_window = self._table.last_success()
             except QueryError as exc:
@@ -116,8 +115,7 @@ class RunsSource:
             except ValueError as exc:
                 raise SourceError("data", f"runs, the latest success before the window: {exc}") from None
             self._searched_before_window = True
-        if in_window is not None and (self._latest_success is None or in_window > self._latest_success):
-            self._latest_success = in_window
+        self._latest_success = later(self._latest_success, in_window)
 
     def _row(self, raw: tuple[object, ...]) -> RunRow:
         try:
@@ -156,51 +154,75 @@ class RunsSource:
     def _snapshot(self, s: RunSummary, last_success: datetime | None,
                   attempt_records: list[tuple[RunRow, dict[str, float]]] | None) -> Snapshot:
         out = SampleBuilder()
-        b = self._batch
-        if s.last_start is not None:
-            out.add("batch_run_last_start_timestamp_seconds", s.last_start.timestamp(), batch=b)
-        if s.last_end is not None:
-            out.add("batch_run_last_end_timestamp_seconds", s.last_end.timestamp(), batch=b)
-        if last_success is not None:
-            out.add("batch_run_last_success_timestamp_seconds", last_success.timestamp(), batch=b)
-        if s.last_duration is not None:
-            out.add("batch_run_last_duration_seconds", s.last_duration, batch=b)
-        if s.latest is not None:
-            for status in STATUSES:
-                out.add("batch_run_last_status", 1 if s.latest.status == status else 0, batch=b, status=status)
-            out.add("batch_run_last_status_code", 1, batch=b, code=status_code_label(s.latest.code))
-        out.add("batch_run_running", s.running, batch=b)
-        out.add("batch_run_queued", s.queued, batch=b)
-        out.add("batch_run_running_seconds", s.running_seconds, batch=b)
-        out.add("batch_run_presumed_dead", s.presumed_dead, batch=b)
-        out.add("batch_run_attempts", s.attempts, batch=b)
-        if s.latest_date is not None and s.latest_date.business_date is not None:
-            out.add("batch_run_business_date_info", 1, batch=b,
-                    business_date=status_code_label(s.latest_date.business_date))
-        if s.earlier_rerun is not None:
-            key, attempts = s.earlier_rerun
-            out.add("batch_run_earlier_key_attempts", attempts, batch=b, business_date=status_code_label(key))
-        for status, count in s.by_status.items():
-            out.add("batch_runs", count, batch=b, status=status)
-        out.add("batch_run_usual_duration_runs", s.usual.runs, batch=b)
-        out.add("batch_run_usual_duration_min_runs", self._min_history, batch=b)
-        usual = s.usual.quantiles(self._min_history)
-        if usual is not None:
-            out.add("batch_run_usual_duration_seconds", usual[0], batch=b, quantile="0.5")
-            out.add("batch_run_usual_duration_seconds", usual[1], batch=b, quantile="0.9")
-        if attempt_records and self._records is not None and s.latest_date is not None:
-            latest_run, latest_records = attempt_records[-1]
-            for state, rows_in_state in _cap_states(latest_records, self._records.max_states).items():
-                out.add("batch_run_records", rows_in_state, batch=b, state=state)
-            pending = left = 0.0
-            for attempt, records in attempt_records:
-                rows = sum(records.get(state, 0.0) for state in self._records.pending_states)
-                pending += rows
-                if attempt.run_id not in s.latest_date.live:
-                    left += rows
-            out.add("batch_run_pending_records", pending, batch=b)
-            out.add("batch_run_left_pending_records", left, batch=b)
+        add_run_samples(out, self._batch, s, last_success, self._min_history, self._records, attempt_records)
         return out.build(self.name)
+
+
+def add_run_samples(out: SampleBuilder, batch: str, s: RunSummary, last_success: datetime | None,
+                    min_history: int, records_config: RecordsConfig | None = None,
+                    attempt_records: list[tuple[RunRow, dict[str, float]]] | None = None) -> None:
+    """The runs series of `batch` from the summary of its window (a batch's runs source, and each job of
+    a fleet): `last_success` as remembered across polls, and the records of the latest key's attempts,
+    oldest first, when the batch reads them."""
+    b = batch
+    if s.last_start is not None:
+        out.add("batch_run_last_start_timestamp_seconds", s.last_start.timestamp(), batch=b)
+    if s.last_end is not None:
+        out.add("batch_run_last_end_timestamp_seconds", s.last_end.timestamp(), batch=b)
+    if last_success is not None:
+        out.add("batch_run_last_success_timestamp_seconds", last_success.timestamp(), batch=b)
+    if s.last_duration is not None:
+        out.add("batch_run_last_duration_seconds", s.last_duration, batch=b)
+    if s.latest is not None:
+        for status in STATUSES:
+            out.add("batch_run_last_status", 1 if s.latest.status == status else 0, batch=b, status=status)
+        out.add("batch_run_last_status_code", 1, batch=b, code=status_code_label(s.latest.code))
+    out.add("batch_run_running", s.running, batch=b)
+    out.add("batch_run_queued", s.queued, batch=b)
+    out.add("batch_run_running_seconds", s.running_seconds, batch=b)
+    out.add("batch_run_presumed_dead", s.presumed_dead, batch=b)
+    out.add("batch_run_attempts", s.attempts, batch=b)
+    if s.latest_date is not None and s.latest_date.business_date is not None:
+        out.add("batch_run_business_date_info", 1, batch=b,
+                business_date=status_code_label(s.latest_date.business_date))
+    if s.earlier_rerun is not None:
+        key, attempts = s.earlier_rerun
+        out.add("batch_run_earlier_key_attempts", attempts, batch=b, business_date=status_code_label(key))
+    for status, count in s.by_status.items():
+        out.add("batch_runs", count, batch=b, status=status)
+    out.add("batch_run_usual_duration_runs", s.usual.runs, batch=b)
+    out.add("batch_run_usual_duration_min_runs", min_history, batch=b)
+    usual = s.usual.quantiles(min_history)
+    if usual is not None:
+        out.add("batch_run_usual_duration_seconds", usual[0], batch=b, quantile="0.5")
+        out.add("batch_run_usual_duration_seconds", usual[1], batch=b, quantile="0.9")
+    if attempt_records and records_config is not None and s.latest_date is not None:
+        latest_run, latest_records = attempt_records[-1]
+        for state, rows_in_state in _cap_states(latest_records, records_config.max_states).items():
+            out.add("batch_run_records", rows_in_state, batch=b, state=state)
+        pending = left = 0.0
+        for attempt, records in attempt_records:
+            rows = sum(records.get(state, 0.0) for state in records_config.pending_states)
+            pending += rows
+            if attempt.run_id not in s.latest_date.live:
+                left += rows
+        out.add("batch_run_pending_records", pending, batch=b)
+        out.add("batch_run_left_pending_records", left, batch=b)
+
+
+def needs_search_before_window(in_window: datetime | None, *, window_has_success: bool, searched: bool) -> bool:
+    """Whether the latest success is to be looked for before the window: once, for a window without any
+    success. It reads no keys: a window whose successes are re-runs of older keys (summarize passes those
+    over) has its success."""
+    return in_window is None and not window_has_success and not searched
+
+
+def later(remembered: datetime | None, found: datetime | None) -> datetime | None:
+    """The latest success to export: a success is never undone, so the one remembered stays until a later
+    one is found, even once it has left the window."""
+    if found is not None and (remembered is None or found > remembered):
+        return found
+    return remembered
 
 
 MAX_CODE_LABEL = 64

@@ -1,0 +1,351 @@
+"""A fleet: the batches of a scheduler's run table, discovered from its rows and read with one statement
+per poll for all of them.
+
+Each poll reads the whole fleet's lookback window once (RunTable, as a batch's runs source does; the
+rows end with the job), groups the rows by job, keeps the jobs the filter and the shard admit, and
+exports for each exactly what a batch of that name with the fleet's runs section and the job's settings
+would: its runs series (runsummary.summarize, runs.add_run_samples) and its configuration series
+(batchinfo.BatchInfo). The latest success before the window is looked up with one grouped statement,
+sent only when jobs without a success in the window appear.
+
+What one poll may send: until the columns are known, RunTable's probes and one of the job column;
+until a start time is stored, the sample; the window; the grouped last success.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from ..config import CalendarConfig, FleetConfig, FleetJobSettings, FleetRunsConfig
+from ..database import Database, QueryError
+from ..masking import mask_digits
+from ..run_statements import build_fleet_last_success_query, last_success_params, probe_statement
+from ..runsummary import (
+    KeyedRuns,
+    RunRow,
+    RunSummary,
+    began_at,
+    end_after,
+    keyed_runs,
+    parse_run_row,
+    summarize_keyed,
+)
+from ..shards import WHOLE, Shard
+from ..snapshot import Sample, SampleBuilder, Snapshot
+from ..values import as_float, as_text, as_utc_datetime
+from .batchinfo import BatchInfo
+from .errors import SourceError, join_problems
+from .run_columns import MissingColumns, describe_source
+from .run_table import Query, ResolvedColumns, RunTable, TimestampsContradicted, probe_columns
+from .runs import add_run_samples, later, needs_search_before_window
+
+log = logging.getLogger(__name__)
+
+_JOB_PROBES = 1
+
+
+def probe_job_column(runs: FleetRunsConfig, query: Query) -> None:
+    """Whether the run table or query returns columns.job (a zero-row probe): MissingColumns if not, the
+    QueryError of a source that cannot be read at all."""
+    try:
+        query(probe_statement(runs, runs.columns.job), ())
+    except QueryError as exc:
+        if exc.reason != "query":
+            raise
+        raise MissingColumns(describe_source(runs), [("job", runs.columns.job)]) from None
+
+
+def probe_fleet_columns(runs: FleetRunsConfig, query: Query) -> ResolvedColumns:
+    """probe_columns, and the job column: what check-config asks of a fleet's run table."""
+    resolved = probe_columns(runs, query)
+    probe_job_column(runs, query)
+    return resolved
+
+
+class JobClaims:
+    """Which batch names the exporter exports, and who exports each: the configured batches first, then the
+    fleets' jobs as their polls find them. A name is exported once: a second claimant is told who has it.
+    Shared by the fleets of one exporter, polled from different threads."""
+
+    def __init__(self, batches: Iterable[str] = ()) -> None:
+        # label -> (who holds it, how to name them in a log line)
+        self._owners: dict[str, tuple[str, str]] = {name: (f"batch {name}", f"batch {name}") for name in batches}
+        self._lock = threading.Lock()
+
+    def claim(self, label: str, owner: str, shown: str) -> str | None:
+        """Take `label` for `owner` (`shown` in logs); None when it is (now) the owner's, else who has it."""
+        with self._lock:
+            holder, holder_shown = self._owners.setdefault(label, (owner, shown))
+        return None if holder == owner else holder_shown
+
+    def release(self, label: str, owner: str) -> None:
+        with self._lock:
+            if self._owners.get(label, ("", ""))[0] == owner:
+                del self._owners[label]
+
+
+@dataclass
+class FleetJob:
+    """One job of a fleet as its polls know it."""
+
+    name: str  # as the run table holds it
+    label: str  # its batch label: card-like digits masked
+    settings: FleetJobSettings
+    info: BatchInfo
+    watching_since: float
+    last_run: datetime | None = None  # when the latest run the window showed began
+    latest_success: datetime | None = None
+    searched: bool = False  # its latest success before the window was looked up
+    samples: tuple[Sample, ...] = field(default_factory=tuple)  # of its last good poll
+    # its window's rows as last read: a fingerprint of the raw rows, and what they parsed to
+    fingerprint: tuple[int, tuple[object, ...]] | None = None
+    runs: KeyedRuns | None = None
+
+
+_STATUS = 2  # the status code's position in a window row (run_statements.WINDOW_FIELDS)
+
+
+def _fingerprint(raws: list[tuple[object, ...]]) -> tuple[int, tuple[object, ...]] | None:
+    """A hash of a job's raw rows in the order read, with their status codes as they are (CPython hashes
+    -1 and -2 alike, and a status code may be either); None when a value cannot be hashed (a driver type
+    without one): such rows are parsed every poll."""
+    try:
+        return hash(tuple(raws)), tuple([raw[_STATUS] for raw in raws])
+    except TypeError:
+        return None
+
+
+class FleetSource:
+    """Polls a fleet's run table: one window statement for all its jobs."""
+
+    def __init__(self, fleet: str, config: FleetConfig, db: Database, *,
+                 calendars: Mapping[str, CalendarConfig] | None = None, claims: JobClaims | None = None,
+                 shard: Shard | None = None, text_timestamps: bool = False, clock: Callable[[], float] = time.time,
+                 locate: Callable[[tuple[str, ...]], str] | None = None,
+                 watching_since: Mapping[str, float] | None = None) -> None:
+        self.name = f"fleet:{fleet}"
+        self.fleet = fleet
+        self._config = config
+        self._calendars = calendars or {}
+        self._claims = claims or JobClaims()
+        self.shard = shard or config.shard_spec or WHOLE
+        self._query = db.query
+        self._table = RunTable(f"fleet {fleet}", config.runs, None, db.query, text_timestamps=text_timestamps)
+        self._clock = clock
+        self._locate = locate or (lambda path: ".".join(path))
+        self._lookback = timedelta(seconds=config.runs.lookback)
+        self._mapping = config.runs.status.model_dump()
+        self._handed_over = dict(watching_since or {})
+        self._job_column_checked = False
+        self._infos: dict[str, BatchInfo] = {}  # by the settings they stand for
+        self._jobs: dict[str, FleetJob] = {}
+        self._since: Mapping[str, float] = {}  # replaced whole by each poll: read from other threads
+        self._refused: set[str] = set()  # jobs left out at run time (a name taken), warned about once
+        self._warned_without_job = False
+
+    @property
+    def max_statements_per_poll(self) -> int:
+        """The most statements any poll sends (the first, which probes the columns too): for its deadline."""
+        return self._table.max_statements_per_poll(first_poll=True) + _JOB_PROBES
+
+    def watching_since(self) -> dict[str, float]:
+        """When this source began watching each job it exports, by job name: kept across reloads."""
+        return dict(self._since)
+
+    def admits(self, job: str) -> bool:
+        """Whether the fleet's filter and this exporter's shard take the job."""
+        return self._config.jobs.admits(job) and self.shard.takes(job)
+
+    def poll(self) -> Snapshot:
+        """Read the fleet's window once and summarise each job; raises SourceError on failure, with the
+        other jobs' fresh series when only some jobs' rows cannot be read."""
+        clock = self._clock()
+        now = datetime.fromtimestamp(clock, tz=UTC)
+        if not self._job_column_checked:
+            self._resolve_columns()
+        rows_by_job = self._window(now - self._lookback)
+        jobs = self._current_jobs(rows_by_job, clock, now)
+        problems: list[str] = []
+        summaries: dict[str, RunSummary] = {}
+        for job in jobs:
+            try:
+                runs = self._runs_of(job, rows_by_job.pop(job.name, []))
+            except ValueError as exc:
+                problems.append(f"job {job.label}: runs row: {exc}")
+                continue
+            summaries[job.name] = summarize_keyed(runs, now, self._table.key_tz, job.settings.max_duration)
+        del rows_by_job
+        problems += self._search_before_window(jobs, summaries)
+        fresh: list[Sample] = []
+        for job in jobs:
+            summary = summaries.get(job.name)
+            if summary is not None:
+                job.latest_success = later(job.latest_success, summary.last_success)
+                out = SampleBuilder()
+                add_run_samples(out, job.label, summary, job.latest_success, self._config.runs.min_history)
+                job.info.add_samples(out, job.label, job.watching_since, now)
+                job.samples = out.build(self.name).samples
+            fresh += job.samples
+        fleet = SampleBuilder()
+        fleet.add("batch_exporter_fleet_jobs", len(jobs), fleet=self.fleet)
+        fleet.add("batch_exporter_fleet_shard", self.shard.count, fleet=self.fleet, shard=str(self.shard.index))
+        snapshot = Snapshot(self.name, tuple(fresh) + fleet.build(self.name).samples)
+        self._since = {job.name: job.watching_since for job in jobs}
+        if problems:
+            raise SourceError("data", f"fleets.{self.fleet}: {join_problems(problems)}", snapshot)
+        return snapshot
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    def _resolve_columns(self) -> None:
+        """Once per source start: the columns the source really returns, the job's too."""
+        try:
+            resolved = self._table.columns()
+            probe_job_column(self._config.runs, self._query)
+        except MissingColumns as exc:
+            where = self._locate(("fleets", self.fleet, "runs", "columns", exc.missing[0][0]))
+            raise SourceError("query", f"{where}: {exc}") from None
+        except QueryError as exc:
+            raise SourceError(exc.reason, str(exc)) from None
+        self._job_column_checked = True
+        if resolved.business_date_note is not None:
+            log.warning("fleet %s: %s", self.fleet, resolved.business_date_note)
+
+    def _window(self, start: datetime) -> dict[str, list[tuple[object, ...]]]:
+        """The window's rows by job, for the jobs the filter and the shard admit."""
+        try:
+            raws = list(self._table.window(start))
+        except QueryError as exc:
+            raise SourceError(exc.reason, str(exc)) from None
+        except TimestampsContradicted as exc:
+            raise SourceError("data", f"fleets.{self.fleet}.runs.timestamps: {exc}") from None
+        except ValueError as exc:  # UnreadableRow
+            raise SourceError("data", f"fleets.{self.fleet}: runs row: {exc}") from None
+        by_job: dict[str, list[tuple[object, ...]]] = {}
+        admitted: dict[str, bool] = {}
+        without_job = 0
+        for raw in raws:
+            try:
+                job = as_text(raw[-1])
+            except ValueError:
+                job = None
+            if not job:
+                without_job += 1
+                continue
+            if job not in admitted:
+                admitted[job] = self.admits(job)
+            if admitted[job]:
+                by_job.setdefault(job, []).append(raw)
+        if without_job and not self._warned_without_job:
+            self._warned_without_job = True
+            log.warning("fleet %s: %d rows of the window have no job (columns.job is NULL, blank or not text): "
+                        "they belong to no job and are not counted (logged once)", self.fleet, without_job)
+        return by_job
+
+    def _runs_of(self, job: FleetJob, raws: list[tuple[object, ...]]) -> KeyedRuns:
+        """The job's runs in this window: those of the last poll when its raw rows are the same (most jobs
+        of a fleet did not run between two polls), else parsed; ValueError for a row that cannot be."""
+        fingerprint = _fingerprint(raws)
+        if job.runs is not None and fingerprint is not None and fingerprint == job.fingerprint:
+            return job.runs
+        job.fingerprint, job.runs = None, None  # until these rows parse
+        rows = [self._row(raw) for raw in raws]
+        job.last_run = max((moment for moment in map(began_at, rows) if moment is not None), default=job.last_run)
+        job.runs = keyed_runs(rows, self._table.key_tz)
+        job.fingerprint = fingerprint
+        return job.runs
+
+    def _row(self, raw: tuple[object, ...]) -> RunRow:
+        return parse_run_row(raw, self._mapping, self._table.tz, slot_keys=self._table.slot_keys,
+                             key_tz=self._table.key_tz)[0]
+
+    # --- which jobs -------------------------------------------------------------------------------------
+
+    def _current_jobs(self, rows_by_job: Mapping[str, object], clock: float, now: datetime) -> list[FleetJob]:
+        """The jobs exported this poll, by name: those with runs in the window, those named under overrides,
+        and those whose latest run left the window less than a lookback ago (it began less than two
+        lookbacks ago); a new one's name claimed first, in name order."""
+        for name in sorted(rows_by_job):
+            if name not in self._jobs:
+                self._adopt(name, clock)
+        for name in self._config.overrides:
+            if name not in self._jobs and self.admits(name):
+                self._adopt(name, clock)
+        for name, job in list(self._jobs.items()):
+            if name in rows_by_job or name in self._config.overrides or job.last_run is None:
+                continue
+            if now - job.last_run >= 2 * self._lookback:
+                log.info("fleet %s: job %s: its latest run left the window a lookback ago; no longer exported",
+                         self.fleet, job.label)
+                del self._jobs[name]
+                self._claims.release(job.label, self._owner(name))
+        return [self._jobs[name] for name in sorted(self._jobs)]
+
+    def _adopt(self, name: str, clock: float) -> FleetJob | None:
+        """A job seen for the first time, or None when its batch name is already exported (warned once)."""
+        if name in self._refused:
+            return None
+        label = mask_digits(name)
+        holder = self._claims.claim(label, self._owner(name), f"fleet {self.fleet} (job {label})")
+        if holder is not None:
+            self._refused.add(name)
+            log.warning("fleet %s: job %s is left out: its batch name %r is already exported by %s; exclude it "
+                        "from the fleet (jobs.exclude) or rename one of them", self.fleet, label, label, holder)
+            return None
+        settings = self._config.settings_of(name)
+        job = FleetJob(name, label, settings, self._info_of(name, settings),
+                       watching_since=self._handed_over.get(name, clock))
+        self._jobs[name] = job
+        return job
+
+    def _owner(self, name: str) -> str:
+        """Who holds a job's name: two names masked alike are two owners (the log shows the masked one)."""
+        return f"fleet {self.fleet}\0{name}"
+
+    def _info_of(self, name: str, settings: FleetJobSettings) -> BatchInfo:
+        """Jobs with the same settings share one BatchInfo, and so the work of its schedule and calendar."""
+        key = settings.model_dump_json()
+        info = self._infos.get(key)
+        if info is None:
+            info = BatchInfo(self._config.as_batch(settings), self._calendars,
+                             subject=f"fleet {self.fleet!r}, job {mask_digits(name)!r}")
+            self._infos[key] = info
+        return info
+
+    # --- the latest success before the window -----------------------------------------------------------
+
+    def _search_before_window(self, jobs: list[FleetJob], summaries: Mapping[str, RunSummary]) -> list[str]:
+        """One grouped statement for every job whose window holds no success and that was not looked up yet
+        (new jobs: at most once per change of the job set); the problems of rows it cannot read."""
+        waiting = [job for job in jobs if job.name in summaries and needs_search_before_window(
+            summaries[job.name].last_success, window_has_success=summaries[job.name].by_status["success"] > 0,
+            searched=job.searched)]
+        if not waiting:
+            return []
+        runs = self._config.runs
+        try:
+            found = self._query(build_fleet_last_success_query(runs), last_success_params(runs))
+        except QueryError as exc:
+            raise SourceError(exc.reason, str(exc)) from None
+        wanted = {job.name: job for job in waiting}
+        problems: list[str] = []
+        for row in found:
+            try:
+                name = as_text(row[0])
+                job = wanted.get(name or "")
+                if job is None:
+                    continue
+                moment = as_utc_datetime(row[1], self._table.tz, epoch_unit=self._table.epoch_unit)
+                if moment is not None and runs.columns.duration is not None:
+                    moment = end_after(moment, as_float(row[2]) or 0.0)
+            except ValueError as exc:
+                problems.append(f"the latest success before the window, job {mask_digits(str(row[0]))}: {exc}")
+                continue
+            job.latest_success = later(job.latest_success, moment)
+        for job in waiting:
+            job.searched = True
+        return problems
