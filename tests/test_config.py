@@ -279,3 +279,17 @@ def test_check_config_ends_when_a_database_never_answers_and_closing_it_would_bl
         assert result == [[]]  # not a located error: the columns could not be checked now
     finally:
         released.set()
+
+
+@pytest.mark.parametrize(("where", "message"), [
+    ("1=1) OR (1=1", "closes a parenthesis it did not open"),
+    ("job_name = 'x' --", "a '--' comment"),
+    ("job_name = 'x'; DELETE FROM batch_run", "a ';'"),
+    ("(job_name = 'x'", "unbalanced parentheses"),
+])
+def test_a_where_that_escapes_its_parentheses_or_comments_out_the_rest_is_refused(where: str, message: str) -> None:
+    # the statements put `where` inside parentheses before the lookback bound: `1=1) OR (1=1` would remove
+    # the bound (the whole table read on every poll), a trailing `--` would break every poll
+    text = GOOD.replace("      table: batch_run\n", f"      table: batch_run\n      where: {json.dumps(where)}\n")
+    assert text != GOOD
+    assert message in errors_of(text)

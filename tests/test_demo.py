@@ -516,7 +516,8 @@ def test_prepare_demo_deletes_the_exporters_state_for_its_logs_and_keeps_other_f
     finally:
         exporter.stop()
     positions = sorted(p.name for p in (folder / "state").iterdir())
-    assert len(positions) == 3, positions
+    # the three logs' read positions, and the log evidence of each batch once a poll has counted some
+    assert 3 <= len(positions) <= 5 and sum(name.startswith("logscan-") for name in positions) == 3, positions
     (folder / "state" / "mine.json").write_text("{}")
     (folder / "logs" / "notes.log").write_text("mine\n")
 

@@ -150,6 +150,23 @@ def _shard(value: str) -> str:
     return value
 
 
+def _where_condition(value: str) -> str:
+    """runs.where is put inside parentheses in the statements built from it: a condition that closes them
+    (`1=1) OR (1=1`) or comments out the rest (`--`) would remove the lookback bound, or break every poll."""
+    text = value.strip()
+    for token, what in _EXPRESSION_FORBIDDEN.items():
+        if token in text:
+            raise ValueError(f"{text[:80]!r} contains {what}; 'where' is one condition (use runs.query for more)")
+    depth = 0
+    for char in text:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        if depth < 0:
+            raise ValueError(f"{text[:80]!r} closes a parenthesis it did not open; 'where' is one condition")
+    if depth != 0:
+        raise ValueError(f"{text[:80]!r} has unbalanced parentheses")
+    return text
+
+
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 ShardText = Annotated[str, AfterValidator(_shard)]
 Regex = Annotated[str, AfterValidator(_regex)]
@@ -285,7 +302,9 @@ class StatusMap(_Model):
 class RunsConfig(_Model):
     table: Identifier | None = Field(None, description="The run table; or give `query`.")
     query: str | None = Field(None, description="A SELECT returning the mapped columns, instead of `table`.")
-    where: str | None = Field(None, description="Extra SQL condition on the run table (e.g. job_name = 'x').")
+    where: Annotated[str, AfterValidator(_where_condition)] | None = Field(
+        None, description="Extra SQL condition on the run table (e.g. job_name = 'x'): one condition, without "
+                          "comments, ';' or '?'.")
     columns: RunColumns = Field(default_factory=RunColumns)
     status: StatusMap
     lookback: Duration = 14 * 86400.0

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from ..tailing.state import state_file_name
+from ..tailing.state import evidence_file_name, state_file_name
 from .demo_sim import (
     TOKYO,
     AuthRun,
@@ -222,10 +222,11 @@ def demo_config_text(folder: Path) -> str:
 
 def _owned_files(paths: DemoPaths) -> list[Path]:
     """The files a demo creates in its folder: its database, config and logs, and the exporter's log
-    positions under state/ (for the logs demo.yml names)."""
+    positions and log evidence under state/ (for the batches and logs demo.yml names)."""
     database = paths.database
     batches = yaml.safe_load(_template())["batches"]
     positions = [state_file_name(batch, log) for batch, spec in batches.items() for log in spec.get("logs", {})]
+    positions += [evidence_file_name(batch) for batch, spec in batches.items() if spec.get("logs") and spec.get("runs")]
     return [database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm"),
             paths.config, paths.sdk_log, paths.settlement_log, *sorted(paths.logs.glob("auth-batch-*.log")),
             *(paths.state / name for name in positions),

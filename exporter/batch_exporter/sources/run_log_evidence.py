@@ -6,9 +6,7 @@ read (no database). With a state folder it keeps the latest run's counts in a sm
 own, so that a restart does not wipe the evidence of a finished run nobody has looked at yet."""
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -22,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
 from ..masking import mask_digits
 from ..runsummary import LatestRun, RunRow
 from ..snapshot import SampleBuilder, Snapshot
-from ..tailing.state import write_atomically
+from ..tailing.state import evidence_file_name, write_atomically
 from .errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -252,12 +250,6 @@ def _significant(record: EvidenceState) -> dict[str, object]:
     """The record less its read times: a change of these alone is not worth a write."""
     return record.model_dump(exclude={"logs": {"__all__": {"through"}}})
 
-
-def evidence_file_name(batch: str) -> str:
-    """A file name unique per batch, readable, and safe on every file system."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", batch)[:80]
-    digest = hashlib.sha256(batch.encode()).hexdigest()[:10]
-    return f"evidence-{slug}-{digest}.json"
 
 
 def load_evidence(path: Path) -> EvidenceState | None:

@@ -95,6 +95,14 @@ def state_file_name(batch: str, log: str) -> str:
     return f"logscan-{slug}-{digest}.json"
 
 
+def evidence_file_name(batch: str) -> str:
+    """The file of a batch's log evidence (sources.run_log_evidence), beside its logs' state files: unique per
+    batch, readable, and safe on every file system."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", batch)[:80]
+    digest = hashlib.sha256(batch.encode()).hexdigest()[:10]
+    return f"evidence-{slug}-{digest}.json"
+
+
 def load(path: Path) -> LogState | None:
     """The saved state, or None when there is none; StateError when one exists but is unusable."""
     try:
