@@ -75,6 +75,8 @@ MAY_BE_EMPTY = {
     "Finish deadline": "Only schedules with finish_by have a deadline; the projected end shows while the "
                        "expected run is due or in progress and its usual duration is known.",
     "Success contradicted by": "Empty while nothing contradicts the latest run's success.",
+    "Usual duration": "The usual duration is exported once runs.min_history successful runs are in the lookback "
+                      "window.",
 }
 
 STATUS_MAPPINGS = [
@@ -767,18 +769,15 @@ def detail() -> dict[str, Any]:
             layout,
             "timeseries",
             "Duration vs max",
-            "The run in progress and the latest finished run against max_duration and the usual duration "
-            "of a successful run (median and 0.9 quantile, learned once runs.min_history runs back them).",
+            "The run in progress and the latest finished run against max_duration.",
             [
                 target(f"batch_run_running_seconds{{{sel}}}", "current run"),
                 target(f"batch_run_last_duration_seconds{{{sel}}}", "latest finished run"),
                 target(f"batch_run_max_duration_seconds{{{sel}}}", "max duration"),
-                target(f"batch_run_usual_duration_seconds{{{sel}}}", "usual (quantile {{quantile}})", ref="D"),
             ],
             unit="s",
             width=12,
-            overrides=[override("max duration", dashed, ("color", {"mode": "fixed", "fixedColor": "red"})),
-                       override("^usual .*", ("custom.lineStyle", {"fill": "dot", "dash": [0, 10]}), regex=True)],
+            overrides=[override("max duration", dashed, ("color", {"mode": "fixed", "fixedColor": "red"}))],
             options=timeseries_options(),
         ),
         panel(
@@ -886,6 +885,23 @@ def detail() -> dict[str, Any]:
             height=4,
             steps=thresholds((0, "red"), base="green"),
             options=stat_options("value_and_name"),
+        ),
+        panel(
+            layout,
+            "timeseries",
+            "Usual duration",
+            "How long a successful run usually takes (median and 0.9 quantile of the successful runs in the "
+            "lookback window, the latest run key's left out) against the latest finished run: "
+            "BatchRunFarLongerThanUsual and BatchRunSuspiciouslyFast compare with it.",
+            [
+                target(f"batch_run_usual_duration_seconds{{{sel}}}", "usual (quantile {{quantile}})"),
+                target(f"batch_run_last_duration_seconds{{{sel}}}", "latest finished run", ref="B"),
+            ],
+            unit="s",
+            width=24,
+            height=6,
+            overrides=[override("^usual .*", ("custom.lineStyle", {"fill": "dot", "dash": [0, 10]}), regex=True)],
+            options=timeseries_options(),
         ),
         layout.row("Logs"),
         panel(
