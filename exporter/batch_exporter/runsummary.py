@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import re
 import statistics
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from .values import as_float, as_text, as_utc_datetime
@@ -118,6 +120,7 @@ def parse_run_row(raw: Sequence[object], mapping: dict[str, Sequence[str]], tz: 
         ended_at = as_utc_datetime(ended, tz)
         column = "run_key" if slot_keys else "business_date"
         run_key = run_key_text(key, tz, slot=slot_keys, key_tz=key_tz)
+        run_key = None if run_key is None else sys.intern(run_key)  # one copy of a key many rows share
         column = "attempt"
         number = _attempt_number(attempt)
         column = "queued_at"
@@ -281,6 +284,10 @@ def key_instant(key: str | None, tz: ZoneInfo) -> datetime | None:
         return None
 
 
+# the jobs of a fleet share their keys (dates, slots): one datetime each, not one per job
+_shared_instant = lru_cache(maxsize=4096)(key_instant)
+
+
 def start_order(row: RunRow) -> tuple[float, str]:
     """Sort key putting runs in the order they started (a run not started yet by its queueing, unknown
     starts first, ties by run id)."""
@@ -311,9 +318,13 @@ def _keys_of(ordered: Sequence[RunRow], tz: ZoneInfo) -> list[str | None]:
             keys.append(business_date_of(row, tz))
             continue
         if stored not in spelled:
-            spelled[stored] = business_date_of(row, tz)
+            spelled[stored] = _interned(business_date_of(row, tz))
         keys.append(spelled[stored])
     return keys
+
+
+def _interned(key: str | None) -> str | None:
+    return None if key is None else sys.intern(key)
 
 
 def _instants_of(keys: Iterable[str | None], tz: ZoneInfo) -> dict[str | None, datetime | None]:
@@ -321,7 +332,7 @@ def _instants_of(keys: Iterable[str | None], tz: ZoneInfo) -> dict[str | None, d
     instants: dict[str | None, datetime | None] = {None: None}
     for key in keys:
         if key not in instants:
-            instants[key] = key_instant(key, tz)
+            instants[key] = _shared_instant(key, tz)
     return instants
 
 
@@ -403,13 +414,76 @@ def attempt_count(attempts: Sequence[RunRow]) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyFacts:
+    """What summarize works out from a window's rows and its latest key alone, whatever the time: kept
+    with the rows (KeyedRuns.facts) while the latest key stays, so that a fleet's unchanged jobs are not
+    worked through again each poll."""
+
+    same: tuple[RunRow, ...]  # the latest key's attempts
+    latest: RunRow | None
+    maybe_live: tuple[RunRow, ...]  # of `same`, queued or in progress: live unless presumed dead
+    running: tuple[tuple[RunRow, bool], ...]  # runs in progress, and whether of the latest key
+    earliest_running_start: datetime | None
+    last_end: datetime | None
+    last_success: datetime | None
+    last_duration: float | None
+    attempts: int
+    counts: tuple[int, ...]  # by status, in STATUSES order
+    rerun: tuple[datetime, str, int] | None  # see _earlier_rerun_candidate
+    usual: UsualDuration
+    previous_end: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class KeyedRuns:
     """A window's runs in start order, each row's run key (business_date_of) and each key's instant: what
-    summarize works out from the rows alone, which a fleet keeps while a job's rows stay the same."""
+    summarize works out from the rows alone, which a fleet keeps while a job's rows stay the same. It
+    keeps what follows from them (the latest key and start while the horizon stays between the same key
+    instants, the KeyFacts of the latest key), so that a kept one is summarised again at a new time with
+    little work."""
 
     ordered: tuple[RunRow, ...]
     keys: tuple[str | None, ...]
     instants: Mapping[str | None, datetime | None]
+    _memo: _Memo = field(default_factory=lambda: _Memo(), compare=False, repr=False)
+
+    def by_horizon(self, horizon: datetime, tz: ZoneInfo, now: datetime) -> tuple[str | None, datetime | None]:
+        """The latest key (_latest_key) and the latest start (_latest_keyed_start) at `horizon`. Both depend on
+        it only through which key instants lie at or before it: kept for the horizons between two instants."""
+        memo = self._memo
+        low, high = memo.horizons
+        if (low is None or low <= horizon) and (high is None or horizon < high) and memo.has_horizons:
+            return memo.at_horizon
+        instants = [instant for instant in self.instants.values() if instant is not None]
+        memo.horizons = (max((i for i in instants if i <= horizon), default=None),
+                         min((i for i in instants if i > horizon), default=None))
+        memo.at_horizon = (_latest_key(self.ordered, self.keys, self.instants, tz, now),
+                           _latest_keyed_start(self.ordered, self.keys, self.instants, horizon))
+        memo.has_horizons = True
+        return memo.at_horizon
+
+    def facts(self, latest_key: str | None, max_duration: float | None) -> KeyFacts:
+        """The KeyFacts of `latest_key` (the last two asked for are kept)."""
+        memo = self._memo
+        wanted = (latest_key, max_duration)
+        found = memo.facts.get(wanted)
+        if found is None:
+            for old in list(memo.facts)[:-1]:
+                del memo.facts[old]
+            found = memo.facts[wanted] = _key_facts(self, latest_key, max_duration)
+        return found
+
+
+class _Memo:
+    """What a KeyedRuns has worked out so far."""
+
+    __slots__ = ("at_horizon", "facts", "has_horizons", "horizons")
+
+    def __init__(self) -> None:
+        self.has_horizons = False
+        self.horizons: tuple[datetime | None, datetime | None] = (None, None)
+        self.at_horizon: tuple[str | None, datetime | None] = (None, None)
+        self.facts: dict[tuple[str | None, float | None], KeyFacts] = {}
 
 
 def keyed_runs(rows: Iterable[RunRow], tz: ZoneInfo) -> KeyedRuns:
@@ -429,9 +503,37 @@ def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration:
 
 def summarize_keyed(runs: KeyedRuns, now: datetime, tz: ZoneInfo, max_duration: float | None = None
                     ) -> RunSummary:
-    """summarize, the rows' keys worked out (keyed_runs)."""
+    """summarize, the rows' keys worked out (keyed_runs); what needs no `now` comes from runs.facts."""
+    latest_date, last_start = runs.by_horizon(_horizon(now, tz), tz, now)
+    facts = runs.facts(latest_date, max_duration)
+    of_date = None
+    if facts.latest is not None:
+        of_date = RunsOfDate(latest_date, facts.same,
+                             frozenset(r.run_id for r in facts.maybe_live if live(r, now, max_duration)))
+    started = facts.earliest_running_start
+    rerun = facts.rerun
+    return RunSummary(
+        latest=facts.latest,
+        last_start=last_start,
+        last_end=facts.last_end,
+        last_success=facts.last_success,
+        last_duration=facts.last_duration,
+        running=len(facts.running),
+        running_seconds=max(0.0, (now - started).total_seconds()) if started is not None else 0.0,
+        attempts=facts.attempts,
+        by_status=dict(zip(STATUSES, facts.counts, strict=True)),
+        presumed_dead=sum(1 for r, of_latest in facts.running
+                          if presumed_dead(r, now, max_duration, of_latest_date=of_latest)),
+        latest_date=of_date,
+        queued=facts.counts[STATUSES.index("queued")],
+        earlier_rerun=(rerun[1], rerun[2]) if rerun is not None and now - rerun[0] <= EARLIER_RERUN_WINDOW else None,
+        usual=facts.usual,
+        previous_end=facts.previous_end,
+    )
+
+
+def _key_facts(runs: KeyedRuns, latest_date: str | None, max_duration: float | None) -> KeyFacts:
     ordered, keys, instants = runs.ordered, runs.keys, runs.instants
-    latest_date = _latest_key(ordered, keys, instants, tz, now)
     dated = [(r, key == latest_date) for r, key in zip(ordered, keys, strict=True)]
     same = tuple(r for r, of_latest in dated if of_latest)
     latest = same[-1] if same else (ordered[-1] if ordered else None)
@@ -439,27 +541,21 @@ def summarize_keyed(runs: KeyedRuns, now: datetime, tz: ZoneInfo, max_duration: 
                 if r.status not in ("running", "queued") and r.ended_at is not None]
     last_finished = finished[-1][0] if finished else None
     successes = [(r, instants[key]) for r, key in finished if r.status == "success"]
-    running = [(r, of_date) for r, of_date in dated if in_progress(r, max_duration, of_latest_date=of_date)]
+    running = tuple((r, of_date) for r, of_date in dated if in_progress(r, max_duration, of_latest_date=of_date))
     running_starts = [r.started_at for r, _ in running if r.started_at is not None]
-    of_date = None
-    if latest is not None:
-        of_date = RunsOfDate(latest_date, same, frozenset(r.run_id for r in same if live(r, now, max_duration)))
     counts = Counter(r.status for r in ordered)
-    return RunSummary(
+    return KeyFacts(
+        same=same,
         latest=latest,
-        last_start=_latest_keyed_start(ordered, keys, instants, _horizon(now, tz)),
+        maybe_live=tuple(r for r in same if r.status == "queued" or in_progress(r, max_duration)),
+        running=running,
+        earliest_running_start=min(running_starts) if running_starts else None,
         last_end=last_finished.ended_at if last_finished else None,
         last_success=_latest_keyed_success(successes, same, instants[latest_date]),
         last_duration=run_seconds(last_finished) if last_finished is not None else None,
-        running=len(running),
-        running_seconds=max(0.0, (now - min(running_starts)).total_seconds()) if running_starts else 0.0,
         attempts=attempt_count(same),
-        by_status={status: counts.get(status, 0) for status in STATUSES},
-        presumed_dead=sum(1 for r, of_latest in running
-                          if presumed_dead(r, now, max_duration, of_latest_date=of_latest)),
-        latest_date=of_date,
-        queued=counts.get("queued", 0),
-        earlier_rerun=earlier_key_rerun(ordered, keys, latest_date, now),
+        counts=tuple(counts.get(status, 0) for status in STATUSES),
+        rerun=_earlier_rerun_candidate(ordered, keys, latest_date),
         usual=_usual_duration(zip(ordered, keys, strict=True), latest_date),
         previous_end=_previous_end(ordered, latest),
     )
@@ -510,6 +606,16 @@ def earlier_key_rerun(ordered: Sequence[RunRow], keys: Sequence[str | None], lat
     not move the batch back to it; this is how such a re-run (clearing one 15-minute slot of an Airflow
     DAG while the next one exists, re-running yesterday after today's run) still shows. A re-run made
     while its key was still the latest was counted then, and is not reported again."""
+    best = _earlier_rerun_candidate(ordered, keys, latest_key)
+    if best is None or now - best[0] > EARLIER_RERUN_WINDOW:
+        return None
+    return best[1], best[2]
+
+
+def _earlier_rerun_candidate(ordered: Sequence[RunRow], keys: Sequence[str | None], latest_key: str | None
+                             ) -> tuple[datetime, str, int] | None:
+    """earlier_key_rerun without its time limit: (when it was last active, key, attempts) of the earlier key
+    re-run last. The time limit needs no other: when this one is past it, so are all the others."""
     by_key: dict[str, list[RunRow]] = {}
     for row, key in zip(ordered, keys, strict=True):
         if key is not None:
@@ -517,18 +623,18 @@ def earlier_key_rerun(ordered: Sequence[RunRow], keys: Sequence[str | None], lat
     latest_began = [moment for r in by_key.get(latest_key or "", []) if (moment := began_at(r)) is not None]
     if not latest_began:
         return None
+    first_began = min(latest_began)
     best: tuple[datetime, str, int] | None = None
     for key, rows in by_key.items():
         if key == latest_key:
             continue
-        attempts = attempt_count(rows)
-        active = [moment for r in rows if (moment := began_at(r)) is not None]
-        if (attempts < 2 or not active or max(active) <= min(latest_began)
-                or now - max(active) > EARLIER_RERUN_WINDOW):
+        active = max((moment for r in rows if (moment := began_at(r)) is not None), default=None)
+        if active is None or active <= first_began or (best is not None and active <= best[0]):
             continue
-        if best is None or max(active) > best[0]:
-            best = (max(active), key, attempts)
-    return (best[1], best[2]) if best is not None else None
+        attempts = attempt_count(rows)
+        if attempts >= 2:
+            best = (active, key, attempts)
+    return best
 
 
 def _latest_keyed_success(successes: Sequence[tuple[RunRow, datetime | None]], current: Sequence[RunRow],

@@ -107,10 +107,18 @@ def check_stored_timestamps(storage: TimestampStorage, sample: object, column: s
 
 def read_epoch_columns(row: Sequence[object], columns: Mapping[int, str], unit: EpochUnit) -> tuple[object, ...]:
     """``row`` with the numbers at the positions of ``columns`` read as epoch times in ``unit`` (aware UTC
-    datetimes); other values stay as they are. A ValueError names the column."""
+    datetimes); other values stay as they are. A ValueError names the column. A tuple without such
+    numbers is returned as it is: most tables keep their times as timestamps, and a fleet's window may
+    hold a hundred thousand rows."""
+    size = len(row)
+    for position in columns:
+        if position < size and isinstance(row[position], (int, float, Decimal)):  # bool too: read below
+            break
+    else:
+        return row if isinstance(row, tuple) else tuple(row)
     out = list(row)
     for position, column in columns.items():
-        value = out[position] if position < len(out) else None
+        value = out[position] if position < size else None
         if _is_number(value):
             try:
                 out[position] = as_utc_datetime(value, _UTC_ZONE, epoch_unit=unit)

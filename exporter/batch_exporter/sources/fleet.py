@@ -101,6 +101,10 @@ class FleetJob:
     latest_success: datetime | None = None
     searched: bool = False  # its latest success before the window was looked up
     samples: tuple[Sample, ...] = field(default_factory=tuple)  # of its last good poll
+    # what they were made of: its runs series and what they follow from, its BatchInfo's (_InfoTemplates)
+    run_samples: int = 0  # how many of `samples` are runs series, the first ones
+    runs_input: tuple[RunSummary, datetime | None] | None = None
+    info_template: tuple[Sample, ...] | None = None
     # its window's rows as last read: a fingerprint of the raw rows, and what they parsed to
     fingerprint: tuple[int, tuple[object, ...]] | None = None
     runs: KeyedRuns | None = None
@@ -117,6 +121,45 @@ def _fingerprint(raws: list[tuple[object, ...]]) -> tuple[int, tuple[object, ...
         return hash(tuple(raws)), tuple([raw[_STATUS] for raw in raws])
     except TypeError:
         return None
+
+
+_TEMPLATE_BATCH = "\0batch"  # the batch label of a BatchInfo's template series, replaced by each job's
+
+
+def _with_batch(template: tuple[Sample, ...], label: str) -> tuple[Sample, ...]:
+    """The template's series for the job `label`: samples with the same labels share them (memory)."""
+    pair = ("batch", label)
+    relabelled: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+    out = []
+    for sample in template:
+        labels = relabelled.get(sample.labels)
+        if labels is None:
+            labels = relabelled[sample.labels] = tuple([pair if key == "batch" else (key, value)
+                                                        for key, value in sample.labels])
+        out.append(Sample(sample.name, labels, sample.value))
+    return tuple(out)
+
+
+class _InfoTemplates:
+    """The series of each BatchInfo at one poll's time, batch label left to fill in: made once for all the
+    jobs that share it and their watching time, and the previous poll's own object when they are the same
+    (a job whose runs series are unchanged too keeps its series then)."""
+
+    def __init__(self, previous: Mapping[tuple[int, float], tuple[Sample, ...]], now: datetime) -> None:
+        self._previous = previous
+        self._now = now
+        self.made: dict[tuple[int, float], tuple[Sample, ...]] = {}
+
+    def of(self, info: BatchInfo, watching_since: float) -> tuple[Sample, ...]:
+        key = (id(info), watching_since)  # a source's BatchInfos live as long as it does
+        found = self.made.get(key)
+        if found is None:
+            out = SampleBuilder()
+            info.add_samples(out, _TEMPLATE_BATCH, watching_since, self._now)
+            found = out.build("").samples
+            before = self._previous.get(key)
+            self.made[key] = found = before if before == found else found
+        return found
 
 
 class FleetSource:
@@ -142,6 +185,7 @@ class FleetSource:
         self._handed_over = dict(watching_since or {})
         self._job_column_checked = False
         self._infos: dict[str, BatchInfo] = {}  # by the settings they stand for
+        self._info_templates: Mapping[tuple[int, float], tuple[Sample, ...]] = {}  # of the last poll
         self._jobs: dict[str, FleetJob] = {}
         self._since: Mapping[str, float] = {}  # replaced whole by each poll: read from other threads
         self._refused: set[str] = set()  # jobs left out at run time (a name taken), warned about once
@@ -181,15 +225,14 @@ class FleetSource:
         del rows_by_job
         problems += self._search_before_window(jobs, summaries)
         fresh: list[Sample] = []
+        templates = _InfoTemplates(self._info_templates, now)
         for job in jobs:
             summary = summaries.get(job.name)
             if summary is not None:
                 job.latest_success = later(job.latest_success, summary.last_success)
-                out = SampleBuilder()
-                add_run_samples(out, job.label, summary, job.latest_success, self._config.runs.min_history)
-                job.info.add_samples(out, job.label, job.watching_since, now)
-                job.samples = out.build(self.name).samples
+                self._refresh_samples(job, summary, templates.of(job.info, job.watching_since))
             fresh += job.samples
+        self._info_templates = templates.made
         fleet = SampleBuilder()
         fleet.add("batch_exporter_fleet_jobs", len(jobs), fleet=self.fleet)
         fleet.add("batch_exporter_fleet_shard", self.shard.count, fleet=self.fleet, shard=str(self.shard.index))
@@ -198,6 +241,22 @@ class FleetSource:
         if problems:
             raise SourceError("data", f"fleets.{self.fleet}: {join_problems(problems)}", snapshot)
         return snapshot
+
+    def _refresh_samples(self, job: FleetJob, summary: RunSummary, info: tuple[Sample, ...]) -> None:
+        """The job's series from its summary and its BatchInfo's template: those of its last poll, or the
+        part of them that is unchanged (most jobs of a fleet did not run between two polls)."""
+        runs_input = (summary, job.latest_success)
+        if job.runs_input != runs_input:
+            out = SampleBuilder()
+            add_run_samples(out, job.label, summary, job.latest_success, self._config.runs.min_history)
+            runs = out.build(self.name).samples
+            job.run_samples, job.runs_input = len(runs), runs_input
+        elif info is job.info_template:
+            return
+        else:
+            runs = job.samples[:job.run_samples]
+        job.info_template = info
+        job.samples = runs + _with_batch(info, job.label)
 
     # --- reading ----------------------------------------------------------------------------------------
 
