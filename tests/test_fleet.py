@@ -23,13 +23,13 @@ import pytest
 from batch_exporter.app import Exporter
 from batch_exporter.cli import build_parser
 from batch_exporter.config import ConfigError, parse_config
-from batch_exporter.database import Database, Row, open_database
+from batch_exporter.database import Database, QueryError, Row, open_database
 from batch_exporter.run_statements import build_fleet_last_success_query, build_window_query
 from batch_exporter.shards import MAX_SHARDS, Shard, parse_shard, shard_of
 from batch_exporter.snapshot import Sample, Snapshot
 from batch_exporter.sources.batchinfo import BatchInfoSource
 from batch_exporter.sources.errors import SourceError
-from batch_exporter.sources.fleet import FleetSource, JobClaims
+from batch_exporter.sources.fleet import FleetSource, JobClaims, job_label
 from batch_exporter.sources.runs import RunsSource
 from db_servers import admin_connection, odbc_connection_string, odbc_params, unique_name
 from exporter_process import parse_exposition, running_exporter, value
@@ -353,7 +353,7 @@ def test_two_fleets_finding_one_job_export_it_once(tmp_path: Path) -> None:
 
 def test_card_numbers_in_job_names_are_masked_and_two_names_masked_alike_export_once(tmp_path: Path) -> None:
     rows = [run(1, "card-4111111111111111", NOW - timedelta(hours=2)),
-            run(2, "card-4000000000001111", NOW - timedelta(hours=3), "E")]
+            run(2, "card-4000000000061111", NOW - timedelta(hours=3), "E")]
     db = run_table(tmp_path / "runs.db", rows)
     snapshot = fleet_source(fleet_yaml(db), db, [NOW.timestamp()]).poll()
     masked = [dict(s.labels)["batch"] for s in snapshot.samples if s.name == "batch_run_idempotent"
@@ -361,7 +361,7 @@ def test_card_numbers_in_job_names_are_masked_and_two_names_masked_alike_export_
     assert masked == ["card-************1111"]  # once: one series per name
     assert sample(snapshot, "batch_runs", batch=masked[0], status="failed") == 1  # the first name, in order
     assert sample(snapshot, "batch_exporter_fleet_jobs", fleet="agent") == 4
-    assert not any("4111111111111111" in str(s) or "4000000000001111" in str(s) for s in snapshot.samples)
+    assert not any("4111111111111111" in str(s) or "4000000000061111" in str(s) for s in snapshot.samples)
 
 
 def test_unreadable_rows_fail_the_poll_but_only_their_job_keeps_old_series(tmp_path: Path) -> None:
@@ -477,7 +477,7 @@ def test_shard_flags_that_parse(text: str, shard: Shard) -> None:
 @pytest.mark.parametrize(("text", "why"), [
     ("4/4", "shard 4 does not exist among 4 (0 to 3)"), ("0/0", "0 shards is out of range"),
     (f"0/{MAX_SHARDS + 1}", f"{MAX_SHARDS + 1} shards is out of range"), ("1", "got '1'"), ("-1/2", "got '-1/2'"),
-    ("a/b", "got 'a/b'"), ("1/2/3", "got '1/2/3'")])
+    ("a/b", "got 'a/b'"), ("1/2/3", "got '1/2/3'"), ("\u0661/\u0662", "got '\u0661/\u0662'")])
 def test_shard_flags_that_do_not(text: str, why: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ValueError, match="expected 'i/n'"):
         parse_shard(text)
@@ -817,3 +817,44 @@ def test_window_rows_without_epoch_numbers_are_not_copied() -> None:
     assert read_epoch_columns(numbered, {3: "started_at", 4: "ended_at"}, "seconds")[3] == datetime.fromtimestamp(
         1_795_000_000, UTC)
     assert read_epoch_columns([7, None], {3: "started_at"}, "seconds") == (7, None)
+
+
+def test_job_labels_keep_dated_names_apart_and_mask_card_numbers() -> None:
+    # mask_digits would give every night's job-YYYYMMDD-NNNN the same label, and hide the failures of all but one
+    nights = [job_label(f"job-2026112{day}-0001") for day in range(1, 8)]
+    assert len(set(nights)) == 7 and nights[0] == "job-20261121-0001"
+    assert job_label("refund 4111 1111 1111 1111") == "refund **** **** **** 1111"
+    assert len(job_label("x" * 10_000)) == 200
+
+
+class GoneDown(Recorder):
+    """A database that answers until it is taken down."""
+
+    down = False
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+        if self.down:
+            raise QueryError("connect", "the scheduler's database is down")
+        return super().query(sql, params)
+
+
+def test_a_database_outage_keeps_the_jobs_schedules_moving_as_a_batch_does(tmp_path: Path) -> None:
+    # a batch's config source goes on without its database, so a start expected during the outage pages
+    # as missed; a fleet's jobs must not freeze at the last good poll instead
+    db = run_table(tmp_path / "runs.db", [run(1, "card-settle", NOW - timedelta(hours=9))])  # 03:00 Tokyo's run
+    database = GoneDown(open_database("db", sqlite=str(db)))
+    clock = [NOW.timestamp()]
+    source = fleet_source(fleet_yaml(db), database, clock)
+    before = source.poll()
+    database.down = True
+    clock[0] += 20 * 3600  # past 03:00 Tokyo of the next day
+    with pytest.raises(SourceError) as caught:
+        source.poll()
+    assert caught.value.reason == "connect"
+    during = caught.value.snapshot
+    assert during is not None
+    expected = "batch_schedule_last_expected_timestamp_seconds"
+    moved, was = sample(during, expected, batch="card-settle"), sample(before, expected, batch="card-settle")
+    assert moved is not None and was is not None and moved - was == 86400
+    assert sample(during, "batch_run_last_start_timestamp_seconds", batch="card-settle") == \
+        sample(before, "batch_run_last_start_timestamp_seconds", batch="card-settle")

@@ -90,12 +90,13 @@ TIER_0_B = {"config:b", "runs:b"}  # 25
     (80, {"logfiles:a/app", "logfiles:b/app", "logscan:b/app"}),
     # then checks and log evidence, the last in the configuration first
     (64, {"logfiles:a/app", "logfiles:b/app", "logscan:b/app", "logscan:a/app", "evidence:b"}),
-    # the first that does not fit goes with all that follow, even one that would fit (evidence:b, 2 series)
-    (62, {"logfiles:a/app", "logfiles:b/app", "logscan:b/app", "logscan:a/app", "evidence:b", "checks:b"}),
+    # one that does not fit is left out, and a smaller one after it still gets its turn (evidence:b, 2 series)
+    (62, {"logfiles:a/app", "logfiles:b/app", "logscan:b/app", "logscan:a/app", "checks:b"}),
     # then whole batches, the last in the configuration first: never its runs without its configuration
     (53, set(SIZES) - TIER_0_A - TIER_0_B),
-    (52, set(SIZES) - TIER_0_A),
-    (27, set(SIZES)),  # config:a alone would fit: not without the rest of its batch
+    # batch b does not fit: its runs go, while the checks, evidence and a log scan after it fit
+    (52, TIER_0_B | {"logscan:b/app", "logfiles:b/app", "logfiles:a/app"}),
+    (27, set(SIZES) - TIER_0_B - {"evidence:a"}),  # config:a alone would fit: not without the rest of its batch
     (0, set(SIZES)),
 ])
 def test_over_the_cap_whole_sources_are_left_out_in_the_keep_order(limit: int, left_out: set[str]) -> None:
@@ -335,3 +336,11 @@ def test_an_exporter_over_its_cap_leaves_the_glob_out_says_so_and_takes_it_back(
         # written before the scrape that showed it was answered; a poll amid the deletions may have come first
         assert re.search(rf"every source is exported again \(\d+ series\); back: {glob}\n",
                          exporter.log_path.read_text())
+
+
+def test_a_fleet_named_like_a_batch_is_a_unit_of_its_own() -> None:
+    # a fleet too big for the cap must not take the batch of the same name with it
+    snapshots = {name: snapshot(name, size) for name, size in
+                 (("config:agent", 5), ("runs:agent", 20), ("fleet:agent", 500), ("checks:agent", 4))}
+    _, cap = cap_series(snapshots, ["config:agent", "runs:agent", "checks:agent", "fleet:agent"], 100)
+    assert dict(cap.dropped) == {"config:agent": 0, "runs:agent": 0, "checks:agent": 0, "fleet:agent": 500}

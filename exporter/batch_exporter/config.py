@@ -29,7 +29,7 @@ from pydantic import (
 from .business_calendar import LOOKAHEAD_DAYS, WEEKDAYS, BusinessCalendar, CalendarSchedule, Skip, calendar_problems
 from .database import odbc_dialect
 from .finish_by import CHECKED_YEAR, FinishBy, late_deadline, latest_start_of_day
-from .masking import mask_digits
+from .masking import mask_cards
 from .presets import expand as expand_preset
 from .run_statements import (
     build_fleet_last_success_query,
@@ -731,7 +731,7 @@ def _fleet_problems(config: Config, name: str, fleet: FleetConfig, named: dict[s
         if not job.strip() or len(job) > MAX_JOB_NAME or job != job.rstrip(" "):
             problems.append((where, f"expected a job name as the run table holds it: 1 to {MAX_JOB_NAME} "
                                     "characters, no trailing blank"))
-        if job in config.batches or mask_digits(job) in config.batches:
+        if job in config.batches or mask_cards(job)[:MAX_JOB_NAME] in config.batches:
             problems.append((where, f"job {job!r} is also configured as a batch: one series per batch name; "
                                     "leave it out of the fleet (jobs.exclude) or rename the batch"))
         if not fleet.jobs.admits(job):

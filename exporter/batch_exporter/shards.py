@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 MAX_SHARDS = 1000
 SHARD_HINT = f"'i/n': shard i (from 0) of n shards, e.g. 0/4; n from 1 to {MAX_SHARDS}"
-_SHARD = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
+_SHARD = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")
 
 
 def shard_of(job: str, count: int) -> int:

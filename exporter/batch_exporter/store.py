@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_SERIES = 200_000  # global.max_series's default
 
-# Past the cap, sources are kept in this order and the first one that does not fit is left out with all
-# that follow, a source always whole:
+# Past the cap, sources are kept in this order, a source always whole; one that does not fit is left out
+# and the ones after it still get their turn (a fleet too big for the cap must not take the batches' checks
+# and logs with it):
 #   0. what every batch's paging alerts join: its configuration, the scheduler's plan and its runs, kept
 #      or left out together, batch by batch in configuration order; a fleet (all its jobs, one source)
 #      after the batches;
@@ -79,7 +80,7 @@ def cap_series(snapshots: Mapping[str, Snapshot], sources: Sequence[str],
     for unit in _keep_units(sources, sizes):
         size = sum(sizes[name] for name in unit)
         if used + size > limit:
-            break
+            continue  # a smaller unit further down may still fit: leave out as little as possible
         kept.update(unit)
         used += size
     dropped = tuple((name, 0 if name in kept else sizes[name]) for name in sorted(sources))
@@ -103,7 +104,10 @@ def _keep_units(sources: Sequence[str], sizes: Mapping[str, int]) -> list[list[s
     for name in sources:
         kind, _, rest = name.partition(":")
         rank = KEEP_ORDER.get(kind, _UNKNOWN_KIND)
-        units.setdefault((rank, rest.split("/", 1)[0] if rank == 0 else name), []).append(name)
+        # a batch's config, schedule and runs go together; a fleet is a unit of its own, even when a batch
+        # has its name
+        together = rank == 0 and kind != "fleet"
+        units.setdefault((rank, rest.split("/", 1)[0] if together else name), []).append(name)
 
     def order(item: tuple[tuple[int, str], list[str]]) -> tuple[int, int, int]:
         (rank, _), names = item

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..config import CalendarConfig, FleetConfig, FleetJobSettings, FleetRunsConfig
 from ..database import Database, QueryError
-from ..masking import mask_digits
+from ..masking import mask_cards, mask_digits
 from ..run_statements import build_fleet_last_success_query, last_success_params, probe_statement
 from ..runsummary import (
     KeyedRuns,
@@ -211,7 +211,10 @@ class FleetSource:
         now = datetime.fromtimestamp(clock, tz=UTC)
         if not self._job_column_checked:
             self._resolve_columns()
-        rows_by_job = self._window(now - self._lookback)
+        try:
+            rows_by_job = self._window(now - self._lookback)
+        except SourceError as exc:
+            raise SourceError(exc.reason, str(exc), self._schedules_moved_on(now)) from None
         jobs = self._current_jobs(rows_by_job, clock, now)
         problems: list[str] = []
         summaries: dict[str, RunSummary] = {}
@@ -241,6 +244,23 @@ class FleetSource:
         if problems:
             raise SourceError("data", f"fleets.{self.fleet}: {join_problems(problems)}", snapshot)
         return snapshot
+
+    def _schedules_moved_on(self, now: datetime) -> Snapshot | None:
+        """When the window cannot be read (the scheduler's database is down): each job's runs series as last
+        read, with its schedule and configuration series worked out afresh, as a batch's config source goes
+        on without its database, so that a start expected during the outage still pages as missed. None
+        before any job is known."""
+        if not self._jobs:
+            return None
+        templates = _InfoTemplates(self._info_templates, now)
+        moved: list[Sample] = []
+        for name in sorted(self._jobs):
+            job = self._jobs[name]
+            moved += job.samples[:job.run_samples] + _with_batch(templates.of(job.info, job.watching_since), job.label)
+        fleet = SampleBuilder()
+        fleet.add("batch_exporter_fleet_jobs", len(self._jobs), fleet=self.fleet)
+        fleet.add("batch_exporter_fleet_shard", self.shard.count, fleet=self.fleet, shard=str(self.shard.index))
+        return Snapshot(self.name, tuple(moved) + fleet.build(self.name).samples)
 
     def _refresh_samples(self, job: FleetJob, summary: RunSummary, info: tuple[Sample, ...]) -> None:
         """The job's series from its summary and its BatchInfo's template: those of its last poll, or the
@@ -348,7 +368,7 @@ class FleetSource:
         """A job seen for the first time, or None when its batch name is already exported (warned once)."""
         if name in self._refused:
             return None
-        label = mask_digits(name)
+        label = job_label(name)
         holder = self._claims.claim(label, self._owner(name), f"fleet {self.fleet} (job {label})")
         if holder is not None:
             self._refused.add(name)
@@ -408,3 +428,14 @@ class FleetSource:
         for job in waiting:
             job.searched = True
         return problems
+
+
+MAX_JOB_LABEL = 200
+
+
+def job_label(name: str) -> str:
+    """A job's batch label: its name with card numbers masked (13-19 Luhn-valid digits, as in log path
+    labels: mask_digits would mask a dated name such as job-20261128-0001 and give every night's job the
+    same label), at most MAX_JOB_LABEL characters (a longer one is cut; two names cut alike are two
+    claimants, and the second is left out with a warning)."""
+    return mask_cards(name)[:MAX_JOB_LABEL]
