@@ -15,34 +15,38 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import gzip
 import json
-import os
-import re
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import yaml  # PyYAML, a dependency of batch-exporter
+from benchlib import (
+    ODBC,
+    OUT,
+    PG_URL,
+    Measured,
+    Summary,
+    System,
+    Timing,
+    connect,
+    exporter_argv,
+    free_port,
+    log,
+    measure_round,
+    plan_of,
+    server_max_connections,
+    time_call,
+    verdict,
+    write_yaml,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "bench" / "out"
-sys.path.insert(0, str(ROOT / "exporter"))  # works from a checkout even without `pip install -e .`
-
-ODBC = "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;DATABASE=test;UID=postgres;PWD=;"
-PG_URL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"  # prometheus-sql-exporter (Go lib/pq)
 PG_SQLALCHEMY = "postgresql+psycopg://postgres@127.0.0.1:5432/test"  # query-exporter
 TABLE = "bench_batch_run"
 INDEX = "bench_batch_run_job_start"
@@ -234,46 +238,6 @@ NAIVE_QUERIES = {
 SUGGESTED_INDEX = f"CREATE INDEX bench_batch_run_job_status_end ON {TABLE} (job_name, status, end_ts)"
 
 
-@dataclass
-class Timing:
-    label: str
-    median_ms: float
-    min_ms: float
-    rows: int | None = None
-    plan: str = ""
-
-
-def _time(call: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
-    result = call()  # warm: connection, caches
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        result = call()
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples), min(samples), result
-
-
-def plan_of(cursor: Any, sql: str, params: Sequence[object] = ()) -> str:
-    """Node types of EXPLAIN's plan, outermost first, with the index each scan uses."""
-    cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", tuple(params))
-    raw = cursor.fetchone()[0]
-    plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
-    parts: list[str] = []
-
-    def walk(node: dict[str, Any]) -> None:
-        text = node["Node Type"]
-        if "Index Name" in node:
-            text += f" ({node['Index Name']})"
-        elif "Relation Name" in node:
-            text += f" ({node['Relation Name']})"
-        parts.append(text)
-        for child in node.get("Plans", []):
-            walk(child)
-
-    walk(plan)
-    return " > ".join(parts)
-
-
 def poll_timings(config_path: Path, cursor: Any, repeat: int) -> list[Timing]:
     """Time the exporter's runs source (in-process, real ODBC) and its statements against the naive query."""
     from batch_exporter.config import load_config
@@ -298,7 +262,7 @@ def poll_timings(config_path: Path, cursor: Any, repeat: int) -> list[Timing]:
         failing_success_sql = build_last_success_query(failing_runs)
 
         def timed(label: str, call: Callable[[], Any], plan: str) -> None:
-            median, fastest, result = _time(call, repeat)
+            median, fastest, result = time_call(call, repeat)
             rows = len(result) if plan else None  # a plan comes with a query, whose rows are worth showing
             timings.append(Timing(label, median, fastest, rows, plan))
 
@@ -331,230 +295,10 @@ def _with_suggested_index(cursor: Any, sql: str, params: Sequence[object], repea
             cursor.execute(sql, tuple(params))
             return cursor.fetchall()
 
-        median, fastest, result = _time(call, repeat)
+        median, fastest, result = time_call(call, repeat)
     finally:
         cursor.execute("ROLLBACK")
     return Timing("  fallback with index (job_name, status, end_ts)", median, fastest, len(result), plan)
-
-
-# --- serving processes ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http_get(url: str, headers: dict[str, str] | None = None,
-             timeout: float = 5) -> tuple[int, bytes, dict[str, str]]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read(), dict(response.headers)
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(), dict(exc.headers)
-
-
-@dataclass
-class System:
-    """One exporter to start, with the metrics that tell that its cache holds all 50 batches."""
-
-    key: str
-    title: str
-    argv: list[str]
-    port: int
-    runs_metric: str
-    check_metric: str
-    ready_path: str | None = None
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-@dataclass
-class WrkResult:
-    requests_per_second: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    errors: int
-    raw: str = ""
-
-
-@dataclass
-class Round:
-    """One start-load-stop of one system."""
-
-    wrk: WrkResult
-    ready_seconds: float
-    rss_warm_mib: float
-    rss_after_mib: float
-    rss_peak_mib: float
-    db_connections: int
-
-
-@dataclass
-class Measured:
-    key: str
-    title: str
-    rounds: list[Round] = field(default_factory=list)
-    series: int | None = None
-    body_bytes: int | None = None
-    wire_bytes: int | None = None
-    gzip: bool | None = None
-
-
-def batches_in(text: str, metric: str) -> int:
-    """Distinct batch label values among the samples of `metric`."""
-    pattern = re.compile(rf'^{re.escape(metric)}\{{[^}}]*batch="(bench_job_\d+)"', re.M)
-    return len(set(pattern.findall(text)))
-
-
-def sources_down(text: str) -> str:
-    """batch-exporter's own account of failing sources, e.g. '7 sources down (connect: 9)'; '' if none."""
-    down = re.findall(r'^batch_exporter_source_up\{source="[^"]+"\} 0(?:\.0)?$', text, re.M)
-    reasons: dict[str, float] = {}
-    errors = r'^batch_exporter_source_errors_total\{[^}]*reason="([^"]+)"\} (\S+)$'
-    for reason, count in re.findall(errors, text, re.M):
-        reasons[reason] = reasons.get(reason, 0) + float(count)
-    if not down:
-        return ""
-    detail = ", ".join(f"{reason}: {count:g}" for reason, count in sorted(reasons.items()))
-    return f"{len(down)} sources down ({detail or 'no errors counted'})"
-
-
-@contextmanager
-def running(system: System, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Start the exporter and stop it (TERM, then KILL) however the block ends."""
-    with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(system.argv, stdout=log_file, stderr=subprocess.STDOUT,
-                                env={**os.environ, **system.env}, cwd=OUT)
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
-
-
-def wait_until_cached(system: System, proc: subprocess.Popen[bytes], timeout: float) -> str:
-    """Wait for readiness and for every batch in the runs and check metrics; return the last body."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{system.title} exited with code {proc.returncode}")
-        try:
-            ready = system.ready_path is None or http_get(system.url + system.ready_path, timeout=2)[0] == 200
-            if ready:
-                status, body, _ = http_get(system.url + "/metrics", timeout=5)
-                last = body.decode("utf-8", "replace")
-                if status == 200 and batches_in(last, system.runs_metric) >= BATCHES \
-                        and batches_in(last, system.check_metric) >= BATCHES:
-                    return last
-        except OSError:  # not listening yet, or a slow first answer
-            pass
-        time.sleep(0.3)
-    runs, checks = batches_in(last, system.runs_metric), batches_in(last, system.check_metric)
-    down = sources_down(last)
-    raise TimeoutError(f"not all {BATCHES} batches served within {timeout:g}s (runs: {runs}, checks: {checks}"
-                       f"{'; ' + down if down else ''})")
-
-
-def memory_mib(pid: int) -> tuple[float, float]:
-    """(VmRSS, VmHWM) of a process in MiB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values["VmRSS"], values["VmHWM"]
-
-
-def db_connections(pid: int, port: int = 5432) -> int:
-    """Established TCP connections from the process to `port`, read from /proc (no extra DB session)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    count = 0
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-            if remote_port == port and fields[3] == "01" and fields[9] in inodes:
-                count += 1
-    return count
-
-
-_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
-
-
-def _ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
-    if match is None:
-        raise ValueError(f"unexpected wrk duration {text!r}")
-    return float(match[1]) * _UNITS_MS[match[2]]
-
-
-def parse_wrk(output: str) -> WrkResult:
-    """Requests/s, p50, p99 and error count from `wrk --latency` output."""
-    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
-    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
-    total = re.search(r"(\d+) requests in", output)
-    if not (rate and p50 and p99 and total):
-        raise ValueError(f"cannot read wrk output:\n{output}")
-    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    if socket_errors:
-        errors += sum(int(n) for n in socket_errors.groups())
-    return WrkResult(float(rate[1]), _ms(p50[1]), _ms(p99[1]), int(total[1]), errors, output)
-
-
-def run_wrk(url: str, seconds: float, threads: int, connections: int) -> WrkResult:
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "5s",
-            "-H", "Accept-Encoding: gzip", url]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=True)
-    return parse_wrk(done.stdout)
-
-
-def measure_round(system: System, result: Measured, args: argparse.Namespace,
-                  log: Callable[[str], None]) -> None:
-    """Start the system, wait for a full cache, warm up, load it, read its memory, stop it."""
-    with running(system, OUT / f"{system.key}.log") as proc:
-        started = time.monotonic()
-        body = wait_until_cached(system, proc, args.ready_timeout)
-        ready_seconds = time.monotonic() - started
-        run_wrk(system.url + "/metrics", args.warmup, args.threads, args.connections)
-        rss_warm, _ = memory_mib(proc.pid)
-        connections = db_connections(proc.pid)
-        if result.series is None:
-            result.series = sum(1 for line in body.splitlines() if line and not line.startswith("#"))
-            result.body_bytes = len(body.encode())
-            _, wire, headers = http_get(system.url + "/metrics", {"Accept-Encoding": "gzip"})
-            result.wire_bytes = len(wire)
-            result.gzip = headers.get("Content-Encoding", "").lower() == "gzip"
-            if result.gzip:
-                gzip.decompress(wire)  # a broken gzip body would make the throughput meaningless
-        wrk = run_wrk(system.url + "/metrics", args.duration, args.threads, args.connections)
-        rss_after, rss_peak = memory_mib(proc.pid)
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited during the load (code {proc.returncode})")
-    result.rounds.append(Round(wrk, ready_seconds, rss_warm, rss_after, rss_peak, connections))
-    log(f"  {system.title}: ready {ready_seconds:.1f}s, {wrk.requests_per_second:.0f} req/s, "
-        f"p99 {wrk.p99_ms:.1f} ms, RSS {rss_after:.1f} MiB, {connections} DB connections")
 
 
 # --- the systems ----------------------------------------------------------------------------------
@@ -562,14 +306,10 @@ def measure_round(system: System, result: Measured, args: argparse.Namespace,
 
 def ours(config_path: Path, idle: bool = False) -> System:
     port = free_port()
-    script = Path(sys.executable).parent / "batch-exporter"
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "batch_exporter.cli"]
-    pythonpath = os.pathsep.join(p for p in (str(ROOT / "exporter"), os.environ.get("PYTHONPATH")) if p)
+    argv, env = exporter_argv(config_path, port)
     key, title = ("ours_idle", "batch-exporter, no poll in load") if idle else ("ours", "batch-exporter")
-    argv = command + ["--log.level", "warn", "run", "-c", str(config_path),
-                      "--web.listen-address", f"127.0.0.1:{port}"]
-    return System(key, title, argv, port, "batch_runs", "batch_check_value", ready_path="/-/ready",
-                  env={"PYTHONPATH": pythonpath})
+    return System(key, title, argv, port, ("batch_runs", "batch_check_value"), BATCHES, ready_path="/-/ready",
+                  env=env)
 
 
 def query_exporter(config_path: Path, log: Callable[[str], None]) -> System:
@@ -583,7 +323,7 @@ def query_exporter(config_path: Path, log: Callable[[str], None]) -> System:
     port = free_port()
     return System("query_exporter", "query-exporter", [str(binary), "--config", str(config_path),
                                                        "-H", "127.0.0.1", "-p", str(port), "-L", "warning"],
-                  port, "bench_runs", "bench_failed_last_day")
+                  port, ("bench_runs", "bench_failed_last_day"), BATCHES)
 
 
 def sql_exporter(config_path: Path) -> System | None:
@@ -593,39 +333,10 @@ def sql_exporter(config_path: Path) -> System | None:
     port = free_port()
     return System("sql_exporter", "prometheus-sql-exporter (Go)",
                   [binary, "-config.file", str(config_path), "-web.listen-address", f"127.0.0.1:{port}"],
-                  port, "sql_bench_runs", "sql_bench_failed_last_day", env={"LOGLEVEL": "warn"})
+                  port, ("sql_bench_runs", "sql_bench_failed_last_day"), BATCHES, env={"LOGLEVEL": "warn"})
 
 
 # --- report ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Summary:
-    """A system's rounds in one line: medians, except peak memory (highest) and errors (sum)."""
-
-    title: str
-    rate: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    rss_warm_mib: float
-    rss_after_mib: float
-    rss_peak_mib: float
-    db_connections: float
-
-    @classmethod
-    def of(cls, m: Measured) -> Summary:
-        def med(value: Callable[[Round], float]) -> float:
-            return statistics.median(value(r) for r in m.rounds)
-
-        return cls(m.title, med(lambda r: r.wrk.requests_per_second), med(lambda r: r.wrk.p50_ms),
-                   med(lambda r: r.wrk.p99_ms), sum(r.wrk.errors for r in m.rounds),
-                   med(lambda r: r.rss_warm_mib), med(lambda r: r.rss_after_mib),
-                   max(r.rss_peak_mib for r in m.rounds), med(lambda r: r.db_connections))
-
-
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
 
 def poll_report(poll: list[Timing], repeat: int) -> list[str]:
@@ -736,29 +447,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _log(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def _connect() -> Any:
-    import pyodbc
-
-    return pyodbc.connect(ODBC, autocommit=True, timeout=5)
-
-
-class _NoAliases(yaml.SafeDumper):
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
 def prepare(args: argparse.Namespace) -> tuple[dict[str, Path], list[Timing], int]:
     """Run table, configuration files and poll timings; returns (config paths, timings, max_connections)."""
-    admin = _connect()
+    admin = connect()
     try:
         cursor = admin.cursor()
-        _log(f"run table {TABLE}: {ensure_run_table(cursor, ROWS, _log)}")
-        cursor.execute("SELECT current_setting('max_connections')::int")
-        max_connections = int(cursor.fetchone()[0])
+        log(f"run table {TABLE}: {ensure_run_table(cursor, ROWS, log)}")
+        max_connections = server_max_connections(cursor)
         configs = {
             "ours": ours_config(args.poll_interval),
             "ours_idle": ours_config(IDLE_POLL_INTERVAL),
@@ -767,10 +462,10 @@ def prepare(args: argparse.Namespace) -> tuple[dict[str, Path], list[Timing], in
         }
         paths = {key: OUT / f"bench-{key.replace('_', '-')}.yml" for key in configs}
         for key, content in configs.items():
-            paths[key].write_text(yaml.dump(content, sort_keys=False, Dumper=_NoAliases), encoding="utf-8")
+            write_yaml(paths[key], content)
         poll: list[Timing] = []
         if not args.skip_poll:
-            _log("timing one poll ...")
+            log("timing one poll ...")
             poll = poll_timings(paths["ours"], cursor, args.repeat)
     finally:
         admin.close()  # hold no session while the exporters connect
@@ -782,7 +477,7 @@ def resolve(key: str, config: Path) -> System | None:
     if key in ("ours", "ours_idle"):
         return ours(config, idle=key == "ours_idle")
     if key == "query_exporter":
-        return query_exporter(config, _log)
+        return query_exporter(config, log)
     return sql_exporter(config)
 
 
@@ -801,9 +496,9 @@ def run_rounds(systems: dict[str, System], args: argparse.Namespace,
             if time.monotonic() - started + args.warmup + args.duration + 15 > args.budget:
                 skipped.append(f"{system.title} round {number + 1}")
                 continue
-            _log(f"round {number + 1}: {system.title} on 127.0.0.1:{system.port} ...")
+            log(f"round {number + 1}: {system.title} on 127.0.0.1:{system.port} ...")
             try:
-                measure_round(system, results[key], args, _log)
+                measure_round(system, results[key], args, log)
             except (RuntimeError, TimeoutError, subprocess.SubprocessError, ValueError, OSError) as exc:
                 failures[system.title] = f"{exc} (log: {OUT / (key + '.log')})"
     return [m for m in results.values() if m.rounds], skipped
@@ -812,7 +507,7 @@ def run_rounds(systems: dict[str, System], args: argparse.Namespace,
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("wrk") is None:
-        _log("wrk is not installed (Debian package wrk): run `make system-deps`")
+        log("wrk is not installed (Debian package wrk): run `make system-deps`")
         return 2
     # SIGTERM (a timeout around `make bench`) must still stop the exporters started below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -840,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failures else 0
     finally:
         if args.drop_table:
-            admin = _connect()
+            admin = connect()
             admin.cursor().execute(f"DROP TABLE IF EXISTS {TABLE}")
             admin.close()
 

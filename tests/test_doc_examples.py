@@ -545,6 +545,8 @@ def how_tested(block: Block) -> str | None:
             return "each Prometheus replica's settings in tests/test_ha_paging.py (documented_replica_config)"
         if block.lang == "sh":
             return "each Alertmanager's command in tests/test_ha_paging.py, moved to loopback"
+    if doc == "scaling.md" and block.lang == "text":
+        return "a drawing of the topology for 100,000 batches, not a command"
     if doc == "fleet.md":
         return ("tests/test_fleet.py runs every block: the configuration loaded, the SQL compared with the statements "
                 "sent, the commands parsed, the Prometheus configuration checked by promtool")
