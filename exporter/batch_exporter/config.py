@@ -150,15 +150,20 @@ def _shard(value: str) -> str:
     return value
 
 
+# string literals and quoted identifiers of the dialects, quotes doubled inside; an unclosed one runs to the end
+_QUOTED = re.compile(r"'(?:[^']|'')*'?|\"(?:[^\"]|\"\")*\"?|\[[^\]]*\]?|`(?:[^`]|``)*`?")
+
+
 def _where_condition(value: str) -> str:
     """runs.where is put inside parentheses in the statements built from it: a condition that closes them
     (`1=1) OR (1=1`) or comments out the rest (`--`) would remove the lookback bound, or break every poll."""
     text = value.strip()
+    bare = _QUOTED.sub(" ", text)  # a ';' or '(' inside 'a literal', "a name", [a name] or `a name` is text
     for token, what in _EXPRESSION_FORBIDDEN.items():
-        if token in text:
+        if token in bare:
             raise ValueError(f"{text[:80]!r} contains {what}; 'where' is one condition (use runs.query for more)")
     depth = 0
-    for char in text:
+    for char in bare:
         depth += {"(": 1, ")": -1}.get(char, 0)
         if depth < 0:
             raise ValueError(f"{text[:80]!r} closes a parenthesis it did not open; 'where' is one condition")
