@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
+from pydantic import BaseModel, ConfigDict, NonNegativeInt
 
 from ..masking import mask_digits
 from ..runsummary import LatestRun, RunRow
 from ..snapshot import SampleBuilder, Snapshot
-from ..tailing.state import evidence_file_name, write_atomically
+from ..tailing.state import evidence_file_name, read_model, write_atomically
 from .errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -251,20 +251,7 @@ def _significant(record: EvidenceState) -> dict[str, object]:
     return record.model_dump(exclude={"logs": {"__all__": {"through"}}})
 
 
-
 def load_evidence(path: Path) -> EvidenceState | None:
     """The saved evidence, or None when there is none; StateFileError when one exists but is unusable."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StateFileError(f"cannot read evidence state file {path}: {exc.strerror or exc}") from None
-    try:
-        return EvidenceState.model_validate_json(raw)
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "top level"
-        raise StateFileError(f"evidence state file {path} is not valid ({exc.error_count()} problem(s), "
-                             f"first at {where}: {first['msg']})") from None
+    return read_model(path, EvidenceState, "evidence state file", "is not valid", StateFileError)
 

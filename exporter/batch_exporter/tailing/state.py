@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
 
@@ -37,6 +37,9 @@ def decode_path(record: FileRecord) -> str:
     if record.path_bytes is None:
         return record.path
     return os.fsdecode(bytes.fromhex(record.path_bytes))
+
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 class StateError(Exception):
@@ -105,21 +108,26 @@ def evidence_file_name(batch: str) -> str:
 
 def load(path: Path) -> LogState | None:
     """The saved state, or None when there is none; StateError when one exists but is unusable."""
+    return read_model(path, LogState, "state file", "is not a valid log scan state", StateError)
+
+
+def read_model(path: Path, model: type[_Model], called: str, invalid: str,
+               error: type[Exception]) -> _Model | None:
+    """A state file read as `model`, or None when there is none; `error` naming the file (as `called`) when
+    it cannot be read or `invalid` when it does not fit, with the first problem's place, never its content."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise StateError(f"cannot read state file {path}: {exc.strerror or exc}") from None
+        raise error(f"cannot read {called} {path}: {exc.strerror or exc}") from None
     try:
-        return LogState.model_validate_json(raw)
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "top level"
-        raise StateError(
-            f"state file {path} is not a valid log scan state ({exc.error_count()} "
-            f"problem(s), first at {where}: {first['msg']})"
-        ) from None
+        raise error(f"{called} {path} {invalid} ({exc.error_count()} problem(s), "
+                    f"first at {where}: {first['msg']})") from None
 
 
 def save(path: Path, state: LogState) -> None:
