@@ -140,6 +140,18 @@ def fleet_source(text: str, db: Path | Database, clock: list[float], **kwargs: o
                        clock=lambda: clock[0], **kwargs)  # type: ignore[arg-type]
 
 
+def as_batches_and_as_a_fleet(db: Path, clock: list[float]) -> tuple[list[BatchInfoSource | RunsSource], FleetSource]:
+    """The same jobs read two ways on one clock: each as a batch (its config and runs sources), and as a fleet."""
+    as_batches = parse_config(batches_yaml(db), "batches.yml")
+    database = open_database("db", sqlite=str(db))
+    batch_sources: list[BatchInfoSource | RunsSource] = []
+    for name, batch in as_batches.batches.items():
+        batch_sources.append(BatchInfoSource(name, batch, clock=lambda: clock[0], watching_since=WATCHED,
+                                             calendars=as_batches.calendars))
+        batch_sources.append(RunsSource(name, batch, database, text_timestamps=True, clock=lambda: clock[0]))
+    return batch_sources, fleet_source(fleet_yaml(db), db, clock, watching_since=dict.fromkeys(JOBS, WATCHED))
+
+
 Key = tuple[str, tuple[tuple[str, str], ...], float]
 
 
@@ -187,14 +199,7 @@ def test_every_job_exports_what_the_same_job_configured_as_a_batch_exports(tmp_p
     latest = {job: max(datetime.fromisoformat(str(r[4])).replace(tzinfo=TOKYO) for r in rows if r[1] == job)
               for job in {str(r[1]) for r in rows}}
     clock = [NOW.timestamp()]
-    as_batches = parse_config(batches_yaml(db), "batches.yml")
-    database = open_database("db", sqlite=str(db))
-    batch_sources: list[BatchInfoSource | RunsSource] = []
-    for name, batch in as_batches.batches.items():
-        batch_sources.append(BatchInfoSource(name, batch, clock=lambda: clock[0], watching_since=WATCHED,
-                                             calendars=as_batches.calendars))
-        batch_sources.append(RunsSource(name, batch, database, text_timestamps=True, clock=lambda: clock[0]))
-    fleet = fleet_source(fleet_yaml(db), db, clock, watching_since=dict.fromkeys(JOBS, WATCHED))
+    batch_sources, fleet = as_batches_and_as_a_fleet(db, clock)
     # successes leave the 3-day window as the clock moves on: the latest one is remembered on both sides
     for later in (timedelta(0), timedelta(hours=5), timedelta(days=2), timedelta(days=5)):
         clock[0] = (NOW + later).timestamp()
@@ -756,14 +761,7 @@ def test_a_kept_job_ages_at_every_poll_as_the_same_batch_read_afresh(tmp_path: P
     # a batch's runs source works each poll out from scratch: they agree at every step of the clock
     db = run_table(tmp_path / "runs.db", aging_history(random.Random(seed)))
     clock = [NOW.timestamp()]
-    as_batches = parse_config(batches_yaml(db), "batches.yml")
-    database = open_database("db", sqlite=str(db))
-    batch_sources: list[BatchInfoSource | RunsSource] = []
-    for name, batch in as_batches.batches.items():
-        batch_sources.append(BatchInfoSource(name, batch, clock=lambda: clock[0], watching_since=WATCHED,
-                                             calendars=as_batches.calendars))
-        batch_sources.append(RunsSource(name, batch, database, text_timestamps=True, clock=lambda: clock[0]))
-    fleet = fleet_source(fleet_yaml(db), db, clock, watching_since=dict.fromkeys(JOBS, WATCHED))
+    batch_sources, fleet = as_batches_and_as_a_fleet(db, clock)
     for step in range(75):  # 50 minutes apart: past midnight, max_duration, a fire time, the 24 hours
         clock[0] = (NOW + timedelta(minutes=50 * step)).timestamp()
         got = fleet.poll()
