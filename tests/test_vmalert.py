@@ -14,14 +14,13 @@ import math
 import re
 import shlex
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import yaml
 from batch_exporter.practice.drill.scenarios import BY_NAME, Scenario
 from batch_exporter.practice.drill.target import open_target
 from batch_exporter.practice.drill.world import DrillWorld
+from ha_cluster import StaticExporter
 from process_tree import alive
 from promstack import EXPORTER_JOB, REPO_ROOT, Overlay, WebhookRecorder, free_port, prepare_prometheus, wait_until
 
@@ -108,32 +108,6 @@ def test_the_doc_s_dry_runs_pass_as_written() -> None:
 
 
 # --- the same scenarios on both engines --------------------------------------------------------------
-
-
-class StaticExposition:
-    """Serves one fixed exposition at /metrics, as an exporter would."""
-
-    def __init__(self, text: str) -> None:
-        body = text.encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +214,7 @@ def _agree(left: set[tuple[str, ...]], right: set[tuple[str, ...]]) -> bool:
 
 def _run_engines(workdir: Path, expositions: dict[str, str]) -> Engines:
     overlay = Overlay()
-    servers = {name: StaticExposition(text) for name, text in expositions.items()}
+    servers = {name: StaticExporter(partial(str, text)) for name, text in expositions.items()}
     scenarios = {s.address: name for name, s in servers.items()}
     targets = [s.address for s in servers.values()]
     prom_port, vm_port, agent_port, vmalert_port = free_port(), free_port(), free_port(), free_port()
@@ -250,7 +224,7 @@ def _run_engines(workdir: Path, expositions: dict[str, str]) -> Engines:
                     for r in g["rules"] if "record" in r]
     with WebhookRecorder() as prom_sink, WebhookRecorder() as vm_sink, ExitStack() as running:
         for exposition in servers.values():
-            running.callback(exposition.close)
+            running.enter_context(exposition)
         prom_config = prepare_prometheus(workdir / "prometheus", exporter_targets=targets,
                                          alertmanager=prom_sink.url.removeprefix("http://"), overlay=overlay)
         # vmagent scrapes with Prometheus's own scrape job and intervals
