@@ -250,13 +250,13 @@ batches:
 
     def ledger_rerun_runs_long(self) -> None:
         """ledger-export is re-run for today (it is idempotent); the re-run takes 11 minutes, over
-        its 10-minute maximum, and logs errors."""
-        now = _utc_now()
-        self.add_run(LEDGER, self.business_date, "OK", now - 11 * MINUTE - timedelta(seconds=30), now)
+        its 10-minute maximum, and logs an error while it runs: a success its log contradicts."""
         self.write_log(self.ledger_log, [
             LogLine("ERROR", "ledger row 4711 rejected by the general ledger, retried"),
             LogLine("INFO", "ledger export done rows=1200"),
         ])
+        now = _utc_now()  # the run ends after its lines are written, as a real run's would
+        self.add_run(LEDGER, self.business_date, "OK", now - 11 * MINUTE - timedelta(seconds=30), now)
 
     def settlement_keeps_working(self) -> None:
         """The healthy batch's log keeps growing with ordinary lines."""

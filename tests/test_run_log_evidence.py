@@ -20,7 +20,7 @@ from batch_exporter.snapshot import Snapshot
 from batch_exporter.sources import run_log_evidence
 from batch_exporter.sources.errors import SourceError
 from batch_exporter.sources.logscan import TIMELINE_ENTRIES, TIMELINE_SECONDS, LogScanSource, MatchTimeline
-from batch_exporter.sources.run_log_evidence import RunLogEvidenceSource, WatchedLog
+from batch_exporter.sources.run_log_evidence import END_PRECISION, RunLogEvidenceSource, WatchedLog
 from exporter_process import running_exporter, value
 
 T0 = 1_790_000_000.0  # a fixed instant (2026-09-21); every time below is relative to it
@@ -93,6 +93,17 @@ def test_a_timeline_copy_keeps_the_named_patterns_and_is_independent() -> None:
     timeline.record(T0 + 2, {"error": 5})
     assert (twin.between("error", T0, T0 + 9), twin.between("warn", T0, T0 + 9)) == (1, 0)
     assert twin.read_until == T0 + 1
+
+
+def test_the_timeline_knows_which_poll_first_began_after_a_moment() -> None:
+    timeline = MatchTimeline()
+    assert timeline.first_read_after(T0) is None
+    timeline.record(T0 + 12, {}, began=T0 + 10)
+    timeline.record(T0 + 25, {"error": 1}, began=T0 + 20)
+    assert timeline.first_read_after(T0 + 10) == T0 + 12  # began exactly then: it read what came before
+    assert timeline.first_read_after(T0 + 11) == T0 + 25  # began during the poll before: the next one
+    assert timeline.first_read_after(T0 + 21) is None  # no poll has begun since
+    assert timeline.copy(["error"]).first_read_after(T0 + 11) == T0 + 25
 
 
 # --- what the log scan puts into it ----------------------------------------------------------------
@@ -231,6 +242,30 @@ def test_matches_read_while_the_run_was_in_progress_count_and_no_others(tmp_path
     assert evidence(source.poll()) == {("app", "error"): 3, ("app", "warn"): 1}
 
 
+def test_lines_written_before_the_end_count_however_late_a_busy_machine_reads_them(tmp_path: Path) -> None:
+    log, clock, scan, latest, source = world(tmp_path, interval=1.0)
+    latest.row = RunRow("7", "2026-09-21", "running", at(5), None)
+    poll_at(clock, 10, scan, log, "t1 ERROR in the run")
+    append(log, "t2 ERROR written just before the end")
+    latest.row = RunRow("7", "2026-09-21", "success", at(5), at(11))
+    assert evidence(source.poll())[("app", "error")] == 1  # no poll since the end: still open
+    poll_at(clock, 40, scan, log)  # the log poll ran 29 s late, far past the end + one interval
+    poll_at(clock, 41, scan, log, "t3 ERROR after the end, read by the poll after that")
+    assert evidence(source.poll())[("app", "error")] == 2
+    for second in range(42, 42 + 300):  # more polls than the log scan remembers: the window stays shut
+        poll_at(clock, second, scan, log, f"t{second} ERROR long after")
+    assert evidence(source.poll())[("app", "error")] == 2
+
+
+def test_an_end_the_table_cut_to_the_second_still_covers_the_lines_of_that_second(tmp_path: Path) -> None:
+    log, clock, scan, latest, source = world(tmp_path, interval=0.5)
+    latest.row = RunRow("7", "2026-09-21", "success", at(5), at(11))  # ended at T0+11.6, kept as T0+11
+    poll_at(clock, 11.8, scan, log, "t1 ERROR written at T0+11.5, as the run finished")
+    poll_at(clock, 12.5, scan, log)  # began a second after the recorded end: the window shuts with it
+    poll_at(clock, 13, scan, log, "t2 ERROR of the next thing")
+    assert evidence(source.poll())[("app", "error")] == 1
+
+
 def test_nothing_is_exported_without_a_latest_run_with_a_start(tmp_path: Path) -> None:
     log, clock, scan, latest, source = world(tmp_path)
     poll_at(clock, 10, scan, log, "t1 ERROR")
@@ -313,10 +348,20 @@ def test_reads_after_an_end_seen_late_are_taken_back(tmp_path: Path) -> None:
     log, clock, scan, latest, source = world(tmp_path)
     latest.row = RunRow("7", "2026-09-21", "running", at(5), None)
     poll_at(clock, 10, scan, log, "t1 ERROR in the run")
+    poll_at(clock, 35, scan, log)  # the run ended at T0+30; this poll began after that
     poll_at(clock, 60, scan, log, "t2 ERROR of the next thing; the runs source has not seen the end yet")
     assert evidence(source.poll())[("app", "error")] == 2
     latest.row = RunRow("7", "2026-09-21", "success", at(5), at(30))
     assert evidence(source.poll())[("app", "error")] == 1
+
+
+def test_a_late_poll_that_may_have_read_lines_of_the_run_counts_them(tmp_path: Path) -> None:
+    log, clock, scan, latest, source = world(tmp_path)
+    latest.row = RunRow("7", "2026-09-21", "running", at(5), None)
+    poll_at(clock, 10, scan, log, "t1 ERROR in the run")
+    poll_at(clock, 60, scan, log, "t2 ERROR written at some time between T0+10 and T0+60")
+    latest.row = RunRow("7", "2026-09-21", "success", at(5), at(30))
+    assert evidence(source.poll())[("app", "error")] == 2  # it may be the run's: evidence, not hidden
 
 
 def test_a_finished_runs_counts_stay_once_read_past_even_when_the_timeline_forgets(tmp_path: Path) -> None:
@@ -461,12 +506,20 @@ batches:
                           what="the run seen, the old error read but not taken as evidence")
         append(log, "t1 ERROR card 1 declined", "t2 INFO fine", "t3 ERROR card 2 declined", "t4 ERROR timeout")
         exporter.wait_for(lambda s: matches(s) == 3, what="three errors during the run")
-        conn.execute("UPDATE batch_run SET status = 'OK', ended_at = ? WHERE run_id = 1", (time.time(),))
+        ended = time.time()
+        conn.execute("UPDATE batch_run SET status = 'OK', ended_at = ? WHERE run_id = 1", (ended,))
         conn.commit()
         series = exporter.wait_for(lambda s: value(s, "batch_run_last_status", batch="settle", status="success") == 1,
                                    what="the run's success")
         assert matches(series) == 3
-        time.sleep(2.5)  # past the end plus one log poll interval
+
+        def read_since_the_end(s: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> bool:
+            last = value(s, "batch_exporter_source_last_success_timestamp_seconds", source="logscan:settle/app")
+            took = value(s, "batch_exporter_source_poll_duration_seconds", source="logscan:settle/app")
+            return last is not None and took is not None and last - took > ended + END_PRECISION + 0.05
+
+        # the window shuts with the first log poll begun a second after the end (and past end + interval)
+        exporter.wait_for(read_since_the_end, what="a log poll begun after the run's end")
         append(log, "t5 ERROR of something else, after the run")
         exporter.wait_for(lambda s: value(s, "batch_log_matches_total", batch="settle", log="app",
                                           pattern="error") == 5, what="the later error read")

@@ -35,29 +35,35 @@ log = logging.getLogger(__name__)
 TIMELINE_SECONDS = 48 * 3600.0
 # per pattern: 11 hours of the default 10-second poll finding matches every time, ~0.5 MB at most
 TIMELINE_ENTRIES = 4096
+# (began, ended) of the latest polls: 42 minutes of the default 10-second poll
+POLL_HISTORY = 256
 
 
 class MatchTimeline:
     """When matches were read: per pattern, (poll time, matches that poll read) of each poll that read
     some, oldest first. Bounded: an entry more than TIMELINE_SECONDS older than the latest poll no
     longer counts (it is dropped at the next poll with matches), and past TIMELINE_ENTRIES a pattern's
-    oldest entry is dropped; a window reaching back that far counts less. Thread-safe (its own lock:
-    the log scan holds its poll lock while it reads files)."""
+    oldest entry is dropped; a window reaching back that far counts less. It also keeps when each of the
+    latest POLL_HISTORY polls began and ended, to tell which poll was the first to begin after a given
+    time (that poll read every line written before it). Thread-safe (its own lock: the log scan holds
+    its poll lock while it reads files)."""
 
     def __init__(self, max_age: float = TIMELINE_SECONDS, max_entries: int = TIMELINE_ENTRIES) -> None:
         self._max_age = max_age
         self._max_entries = max_entries
         self._lock = threading.Lock()
         self._entries: dict[str, deque[tuple[float, int]]] = {}
+        self._polls: deque[tuple[float, float]] = deque(maxlen=POLL_HISTORY)
         self._read_until: float | None = None
 
-    def record(self, at: float, grown: Mapping[str, int]) -> None:
-        """A poll at `at` that read `grown` more matches per pattern (patterns without any left out)."""
-        if not grown:
-            # the idle poll, most polls: a float store is atomic, and the entries are as they were
-            self._read_until = at
-            return
+    def record(self, at: float, grown: Mapping[str, int], began: float | None = None) -> None:
+        """A poll that began at `began` (default `at`) and ended at `at`, having read `grown` more
+        matches per pattern (patterns without any left out)."""
         with self._lock:
+            self._polls.append((at if began is None else min(began, at), at))
+            if not grown:  # the idle poll, most polls: the entries are as they were
+                self._read_until = at
+                return
             for pattern, added in grown.items():
                 self._entries.setdefault(pattern, deque(maxlen=self._max_entries)).append((at, added))
             oldest = at - self._max_age
@@ -73,6 +79,16 @@ class MatchTimeline:
             oldest = self._read_until - self._max_age if self._read_until is not None else float("-inf")
             return sum(added for at, added in self._entries.get(pattern, ()) if start < at <= end and at >= oldest)
 
+    def first_read_after(self, moment: float) -> float | None:
+        """When the first poll that began at or after `moment` ended: by then every line written before
+        `moment` has been read. None while no recorded poll began that late. When `moment` is older
+        than every poll kept, the oldest kept one answers (a later answer than the true one)."""
+        with self._lock:
+            for began, ended in self._polls:
+                if began >= moment:
+                    return ended
+            return None
+
     @property
     def read_until(self) -> float | None:
         """The time of the latest poll recorded (with or without matches); None before one."""
@@ -84,6 +100,7 @@ class MatchTimeline:
         twin = MatchTimeline(self._max_age, self._max_entries)
         with self._lock:
             twin._read_until = self._read_until
+            twin._polls.extend(self._polls)
             for pattern in patterns:
                 if pattern in self._entries:
                     twin._entries[pattern] = deque(self._entries[pattern], maxlen=self._max_entries)
@@ -181,6 +198,10 @@ class LogScanSource:
         for what it no longer holds. Safe to call from any thread, during a poll too."""
         return self._timeline.between(pattern, start, end)
 
+    def first_read_after(self, moment: float) -> float | None:
+        """When the first poll that began at or after `moment` (clock seconds) ended; None before one."""
+        return self._timeline.first_read_after(moment)
+
     @property
     def read_until(self) -> float | None:
         """The time of the latest completed poll (nothing read later can fall before it); None before one."""
@@ -203,6 +224,7 @@ class LogScanSource:
     def _poll(self) -> Snapshot:
         totals = self._follower.totals
         before = list(totals.counts.matches)
+        began = time.monotonic()
         try:
             result = self._follower.poll()
         except OSError as exc:
@@ -212,12 +234,13 @@ class LogScanSource:
                 snapshot=self._snapshot or self._build(),  # nothing read: the counts are still true
             ) from None
         now = self._clock()
+        began = now - (time.monotonic() - began)  # on the injected clock, which is read once per poll
         grown: dict[str, int] = {}
         for index, name in enumerate(self._patterns.names):
             if totals.counts.matches[index] > before[index]:
                 self._last_match[name] = now
                 grown[name] = totals.counts.matches[index] - before[index]
-        self._timeline.record(now, {} if self._backlog else grown)
+        self._timeline.record(now, {} if self._backlog else grown, began)
         self._backlog = False
         if result.changed or self._snapshot is None:
             self._snapshot = self._build()

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 _NOT_ENDED = ("running", "queued", "unknown")
 # runs without an end in the table whose first sighting as finished is remembered
 SEEN_FINISHED_RUNS = 64
+# Run tables often keep whole seconds: a recorded end may be up to this much before the true one.
+END_PRECISION = 1.0
 KIND: Final = "batch-exporter/evidence"
 
 
@@ -40,13 +42,14 @@ class MatchReader(Protocol):
     @property
     def read_until(self) -> float | None: ...
     def matches_between(self, pattern: str, start: float, end: float) -> int: ...
+    def first_read_after(self, moment: float) -> float | None: ...
 
 
 @dataclass(frozen=True)
 class WatchedLog:
     name: str  # the log's name under batches.<batch>.logs
     scan: MatchReader
-    interval: float  # the log's poll interval: lines written just before the run's end are read within it
+    interval: float  # the log's poll interval: lines written just after the run's end still count within it
 
 
 @dataclass
@@ -56,6 +59,7 @@ class _Tally:
     start: float
     through: float
     counts: dict[str, int] = field(default_factory=dict)
+    closed: tuple[float, float] | None = None  # (the run's end, the last read time of its window)
 
     def add(self, scan: MatchReader, start: float, end: float, sign: int = 1) -> None:
         if end <= start:
@@ -67,7 +71,10 @@ class _Tally:
 
 class RunLogEvidenceSource:
     """Exports, per log and pattern, the matches read while the latest run was in progress: by polls
-    after its start and up to its end plus the log's poll interval (up to now while it runs).
+    that ended after its start, up to its end plus the log's poll interval, and at least up to the end of
+    the first poll that began END_PRECISION after its end (that poll read every line written before the
+    end, however late a busy machine ran it, even when the table cut the end to a whole second). While
+    the run runs, or no such poll has begun yet, up to now.
 
     Matches are placed by when the exporter read them, so lines written just before the start count
     when read after it; lines read late (the first read of a file, after a restart) never count (see
@@ -158,7 +165,7 @@ class RunLogEvidenceSource:
         elif start < tally.start:
             tally.add(scan, start, tally.start)
         tally.start = start
-        limit = end + watched.interval if end is not None else None
+        limit = self._window_end(tally, watched, end)
         if limit is not None and limit < tally.through:
             # the run ended before reads already counted for it (seen running after its end): take them back
             cut = max(limit, tally.start)
@@ -169,6 +176,20 @@ class RunLogEvidenceSource:
             tally.add(scan, tally.through, upto)
             tally.through = max(tally.through, upto)
         return tally
+
+    @staticmethod
+    def _window_end(tally: _Tally, watched: WatchedLog, end: float | None) -> float | None:
+        """The latest read time that belongs to the run, None while it is open. Kept once known: the
+        log scan forgets old polls, and a later answer would let lines written after the run count."""
+        if end is None:
+            return None
+        if tally.closed is not None and tally.closed[0] == end:
+            return tally.closed[1]
+        first = watched.scan.first_read_after(end + END_PRECISION)
+        if first is None:
+            return None  # every poll so far began before the end: all it read was written during the run
+        tally.closed = (end, max(end + watched.interval, first))
+        return tally.closed[1]
 
     # --- the state file -------------------------------------------------------------------------
 
