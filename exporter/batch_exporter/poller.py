@@ -12,6 +12,7 @@ from typing import Protocol
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from . import freed_memory
 from .deadline_thread import Closed, DeadlineMissed, DeadlineThread, StillStuck
 from .snapshot import Snapshot
 from .sources.errors import SourceError
@@ -115,6 +116,8 @@ class Poller:
             self._store.record_failure(name, "internal", duration)
             return False
         self._store.record_success(snapshot, time.time(), time.monotonic() - started)
+        # the poll's rows and the snapshot it replaced are garbage now
+        freed_memory.give_back(len(snapshot.samples), freed_memory.LARGE_SNAPSHOT_SAMPLES)
         return True
 
     def poll_all_once(self) -> bool:

@@ -114,6 +114,7 @@ def parse_run_row(raw: Sequence[object], mapping: dict[str, Sequence[str]], tz: 
         run_text = as_text(run_id)
         column = "status"
         code = as_text(status)
+        code = None if code is None else sys.intern(code)  # a handful of codes in many rows
         column = "started_at"
         started_at = as_utc_datetime(started, tz)
         column = "ended_at"

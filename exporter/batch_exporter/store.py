@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from . import __version__
+from . import __version__, freed_memory
 from .metrics import BY_NAME, CONTRACT
 from .snapshot import Sample, Snapshot
 
@@ -231,6 +231,7 @@ class Store:
                 self._payload = (text, gzip.compress(text, compresslevel=6))
                 self._rendered_version = version
                 self._rendered_at = self._monotonic()
+                freed_memory.give_back(len(text), freed_memory.LARGE_RENDER_BYTES)  # the previous payload
             return self._payload
         finally:
             self._render_lock.release()
