@@ -237,6 +237,9 @@ def test_routing_and_inhibition_in_a_running_alertmanager(stack: tuple[PromStack
             # the critical tier of an alert silences its warning tier for the same file
             _alert("BatchLogFileNearSizeLimit", "critical", batch="clearing", instance=live, **sdk_log),
             _alert("BatchLogFileNearSizeLimit", "warning", batch="clearing", instance=live, **sdk_log),
+            # an exporter gone from service discovery: one page for all its batches
+            *(_alert("BatchExporterGone", "critical", batch=f"fleet-job-{n}", instance="gone:10117")
+              for n in range(3)),
         ]
     )
 
@@ -255,8 +258,13 @@ def test_routing_and_inhibition_in_a_running_alertmanager(stack: tuple[PromStack
         ("ticket", "BatchLogErrors", "settle"),
         ("pager", "BatchRunMissed", "night"),
         ("pager", "BatchLogFileNearSizeLimit", "clearing"),
+        *(("pager", "BatchExporterGone", f"fleet-job-{n}") for n in range(3)),
     }
     wait_until(lambda: expected <= delivered(), timeout=20, what=f"notifications {sorted(expected)}")
+    gone = [n for n in hook.notifications() if n.payload["groupLabels"].get("alertname") == "BatchExporterGone"]
+    assert len(gone) == 1 and len(gone[0].payload["alerts"]) == 3, [n.payload for n in gone]
+    assert gone[0].payload["groupLabels"] == {"alertname": "BatchExporterGone", "instance": "gone:10117",
+                                              "job": "batch-exporter"}
 
     inhibited = {
         (a["labels"]["alertname"], a["labels"]["batch"], a["labels"]["severity"])

@@ -356,6 +356,21 @@ def test_two_fleets_finding_one_job_export_it_once(tmp_path: Path) -> None:
     assert sample(second.poll(), "batch_exporter_fleet_jobs", fleet="night") == 0  # all taken by agent
 
 
+def test_a_job_left_out_is_exported_once_the_fleet_that_had_it_lets_it_go(tmp_path: Path) -> None:
+    db = run_table(tmp_path / "runs.db", [run(1, "card-both", NOW - timedelta(hours=2))])
+    claims = JobClaims()
+    config = parse_config(fleet_yaml(db), "f.yml")
+    clock = [NOW.timestamp()]
+    first, second = (FleetSource(name, config.fleets["agent"], open_database("db", sqlite=str(db)),
+                                 calendars=config.calendars, claims=claims, text_timestamps=True,
+                                 clock=lambda: clock[0]) for name in ("agent", "night"))
+    assert "card-both" in jobs_of(first.poll()) and "card-both" not in jobs_of(second.poll())
+    clock[0] = (NOW + timedelta(days=30)).timestamp()  # two lookbacks on: the first fleet drops the job
+    assert "card-both" not in jobs_of(first.poll())
+    clock[0] = NOW.timestamp() + 60  # the second fleet reads a window that still holds it (another where)
+    assert "card-both" in jobs_of(second.poll())  # not left out for the life of the source
+
+
 def test_card_numbers_in_job_names_are_masked_and_two_names_masked_alike_export_once(tmp_path: Path) -> None:
     rows = [run(1, "card-4111111111111111", NOW - timedelta(hours=2)),
             run(2, "card-4000000000061111", NOW - timedelta(hours=3), "E")]

@@ -365,16 +365,19 @@ class FleetSource:
         return [self._jobs[name] for name in sorted(self._jobs)]
 
     def _adopt(self, name: str, clock: float) -> FleetJob | None:
-        """A job seen for the first time, or None when its batch name is already exported (warned once)."""
-        if name in self._refused:
-            return None
+        """A job seen for the first time, or None when its batch name is already exported (warned once; it is
+        asked again at each poll, and exported once the name is free: the other fleet dropped it)."""
         label = job_label(name)
         holder = self._claims.claim(label, self._owner(name), f"fleet {self.fleet} (job {label})")
         if holder is not None:
-            self._refused.add(name)
-            log.warning("fleet %s: job %s is left out: its batch name %r is already exported by %s; exclude it "
-                        "from the fleet (jobs.exclude) or rename one of them", self.fleet, label, label, holder)
+            if name not in self._refused:
+                self._refused.add(name)
+                log.warning("fleet %s: job %s is left out: its batch name %r is already exported by %s; exclude "
+                            "it from the fleet (jobs.exclude) or rename one of them", self.fleet, label, label, holder)
             return None
+        if name in self._refused:
+            self._refused.discard(name)
+            log.info("fleet %s: job %s: its batch name is free now; exported from now on", self.fleet, label)
         settings = self._config.settings_of(name)
         job = FleetJob(name, label, settings, self._info_of(name, settings),
                        watching_since=self._handed_over.get(name, clock))
