@@ -7,6 +7,10 @@ line however often it hits. How a pattern is run depends on what its regex promi
 - it requires a literal (`^\\S+ \\S+ ERROR ` requires " ERROR "): one multi-literal search
   (`LiteralLines`) over the raw block finds, in a single pass for all patterns, the few lines
   holding any of their literals, and only those are decoded and matched;
+- it requires a literal matched case-insensitively (`(?i)error`, `(?i)(fatal|panic)`): the same
+  search, for every byte string the literal's case variants can be in the file's encoding
+  (`folding.py`; a window of the literal when it has too many variants); candidate lines are decoded
+  and matched, unless the pattern is such literals only and the hit is provably one;
 - otherwise the block is decoded (in pieces of PIECE_BYTES) and searched as a whole, or line by
   line when the pattern looks beyond its line (a lookbehind, \\A).
 
@@ -25,8 +29,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .encoding import EncodingSpec, LineEncoding
+from .folding import option_needles
 from .literal_lines import LineHit, LiteralLines
-from .literals import Literals, line_local, literal_options, pure_literals, rank
+from .literals import Literals, folded_options, line_local, literal_options, pure_folded, pure_literals, rank
 
 Buffer = bytes | bytearray
 
@@ -279,8 +284,34 @@ def _plan(regex: re.Pattern[str], literals: Literals | None, encoding: LineEncod
         needles = tuple(encoding.literal_bytes(lit) for lit in ordered)
         if all(needle is not None for needle in needles):
             return _LiteralPlan(needles=needles, regex=regex, pure=pure)  # type: ignore[arg-type]
+    folded = _folded_plan(regex, encoding)
+    if folded is not None:
+        return folded
     block = re.compile(pattern, regex.flags | re.MULTILINE) if line_local(pattern) else None
     return _TextPlan(block=block, line=regex)
+
+
+def _folded_plan(regex: re.Pattern[str], encoding: LineEncoding) -> _LiteralPlan | None:
+    """A literal plan from the literals the pattern holds in any case, or None when it has none
+    usable in this encoding. Among several, the fewest needles with the longest shortest one."""
+    codec = "utf-8" if encoding.wide else encoding.codec
+    if not (encoding.wide or _ascii_transparent(encoding)):
+        return None  # an ASCII byte may not be its ASCII character: the needles would mean nothing
+    best: tuple[tuple[int, int], tuple[bytes, ...], bool, frozenset[tuple[str, bool]]] | None = None
+    for option in folded_options(regex.pattern):
+        found = option_needles(option, codec)
+        if found is None:
+            continue
+        needles, whole = found
+        key = (-min(len(n) for n in needles), len(needles))
+        if best is None or key < best[0]:
+            best = (key, needles, whole, option)
+    if best is None:
+        return None
+    _, needles, whole, option = best
+    strings = pure_folded(regex.pattern)
+    pure = whole and strings is not None and option == frozenset((text, True) for text in strings)
+    return _LiteralPlan(needles=needles, regex=regex, pure=pure)
 
 
 def _count_text_plan(text: str, plan: _TextPlan) -> int:
