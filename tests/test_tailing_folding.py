@@ -80,9 +80,9 @@ def test_case_variants_come_from_re_itself() -> None:
 
 
 def test_byte_forms_are_read_from_the_codec() -> None:
-    assert char_forms("\u212a", "utf-8") == {"\u212a".encode()}
+    assert char_forms("\u212a", "utf-8") == frozenset({"\u212a".encode()})
     assert char_forms("\u212a", "cp932") == frozenset()  # no cp932 bytes decode to it
-    assert char_forms("A", "cp932") == {b"A"}
+    assert char_forms("A", "cp932") == frozenset({b"A"})
     assert char_forms("\ufffd", "cp932") is None  # any undecodable byte
     assert char_forms("\u0130", "euc_jp") is None  # EUC-JP has 3-byte forms: not enumerated
 
@@ -95,7 +95,7 @@ def test_case_insensitive_patterns_take_the_needle_path() -> None:
         assert kinds == ["_LiteralPlan"] * len(PATTERNS), (codec, kinds)
         pure = dict(zip(PATTERNS, (getattr(plan, "pure", None) for plan in scanner._plans), strict=True))
         assert pure["fatal_panic"] and not pure["ascii_only"] and not pure["level"]
-    assert pure_folded("(?i)(fatal|panic)") == {"fatal", "panic"}
+    assert pure_folded("(?i)(fatal|panic)") == frozenset({"fatal", "panic"})
     assert pure_folded("(?ai)error") is None
     assert folded_options("(?i)error") == [frozenset({("error", True)})]
     needles = option_needles(frozenset({("kiss", True)}), "utf-8")
