@@ -77,6 +77,9 @@ def test_case_variants_come_from_re_itself() -> None:
     assert variants["i"] == {"i", "I", "\u0130", "\u0131"}
     assert variants["µ"] == {"\u00b5", "\u039c", "\u03bc"}
     assert variants["e"] == {"e", "E"}
+    every = "".join(map(chr, range(0x110000)))
+    for ch in "kσßǅ":  # each against every code point tested one pattern at a time
+        assert case_variants(ch)[ch] == set(re.compile(re.escape(ch), re.IGNORECASE).findall(every)), ch
 
 
 def test_byte_forms_are_read_from_the_codec() -> None:
