@@ -32,6 +32,7 @@ from .encoding import EncodingSpec, LineEncoding
 from .folding import option_needles
 from .literal_lines import LineHit, LiteralLines
 from .literals import Literals, folded_options, line_local, literal_options, pure_folded, pure_literals, rank
+from .superset import LineFinder, line_finder, superset
 
 Buffer = bytes | bytearray
 
@@ -60,7 +61,14 @@ class _TextPlan:
     line: re.Pattern[str]
 
 
-_Plan = _LiteralPlan | _TextPlan
+@dataclass(frozen=True)
+class _SupersetPlan:
+    finder: LineFinder  # runs of lines where a byte regex matching every matching line matches
+    regex: re.Pattern[str]
+    exact: bool  # on an ASCII line without '\r' the byte regex's answer is the pattern's
+
+
+_Plan = _LiteralPlan | _TextPlan | _SupersetPlan
 _Check = tuple[int, bool, Callable[[str], object]]  # (pattern index, pure, regex search)
 
 
@@ -113,6 +121,7 @@ class LineScanner:
             if isinstance(p, _LiteralPlan)
         )
         self._checks_by_mask: dict[int, tuple[_Check, ...]] = {}
+        self._supersets = tuple((i, p) for i, p in enumerate(self._plans) if isinstance(p, _SupersetPlan))
         # How candidate lines are decoded: from the file's bytes, or (UTF-16/32) from the UTF-8
         # copy of text already decoded, whose '\r\n' are already '\n'.
         wide = encoding.wide
@@ -214,13 +223,43 @@ class LineScanner:
         if self.encoding.wide:
             assert text is not None
             counts.lines += text.count("\n")
-            if self._finder is not None:
+            if self._finder is not None or self._supersets:
                 utf8 = text.encode("utf-8", "surrogatepass")
-                self._count_candidates(utf8, self._finder.find(utf8, 0, len(utf8)), counts)
+                if self._finder is not None:
+                    self._count_candidates(utf8, self._finder.find(utf8, 0, len(utf8)), counts)
+                for index, plan in self._supersets:
+                    counts.matches[index] += self._count_superset(utf8, 0, len(utf8), plan)
         else:
             counts.lines += buf.count(b"\n", start, stop)
             if self._finder is not None:
                 self._count_candidates(buf, self._finder.find(buf, start, stop), counts)
+            for index, plan in self._supersets:
+                counts.matches[index] += self._count_superset(buf, start, stop, plan)
+
+    def _count_superset(self, haystack: Buffer, start: int, stop: int, plan: _SupersetPlan) -> int:
+        """Lines of haystack[start:stop] the pattern matches, among those its byte regex finds."""
+        matched = 0
+        exact, search = plan.exact, plan.regex.search
+        codec, errors, cr_kept = self._line_codec, self._line_errors, self._cr_kept
+        ends = plan.finder.line_ends(haystack, start, stop)
+        if not ends:
+            return 0
+        if exact:
+            block = haystack[start:stop]
+            if block.isascii() and b"\r" not in block:
+                return len(ends)
+        rfind = haystack.rfind
+        for line_end in ends:
+            raw = haystack[rfind(b"\n", start, line_end) + 1 or start : line_end]
+            if exact and raw.isascii() and b"\r" not in raw:
+                matched += 1
+                continue
+            text = str(raw, codec, errors)
+            if cr_kept and text.endswith("\r"):
+                text = text[:-1]
+            if search(text):
+                matched += 1
+        return matched
 
     def _count_candidates(self, haystack: Buffer, lines: list[LineHit], counts: Counts) -> None:
         """Run the literal patterns on the lines holding one of their literals."""
@@ -287,6 +326,10 @@ def _plan(regex: re.Pattern[str], literals: Literals | None, encoding: LineEncod
     folded = _folded_plan(regex, encoding)
     if folded is not None:
         return folded
+    found = superset(pattern, "utf-8" if encoding.wide else encoding.codec)
+    finder = line_finder(found) if found is not None else None
+    if found is not None and finder is not None:
+        return _SupersetPlan(finder=finder, regex=regex, exact=found.exact)
     block = re.compile(pattern, regex.flags | re.MULTILINE) if line_local(pattern) else None
     return _TextPlan(block=block, line=regex)
 
