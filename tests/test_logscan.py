@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batch_exporter.snapshot import Snapshot
-from batch_exporter.sources import logscan as logscan_module
 from batch_exporter.sources.errors import SourceError
 from batch_exporter.sources.logscan import LogScanSource
 from batch_exporter.tailing import follower as follower_module
@@ -506,7 +505,9 @@ def test_idle_poll_costs_a_stat_and_returns_the_same_snapshot(
     real_open = follower_module.open_shared
     monkeypatch.setattr(follower_module, "open_shared", lambda path: opened.append(path) or real_open(path))
     saved: list[object] = []
-    monkeypatch.setattr(logscan_module, "save", lambda *args: saved.append(args))
+    writer = source._writer
+    monkeypatch.setattr(writer, "submit", lambda *args: saved.append(args))
+    monkeypatch.setattr(writer, "write_now", lambda *args: saved.append(args))
     assert source.poll() is first
     assert opened == [] and saved == []
 

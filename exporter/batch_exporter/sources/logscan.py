@@ -24,9 +24,9 @@ from ..tailing.state import (
     decode_path,
     encode_path,
     load,
-    save,
     state_file_name,
 )
+from ..tailing.state_writer import WRITER, StateWriter
 from .errors import SourceError, join_problems
 from .logfiles import LogConfigLike, follows_symlinks
 
@@ -120,10 +120,11 @@ class LogScanSource:
     """Counts lines and configured patterns in the bytes appended since the last poll.
 
     Counters are cumulative. With a `state_dir` (the exporter always gives one, see `state_dir.py`)
-    they are saved together with the read positions after every poll that read something, and a
-    restart resumes from there; without one, every start reads the current files from their
-    beginning. A saved state that is damaged or belongs to another log is reported as a warning and
-    ignored.
+    they are saved together with the read positions after every poll that read something (in one
+    record, by a background writer that writes the latest at most once a second, see
+    `tailing/state_writer.py`), and a restart resumes from there; without one, every start reads
+    the current files from their beginning. A saved state that is damaged or belongs to another
+    log is reported as a warning and ignored.
 
     On a reload the old source hands over to the new one: `retire` stops it reading and returns its
     state, which the new source takes as `handover` instead of the state file (that file may lag
@@ -147,8 +148,11 @@ class LogScanSource:
         state_dir: Path | None,
         clock: Callable[[], float] = time.time,
         handover: LogHandover | None = None,
+        writer: StateWriter = WRITER,
     ) -> None:
         self.name = f"logscan:{batch}/{log_name}"
+        self._writer = writer
+        self._saved_once = False  # the first save is written by the poll itself: its errors show at once
         self._batch = batch
         self._log_name = log_name
         self._path = log.path
@@ -247,6 +251,8 @@ class LogScanSource:
             self._unsaved = self._state_path is not None
         problems = list(result.errors)
         reason = "io"
+        if self._state_path is not None and self._writer.failure(self._state_path) is not None:
+            self._unsaved = True  # the background write failed: write again, here
         if self._unsaved:
             try:
                 self._save()
@@ -281,6 +287,7 @@ class LogScanSource:
         fresh = Totals(counts=self._patterns.new_counts())
         state = handover
         if state is None and self._state_path is not None:
+            self._writer.flush(self._state_path)  # a predecessor in this process may have left one waiting
             try:
                 state = load(self._state_path)
             except StateError as exc:
@@ -342,9 +349,16 @@ class LogScanSource:
         return totals, files
 
     def _save(self) -> None:
-        """Write counters and positions as one state file; raises OSError."""
+        """Save counters and positions as one record. The first save, and one after a failed write,
+        is written here (raises OSError); the others go to the background writer, which writes the
+        latest within its interval."""
         assert self._state_path is not None
-        save(self._state_path, self._state())
+        data = self._state().model_dump_json().encode("utf-8")
+        if self._saved_once and self._writer.failure(self._state_path) is None:
+            self._writer.submit(self._state_path, data)
+        else:
+            self._writer.write_now(self._state_path, data)
+            self._saved_once = True
         self._unsaved = False
 
     def _state(self) -> LogState:

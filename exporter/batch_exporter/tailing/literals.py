@@ -3,6 +3,9 @@
 - `literal_options`: sets of strings such that every match contains at least one member, so that
   a fast substring search can find the few lines worth running the regex on.
 - `pure_literals`: the pattern *is* a plain string or an alternation of plain strings.
+- `folded_options`: the same for patterns whose literals are matched case-insensitively (`(?i)error`),
+  each literal with whether it is; `folding.py` turns them into byte needles.
+- `pure_folded`: the pattern is a case-insensitive string or alternation of such strings.
 - `line_local`: the pattern never looks past the line it matches in (no \\A, \\Z, lookaround or
   scoped `(?-m:...)`), so a search over a block of lines finds what a search per line finds.
 
@@ -87,6 +90,46 @@ def pure_literals(pattern: str) -> Literals | None:
     except _FAILURES as exc:
         _fall_back(exc)
         return None
+
+
+def folded_options(pattern: str) -> list[frozenset[tuple[str, bool]]]:
+    """Like `literal_options`, with case-insensitive literals kept (each as (text, True)) and no
+    length or character filter (`folding.piece_needles` picks what it can search). Empty when the
+    parser cannot be trusted."""
+    try:
+        parsed = _parse(pattern)
+        return _folded(parsed.data, bool(parsed.state.flags & re.IGNORECASE))
+    except _FAILURES as exc:
+        _fall_back(exc)
+        return []
+
+
+def pure_folded(pattern: str) -> frozenset[str] | None:
+    """The strings of a pattern that is nothing but a case-insensitive string or alternation of such
+    strings (``(?i)error``, ``(?i)(fatal|panic)``), with Unicode folding (no ASCII flag); None
+    otherwise, or when the parser cannot be trusted."""
+    try:
+        parsed = _parse(pattern)
+    except _FAILURES as exc:
+        _fall_back(exc)
+        return None
+    flags = parsed.state.flags
+    items = list(parsed.data)
+    while len(items) == 1 and items[0][0] is sre.SUBPATTERN:
+        _, add_flags, del_flags, sub = items[0][1]
+        if (add_flags | del_flags) & re.ASCII or del_flags & re.IGNORECASE:
+            return None
+        flags |= add_flags
+        items = list(sub.data)
+    if flags & re.ASCII or not flags & re.IGNORECASE:
+        return None
+    if len(items) == 1 and items[0][0] is sre.BRANCH:
+        alternatives = [_plain_string(alt.data) for alt in items[0][1][1]]
+    else:
+        alternatives = [_plain_string(items)]
+    if any(not alt for alt in alternatives):
+        return None
+    return frozenset(alt for alt in alternatives if alt)
 
 
 def line_local(pattern: str) -> bool:
@@ -215,6 +258,46 @@ def _options(
     return options
 
 
+def _folded(items: Iterable[tuple[Any, Any]], ignorecase: bool) -> list[frozenset[tuple[str, bool]]]:
+    """Literal sets (with their case flag) any match of this sequence of regex items contains one
+    member of."""
+    options: list[frozenset[tuple[str, bool]]] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            options.append(frozenset({("".join(run), ignorecase)}))
+            run.clear()
+
+    for op, av in items:
+        _known(op)
+        if op is sre.LITERAL:
+            run.append(chr(av))
+            continue
+        flush()
+        if op is sre.SUBPATTERN:
+            _, add_flags, del_flags, sub = av
+            inner = (ignorecase or bool(add_flags & re.IGNORECASE)) and not del_flags & re.IGNORECASE
+            options.extend(_folded(sub.data, inner))
+        elif op is sre.ATOMIC_GROUP:
+            options.extend(_folded(av.data, ignorecase))
+        elif op is sre.BRANCH:
+            chosen = []
+            for alternative in av[1]:
+                found = [opt for opt in _folded(alternative.data, ignorecase) if opt]
+                if not found:
+                    break
+                chosen.append(min(found, key=lambda opt: (-min(len(t) for t, _ in opt), len(opt))))
+            else:
+                options.append(frozenset().union(*chosen))
+        elif op in _REPEATS:
+            low, _, sub = av
+            if low >= 1:
+                options.extend(_folded(sub.data, ignorecase))
+    flush()
+    return options
+
+
 def _line_local(items: Iterable[tuple[Any, Any]]) -> bool:
     for op, av in items:
         _known(op)
@@ -272,6 +355,17 @@ _SELF_CHECK: tuple[tuple[str, Callable[[Any], object], object], ...] = (
     (r"(?:x\Z)+", _line_local_tree, False),
     (r"(?-m:^x)", _line_local_tree, False),
     (r"(x)?(?(1)y|\Z)", _line_local_tree, False),
+)
+
+
+def _folded_tree(tree: Any) -> object:
+    return _folded(tree.data, bool(tree.state.flags & re.IGNORECASE))
+
+
+_SELF_CHECK += (
+    ("(?i)error", _folded_tree, [frozenset({("error", True)})]),
+    (r"^\S+ (?i:warn|fatal)x{2,}", _folded_tree,
+     [frozenset({(" ", False)}), frozenset({("warn", True), ("fatal", True)}), frozenset({("x", False)})]),
 )
 
 

@@ -7,6 +7,10 @@ line however often it hits. How a pattern is run depends on what its regex promi
 - it requires a literal (`^\\S+ \\S+ ERROR ` requires " ERROR "): one multi-literal search
   (`LiteralLines`) over the raw block finds, in a single pass for all patterns, the few lines
   holding any of their literals, and only those are decoded and matched;
+- it requires a literal matched case-insensitively (`(?i)error`, `(?i)(fatal|panic)`): the same
+  search, for every byte string the literal's case variants can be in the file's encoding
+  (`folding.py`; a window of the literal when it has too many variants); candidate lines are decoded
+  and matched, unless the pattern is such literals only and the hit is provably one;
 - otherwise the block is decoded (in pieces of PIECE_BYTES) and searched as a whole, or line by
   line when the pattern looks beyond its line (a lookbehind, \\A).
 
@@ -25,8 +29,10 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .encoding import EncodingSpec, LineEncoding
+from .folding import option_needles
 from .literal_lines import LineHit, LiteralLines
-from .literals import Literals, line_local, literal_options, pure_literals, rank
+from .literals import Literals, folded_options, line_local, literal_options, pure_folded, pure_literals, rank
+from .superset import LineFinder, line_finder, superset
 
 Buffer = bytes | bytearray
 
@@ -55,7 +61,14 @@ class _TextPlan:
     line: re.Pattern[str]
 
 
-_Plan = _LiteralPlan | _TextPlan
+@dataclass(frozen=True)
+class _SupersetPlan:
+    finder: LineFinder  # runs of lines where a byte regex matching every matching line matches
+    regex: re.Pattern[str]
+    exact: bool  # on an ASCII line without '\r' the byte regex's answer is the pattern's
+
+
+_Plan = _LiteralPlan | _TextPlan | _SupersetPlan
 _Check = tuple[int, bool, Callable[[str], object]]  # (pattern index, pure, regex search)
 
 
@@ -108,6 +121,7 @@ class LineScanner:
             if isinstance(p, _LiteralPlan)
         )
         self._checks_by_mask: dict[int, tuple[_Check, ...]] = {}
+        self._supersets = tuple((i, p) for i, p in enumerate(self._plans) if isinstance(p, _SupersetPlan))
         # How candidate lines are decoded: from the file's bytes, or (UTF-16/32) from the UTF-8
         # copy of text already decoded, whose '\r\n' are already '\n'.
         wide = encoding.wide
@@ -209,13 +223,43 @@ class LineScanner:
         if self.encoding.wide:
             assert text is not None
             counts.lines += text.count("\n")
-            if self._finder is not None:
+            if self._finder is not None or self._supersets:
                 utf8 = text.encode("utf-8", "surrogatepass")
-                self._count_candidates(utf8, self._finder.find(utf8, 0, len(utf8)), counts)
+                if self._finder is not None:
+                    self._count_candidates(utf8, self._finder.find(utf8, 0, len(utf8)), counts)
+                for index, plan in self._supersets:
+                    counts.matches[index] += self._count_superset(utf8, 0, len(utf8), plan)
         else:
             counts.lines += buf.count(b"\n", start, stop)
             if self._finder is not None:
                 self._count_candidates(buf, self._finder.find(buf, start, stop), counts)
+            for index, plan in self._supersets:
+                counts.matches[index] += self._count_superset(buf, start, stop, plan)
+
+    def _count_superset(self, haystack: Buffer, start: int, stop: int, plan: _SupersetPlan) -> int:
+        """Lines of haystack[start:stop] the pattern matches, among those its byte regex finds."""
+        matched = 0
+        exact, search = plan.exact, plan.regex.search
+        codec, errors, cr_kept = self._line_codec, self._line_errors, self._cr_kept
+        ends = plan.finder.line_ends(haystack, start, stop)
+        if not ends:
+            return 0
+        if exact:
+            block = haystack[start:stop]
+            if block.isascii() and b"\r" not in block:
+                return len(ends)
+        rfind = haystack.rfind
+        for line_end in ends:
+            raw = haystack[rfind(b"\n", start, line_end) + 1 or start : line_end]
+            if exact and raw.isascii() and b"\r" not in raw:
+                matched += 1
+                continue
+            text = str(raw, codec, errors)
+            if cr_kept and text.endswith("\r"):
+                text = text[:-1]
+            if search(text):
+                matched += 1
+        return matched
 
     def _count_candidates(self, haystack: Buffer, lines: list[LineHit], counts: Counts) -> None:
         """Run the literal patterns on the lines holding one of their literals."""
@@ -279,8 +323,38 @@ def _plan(regex: re.Pattern[str], literals: Literals | None, encoding: LineEncod
         needles = tuple(encoding.literal_bytes(lit) for lit in ordered)
         if all(needle is not None for needle in needles):
             return _LiteralPlan(needles=needles, regex=regex, pure=pure)  # type: ignore[arg-type]
+    folded = _folded_plan(regex, encoding)
+    if folded is not None:
+        return folded
+    found = superset(pattern, "utf-8" if encoding.wide else encoding.codec)
+    finder = line_finder(found) if found is not None else None
+    if found is not None and finder is not None:
+        return _SupersetPlan(finder=finder, regex=regex, exact=found.exact)
     block = re.compile(pattern, regex.flags | re.MULTILINE) if line_local(pattern) else None
     return _TextPlan(block=block, line=regex)
+
+
+def _folded_plan(regex: re.Pattern[str], encoding: LineEncoding) -> _LiteralPlan | None:
+    """A literal plan from the literals the pattern holds in any case, or None when it has none
+    usable in this encoding. Among several, the fewest needles with the longest shortest one."""
+    codec = "utf-8" if encoding.wide else encoding.codec
+    if not (encoding.wide or _ascii_transparent(encoding)):
+        return None  # an ASCII byte may not be its ASCII character: the needles would mean nothing
+    best: tuple[tuple[int, int], tuple[bytes, ...], bool, frozenset[tuple[str, bool]]] | None = None
+    for option in folded_options(regex.pattern):
+        found = option_needles(option, codec)
+        if found is None:
+            continue
+        needles, whole = found
+        key = (-min(len(n) for n in needles), len(needles))
+        if best is None or key < best[0]:
+            best = (key, needles, whole, option)
+    if best is None:
+        return None
+    _, needles, whole, option = best
+    strings = pure_folded(regex.pattern)
+    pure = whole and strings is not None and option == frozenset((text, True) for text in strings)
+    return _LiteralPlan(needles=needles, regex=regex, pure=pure)
 
 
 def _count_text_plan(text: str, plan: _TextPlan) -> int:
