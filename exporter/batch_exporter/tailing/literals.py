@@ -55,7 +55,7 @@ class _Unreadable(Exception):
 
 
 # Anything walking a parse tree of another shape can raise; none of it may escape to the scanner.
-_FAILURES = (_Unreadable, AttributeError, TypeError, ValueError, LookupError, re.error, RecursionError)
+PARSE_FAILURES = (_Unreadable, AttributeError, TypeError, ValueError, LookupError, re.error, RecursionError)
 
 _checked: tuple[object, str | None] | None = None  # (parser, why it failed the self-check or None)
 _NOT_YET = object()
@@ -68,8 +68,8 @@ def literal_options(pattern: str, char_ok: Callable[[str], bool]) -> list[Litera
     Empty when there is none, or when the parser cannot be trusted: the caller then scans without
     a prefilter."""
     try:
-        return _literal_options(_parse(pattern), char_ok)
-    except _FAILURES as exc:
+        return _literal_options(parse_checked(pattern), char_ok)
+    except PARSE_FAILURES as exc:
         _fall_back(exc)
         return []
 
@@ -86,8 +86,8 @@ def pure_literals(pattern: str) -> Literals | None:
     alternation of such strings (``ERROR|FATAL``); None otherwise, or when the parser cannot be
     trusted."""
     try:
-        return _pure_literals(_parse(pattern))
-    except _FAILURES as exc:
+        return _pure_literals(parse_checked(pattern))
+    except PARSE_FAILURES as exc:
         _fall_back(exc)
         return None
 
@@ -97,9 +97,9 @@ def folded_options(pattern: str) -> list[frozenset[tuple[str, bool]]]:
     length or character filter (`folding.piece_needles` picks what it can search). Empty when the
     parser cannot be trusted."""
     try:
-        parsed = _parse(pattern)
+        parsed = parse_checked(pattern)
         return _folded(parsed.data, bool(parsed.state.flags & re.IGNORECASE))
-    except _FAILURES as exc:
+    except PARSE_FAILURES as exc:
         _fall_back(exc)
         return []
 
@@ -109,8 +109,8 @@ def pure_folded(pattern: str) -> frozenset[str] | None:
     strings (``(?i)error``, ``(?i)(fatal|panic)``), with Unicode folding (no ASCII flag); None
     otherwise, or when the parser cannot be trusted."""
     try:
-        parsed = _parse(pattern)
-    except _FAILURES as exc:
+        parsed = parse_checked(pattern)
+    except PARSE_FAILURES as exc:
         _fall_back(exc)
         return None
     flags = parsed.state.flags
@@ -135,13 +135,13 @@ def pure_folded(pattern: str) -> frozenset[str] | None:
 def line_local(pattern: str) -> bool:
     """True when the pattern never looks beyond the line it matches in; False when unsure."""
     try:
-        return _line_local(_parse(pattern).data)
-    except _FAILURES as exc:
+        return _line_local(parse_checked(pattern).data)
+    except PARSE_FAILURES as exc:
         _fall_back(exc)
         return False
 
 
-def _parse(pattern: str) -> Any:
+def parse_checked(pattern: str) -> Any:
     """The parse tree of a pattern, from a parser that passed the self-check."""
     global _checked
     parser = _parser
@@ -373,7 +373,7 @@ def _self_check_failure(parser: Any) -> str | None:
     for pattern, answer, expected in _SELF_CHECK:
         try:
             got = answer(parser.parse(pattern))
-        except _FAILURES as exc:
+        except PARSE_FAILURES as exc:
             return f"self-check on {pattern!r} raised {type(exc).__name__}: {exc}"
         if got != expected:
             return f"self-check on {pattern!r} answered {got!r}, expected {expected!r}"

@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .folding import case_variants
-from .literals import _FAILURES as PARSE_FAILURES
-from .literals import _parse as parse_checked
+from .literals import PARSE_FAILURES, parse_checked
 
 log = logging.getLogger(__name__)
 
