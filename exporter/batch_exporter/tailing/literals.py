@@ -123,13 +123,7 @@ def pure_folded(pattern: str) -> frozenset[str] | None:
         items = list(sub.data)
     if flags & re.ASCII or not flags & re.IGNORECASE:
         return None
-    if len(items) == 1 and items[0][0] is sre.BRANCH:
-        alternatives = [_plain_string(alt.data) for alt in items[0][1][1]]
-    else:
-        alternatives = [_plain_string(items)]
-    if any(not alt for alt in alternatives):
-        return None
-    return frozenset(alt for alt in alternatives if alt)
+    return _plain_alternatives(items)
 
 
 def line_local(pattern: str) -> bool:
@@ -184,6 +178,12 @@ def _pure_literals(parsed: Any) -> Literals | None:
         if (add_flags | del_flags) & re.IGNORECASE:
             return None
         items = list(sub.data)
+    return _plain_alternatives(items)
+
+
+def _plain_alternatives(items: list[Any]) -> frozenset[str] | None:
+    """The strings a pattern that is nothing but one string, or an alternation of strings, matches; None
+    when some branch is anything else, or empty."""
     if len(items) == 1 and items[0][0] is sre.BRANCH:
         alternatives = [_plain_string(alt.data) for alt in items[0][1][1]]
     else:
