@@ -5,17 +5,22 @@ the demo do with one until SIGINT/SIGTERM.
 """
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import __version__
 from .app import Exporter
 from .config import Config, ConfigError, load_config
 from .state_dir import StateDirError
-from .store import render
+from .status_model import SourceReport, build_status
+from .status_page import render_status_page
+from .store import Latest, Store, render
 from .web import MetricsServer
 from .webconfig import WebConfig, WebConfigError, load_web_config
 
@@ -31,12 +36,14 @@ class ExporterService:
     Raises StateDirError when the log state folder cannot be used.
     """
 
-    def __init__(self, config: Config, *, config_path: Path | None = None, keep_log_state: bool = True) -> None:
+    def __init__(self, config: Config, *, config_path: Path | None = None, keep_log_state: bool = True,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config_path = config_path
         self._keep_log_state = keep_log_state
         self._exporter = Exporter(config, keep_log_state=keep_log_state)
         self._started = False
         self._lock = threading.Lock()
+        self._status = StatusPages(clock, str(config_path.absolute()) if config_path is not None else None)
 
     @property
     def exporter(self) -> Exporter:
@@ -48,6 +55,12 @@ class ExporterService:
 
     def is_ready(self) -> bool:
         return self._exporter.store.all_polled()
+
+    def status_page(self) -> bytes:
+        return self._status.payload(self._exporter)[0]
+
+    def status_json(self) -> bytes:
+        return self._status.payload(self._exporter)[1]
 
     def poll_once(self) -> bool:
         """Poll every source once, now; True when all succeeded."""
@@ -99,6 +112,51 @@ class ExporterService:
             self._exporter.stop()
 
 
+class StatusPages:
+    """The status page and its JSON, rendered from the store's latest snapshots once per change of them
+    (a reload brings a new store: that is a change too), like the exposition."""
+
+    def __init__(self, clock: Callable[[], float], config_path: str | None) -> None:
+        self._clock = clock
+        self._config_path = config_path
+        self._lock = threading.Lock()
+        self._key: tuple[int, int] | None = None
+        self._payload = (b"", b"")
+
+    def payload(self, exporter: Exporter) -> tuple[bytes, bytes]:
+        store: Store = exporter.store
+        with self._lock:  # renders are rare (once per poll at most) and cheap: the next caller waits for one
+            latest = store.latest()
+            key = (id(store), latest.version)
+            if key != self._key:
+                self._payload = self._render(exporter.config, latest)
+                self._key = key
+            return self._payload
+
+    def _render(self, config: Config, latest: Latest) -> tuple[bytes, bytes]:
+        reports = [SourceReport(name, h.up, h.polled, h.last_success, h.last_error, h.last_error_message,
+                                h.last_failure) for name, h in latest.health]
+        status = build_status(
+            latest.snapshots, reports, now=self._clock(), zones=batch_time_zones(config),
+            fleet_zones={name: fleet.runs.timezone for name, fleet in config.fleets.items()},
+            config_path=self._config_path, version=__version__, rerun_batches=config.batches)
+        text = json.dumps(status.as_json(), ensure_ascii=False, indent=1, allow_nan=False) + "\n"
+        return render_status_page(status), text.encode("utf-8")
+
+
+def batch_time_zones(config: Config) -> dict[str, str]:
+    """Each batch's own time zone: its schedule's, else the one its run table's times are read in, else UTC."""
+    zones = {}
+    for name, batch in config.batches.items():
+        if batch.schedule is not None:
+            zones[name] = batch.schedule.timezone
+        elif batch.runs is not None:
+            zones[name] = batch.runs.timezone
+        else:
+            zones[name] = "UTC"
+    return zones
+
+
 def serve(config: Config, config_path: Path | None, listen: str, web_config: WebConfig | None,
           stop: threading.Event | None = None, web_config_path: Path | None = None) -> int:
     """Serve until SIGINT/SIGTERM (or `stop`); SIGHUP re-reads the configuration file and the web
@@ -110,7 +168,7 @@ def serve(config: Config, config_path: Path | None, listen: str, web_config: Web
         print(f"cannot start: {exc}", file=sys.stderr)
         return 1
     try:
-        server = MetricsServer(listen, service, web_config, version=__version__)
+        server = MetricsServer(listen, service, web_config)
         server.start()
     except (OSError, ValueError) as exc:
         print(f"cannot serve on --web.listen-address {listen!r}: {exc}", file=sys.stderr)
