@@ -52,6 +52,8 @@ payload = b"up 1\\n" * 1000
 class Endpoints:
     def metrics_payload(self): return payload, gzip.compress(payload)
     def is_ready(self): return True
+    def status_page(self): return b"<!DOCTYPE html>"
+    def status_json(self): return b"{{}}"
 server = MetricsServer("127.0.0.1:0", Endpoints(), load_web_config(Path({web!r})))
 server.start()
 print(server.port, flush=True)

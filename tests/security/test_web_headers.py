@@ -25,6 +25,12 @@ class Endpoints:
     def is_ready(self) -> bool:
         return True
 
+    def status_page(self) -> bytes:
+        return b"<!DOCTYPE html><title>status</title>\n"
+
+    def status_json(self) -> bytes:
+        return b"{}\n"
+
 
 @contextmanager
 def serving(config: WebConfig | None) -> Iterator[MetricsServer]:

@@ -37,6 +37,12 @@ class Endpoints:
     def is_ready(self) -> bool:
         return False
 
+    def status_page(self) -> bytes:
+        return b"<!DOCTYPE html><title>status</title>\n"
+
+    def status_json(self) -> bytes:
+        return b"{}\n"
+
 
 @contextmanager
 def serving(config: WebConfig | None = None, limits: ConnectionLimits | None = None) -> Iterator[MetricsServer]:

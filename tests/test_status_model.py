@@ -1,0 +1,243 @@
+"""The status page's model and its HTML: worst first, times in each batch's zone, masked and escaped."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from batch_exporter.snapshot import SampleBuilder, Snapshot
+from batch_exporter.status_model import (
+    RUNBOOK_BASE_URL,
+    URGENCY,
+    SourceReport,
+    Status,
+    ago,
+    build_status,
+    how_long,
+    local_time,
+)
+from batch_exporter.status_page import render_status_page
+
+REPO = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC).timestamp()
+CONFIG = "/etc/batch-exporter/config.yml"
+PAN = "4111111111111111"
+
+
+def runs(batch: str, *, status: str = "success", code: str = "C", attempts: int = 1, idempotent: bool = False,
+         start: float = NOW - 3600, end: float | None = NOW - 1800, running_seconds: float = 0.0,
+         max_duration: float = 5400.0, left_pending: float = 0.0, source: str | None = None) -> Snapshot:
+    b = SampleBuilder()
+    for name in ("success", "failed", "running", "queued", "unknown"):
+        b.add("batch_run_last_status", 1.0 if name == status else 0.0, batch=batch, status=name)
+    b.add("batch_run_last_status_code", 1, batch=batch, code=code)
+    b.add("batch_run_attempts", attempts, batch=batch)
+    b.add("batch_run_business_date_info", 1, batch=batch, business_date="2026-11-26")
+    b.add("batch_run_last_start_timestamp_seconds", start, batch=batch)
+    if end is not None:
+        b.add("batch_run_last_end_timestamp_seconds", end, batch=batch)
+    b.add("batch_run_running", 1.0 if running_seconds else 0.0, batch=batch)
+    b.add("batch_run_running_seconds", running_seconds, batch=batch)
+    b.add("batch_run_pending_records", left_pending, batch=batch)
+    b.add("batch_run_left_pending_records", left_pending, batch=batch)
+    b.add("batch_run_idempotent", 1.0 if idempotent else 0.0, batch=batch)
+    b.add("batch_run_max_duration_seconds", max_duration, batch=batch)
+    return b.build(source or f"runs:{batch}")
+
+
+def up(name: str, at: float = NOW - 10) -> SourceReport:
+    return SourceReport(name, up=True, polled=True, last_success=at)
+
+
+def build(snapshots: list[Snapshot], reports: list[SourceReport], zones: dict[str, str] | None = None,
+          **kwargs: object) -> Status:
+    batches = sorted({s.source.split(":", 1)[1].split("/")[0] for s in snapshots if not s.source.startswith("fleet:")}
+                     | {r.name.split(":", 1)[1].split("/")[0] for r in reports if not r.name.startswith("fleet:")})
+    zones = zones if zones is not None else dict.fromkeys(batches, "Asia/Tokyo")
+    return build_status(snapshots, reports, now=NOW, zones=zones, config_path=CONFIG, version="1.2.3",
+                        rerun_batches=zones, **kwargs)  # type: ignore[arg-type]
+
+
+def test_batches_come_worst_first() -> None:
+    snapshots = [
+        runs("a-quiet"),
+        runs("b-source-down"),
+        runs("c-failed", status="failed", code="E"),
+        runs("d-blind-rerun", attempts=3),
+        runs("f-idempotent-rerun", attempts=2, idempotent=True),
+        runs("g-left-pending", status="failed", code="A", left_pending=12),
+    ]
+    reports = [up(f"runs:{s.source.split(':')[1]}") for s in snapshots if s.source != "runs:b-source-down"]
+    reports += [SourceReport("runs:b-source-down", up=False, polled=True, last_success=NOW - 600,
+                             last_error="connect", last_error_message="database unreachable", last_failure=NOW - 5),
+                SourceReport("runs:e-never-polled", up=False, polled=False)]
+    status = build(snapshots, reports)
+    order = [(b.batch, b.level) for b in status.batches]
+    assert order == [("d-blind-rerun", "critical"), ("g-left-pending", "critical"), ("c-failed", "critical"),
+                     ("b-source-down", "warning"), ("e-never-polled", "unknown"), ("f-idempotent-rerun", "info"),
+                     ("a-quiet", "ok")]
+    # a re-run of a batch that is not idempotent outranks a failure; between two failed runs, the one
+    # that also left rows pending comes first
+    assert [c.alert for c in status.batches[1].conditions] == ["BatchRunFailed", "BatchRunLeftPendingRecords"]
+    html = render_status_page(status).decode()
+    rows = re.findall(r'<tr class="[a-z]+-row" data-batch="([^"]+)"', html)
+    assert rows == [name for name, _ in order]
+
+
+def test_times_are_shown_in_the_batch_s_own_zone_across_a_dst_change() -> None:
+    before = datetime(2026, 3, 8, 6, 59, tzinfo=UTC).timestamp()  # 01:59 EST, a minute before the jump
+    after = datetime(2026, 3, 8, 7, 1, tzinfo=UTC).timestamp()  # 03:01 EDT
+    status = build_status([runs("ny", start=before, end=after)], [up("runs:ny")], now=after + 3723,
+                          zones={"ny": "America/New_York"}, config_path=CONFIG)
+    [batch] = status.batches
+    assert batch.time_zone == "America/New_York"
+    assert batch.run.last_start is not None and batch.run.last_end is not None
+    assert batch.run.last_start.local == "2026-03-08 01:59:00 EST"
+    assert batch.run.last_end.local == "2026-03-08 03:01:00 EDT"
+    assert batch.run.last_start.ago == "1 h 04 min ago"
+    assert batch.run.last_end.ago == "1 h 02 min ago"
+    assert local_time(before, ZoneInfo("Asia/Kolkata")) == "2026-03-08 12:29:00 IST"
+    # a zone whose abbreviation is a number gets its offset written plainly
+    assert local_time(before, ZoneInfo("America/Sao_Paulo")) == "2026-03-08 03:59:00 UTC-03:00"
+
+
+def test_how_long_ago_is_counted_from_the_injected_clock() -> None:
+    assert [how_long(s) for s in (0, 59, 60, 3599, 3600, 3723, 47 * 3600 + 59 * 60, 49 * 3600)] == [
+        "0 s", "59 s", "1 min", "59 min", "1 h 00 min", "1 h 02 min", "47 h 59 min", "2 d 1 h"]
+    assert ago(NOW - 42, NOW) == "42 s ago"
+    assert ago(NOW + 300, NOW) == "in 5 min"
+    assert ago(NOW - 0.4, NOW) == "now"
+    later = build_status([runs("x", start=NOW - 600, end=NOW - 60)], [up("runs:x")], now=NOW + 3600,
+                         zones={"x": "UTC"})
+    assert later.batches[0].run.last_end is not None and later.batches[0].run.last_end.ago == "1 h 01 min ago"
+
+
+def test_card_numbers_are_masked_in_names_paths_and_reasons() -> None:
+    job = f"refund-{PAN}"
+    fleet = SampleBuilder()
+    for name in ("success", "failed", "running", "queued", "unknown"):
+        fleet.add("batch_run_last_status", 1.0 if name == "failed" else 0.0, batch=job, status=name)
+    logs = SampleBuilder()
+    logs.add("batch_log_file_size_bytes", 900, batch="card", log="app", path=f"/var/log/pan-{PAN}.log")
+    logs.add("batch_log_file_size_limit_bytes", 1000, batch="card", log="app")
+    logs.add("batch_log_file_modified_timestamp_seconds", NOW - 5, batch="card", log="app",
+             path=f"/var/log/pan-{PAN}.log")
+    reports = [up("fleet:agent"), up("logfiles:card/app"),
+               SourceReport("runs:card", up=False, polled=True, last_error="data",
+                            last_error_message=f"row 3: card {PAN} is not a timestamp", last_failure=NOW - 1)]
+    status = build_status([fleet.build("fleet:agent"), logs.build("logfiles:card/app")], reports, now=NOW,
+                          zones={"card": "UTC"}, fleet_zones={"agent": "Europe/Paris"}, config_path=CONFIG,
+                          rerun_batches=["card"])
+    text = json.dumps(status.as_json()) + render_status_page(status).decode()
+    assert PAN not in text
+    assert "refund-************1111" in text and "pan-************1111.log" in text
+    assert "card ************1111 is not a timestamp" in text
+    [refund] = [b for b in status.batches if b.batch.startswith("refund")]
+    assert refund.time_zone == "Europe/Paris"
+    assert refund.rerun_check is None and "fleet agent" in refund.rerun_check_note
+
+
+HOSTILE = '<img src=x onerror="alert(1)">'
+
+
+def test_hostile_names_and_reasons_are_escaped() -> None:
+    fleet = SampleBuilder()
+    for name in ("success", "failed", "running", "queued", "unknown"):
+        fleet.add("batch_run_last_status", 1.0 if name == "failed" else 0.0, batch=HOSTILE, status=name)
+    fleet.add("batch_run_last_status_code", 1, batch=HOSTILE, code="</code><script>alert(2)</script>")
+    fleet.add("batch_check_ok", 0, batch=HOSTILE, check="<b>check</b>")
+    fleet.add("batch_check_value", 7, batch=HOSTILE, check="<b>check</b>")
+    fleet.add("batch_log_file_size_bytes", 10, batch=HOSTILE, log="<i>log", path="/tmp/'\"><svg onload=alert(3)>")
+    reports = [SourceReport("fleet:f", up=False, polled=True, last_error="query",
+                            last_error_message="<script>alert(4)</script>", last_failure=NOW - 1)]
+    page = render_status_page(build_status([fleet.build("fleet:f")], reports, now=NOW, zones={})).decode()
+    for raw in (HOSTILE, "<script>alert", "<b>check", "<i>log", "<svg", "</code><script>"):
+        assert raw not in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in page
+    assert "&lt;/code&gt;&lt;script&gt;alert(2)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(4)&lt;/script&gt;" in page
+    assert page.count("<script>") == 1  # the page's own
+
+
+def test_a_source_down_says_why_and_a_source_never_polled_says_so() -> None:
+    reports = [SourceReport("runs:card", up=False, polled=True, last_success=NOW - 900, last_error="connect",
+                            last_error_message="cannot open SQLite file /data/pay.db: unable to open database file",
+                            last_failure=NOW - 15),
+               SourceReport("checks:card", up=False, polled=False),
+               SourceReport("runs:new", up=False, polled=False)]
+    status = build([runs("card")], reports)
+    card, new = status.batches
+    assert card.batch == "card" and card.level == "warning"
+    [condition] = card.conditions
+    assert condition.alert == "BatchExporterSourceDown" and "runs:card (connect)" in condition.summary
+    by_name = {s.source: s for s in card.sources}
+    assert by_name["runs:card"].state == "down (connect)"
+    assert by_name["runs:card"].message.startswith("cannot open SQLite file")
+    assert by_name["runs:card"].last_failure is not None and by_name["runs:card"].last_failure.ago == "15 s ago"
+    assert by_name["checks:card"].state == "not polled yet" and by_name["checks:card"].reason is None
+    assert new.level == "unknown" and not new.run.known
+    page = render_status_page(status).decode()
+    assert "down (connect)" in page and "unable to open database file" in page
+    assert "no run in the lookback window, or the run table not read yet" in page
+    as_json = status.as_json()
+    [source] = [s for s in as_json["batches"][0]["sources"] if s["source"] == "runs:card"]
+    assert source["up"] is False and source["reason"] == "connect" and source["state"] == "down (connect)"
+
+
+def test_conditions_link_the_runbooks_the_alert_rules_link() -> None:
+    pack = yaml.safe_load((REPO / "alerts" / "pack.yml").read_text())
+    assert pack["runbook_base_url"] == RUNBOOK_BASE_URL
+    rules = yaml.safe_load((REPO / "alerts" / "batch-exporter.rules.yml").read_text())
+    urls = {rule["alert"]: rule["annotations"]["runbook_url"]
+            for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+    for alert in URGENCY:
+        assert urls[alert] == f"{RUNBOOK_BASE_URL}/{alert}.md"
+        assert (REPO / "alerts" / "runbooks" / f"{alert}.md").is_file()
+    status = build([runs("card", status="failed", code="E", attempts=2)], [up("runs:card")])
+    page = render_status_page(status).decode()
+    assert f'href="{RUNBOOK_BASE_URL}/BatchRunFailed.md"' in page
+    assert f'href="{RUNBOOK_BASE_URL}/BatchRerunOfNonIdempotentBatch.md"' in page
+
+
+def test_the_rerun_check_command_names_the_configuration_as_started() -> None:
+    path = "/srv/batch exporter/it's.yml"
+    status = build_status([runs("card")], [up("runs:card")], now=NOW, zones={"card": "UTC"}, config_path=path,
+                          rerun_batches=["card"])
+    command = status.batches[0].rerun_check
+    assert command == "batch-exporter rerun-check -c '/srv/batch exporter/it'\"'\"'s.yml' card"
+    assert command is not None and shlex.split(command)[3] == path
+
+
+def test_running_too_long_and_a_log_near_its_cap() -> None:
+    logs = SampleBuilder()
+    logs.add("batch_log_file_size_limit_bytes", 1000, batch="card", log="sdk")
+    for path, size, modified in (("/l/old.log", 999, NOW - 86400), ("/l/live.log", 985, NOW - 30)):
+        logs.add("batch_log_file_size_bytes", size, batch="card", log="sdk", path=path)
+        logs.add("batch_log_file_modified_timestamp_seconds", modified, batch="card", log="sdk", path=path)
+    status = build([runs("card", status="running", end=None, running_seconds=7200, max_duration=5400),
+                    logs.build("logfiles:card/sdk")], [up("runs:card"), up("logfiles:card/sdk")])
+    [batch] = status.batches
+    alerts = {c.alert: c for c in batch.conditions}
+    assert alerts["BatchRunTooLong"].severity == "critical" and "2 h 00 min" in alerts["BatchRunTooLong"].summary
+    # the live file (written last) is the one the size alert watches, as the rules do
+    assert alerts["BatchLogFileNearSizeLimit"].severity == "critical"
+    assert "/l/live.log" in alerts["BatchLogFileNearSizeLimit"].summary and "98%" in alerts[
+        "BatchLogFileNearSizeLimit"].summary
+    page = render_status_page(status).decode()
+    assert "against max_duration 1 h 30 min" in page
+
+
+def test_missing_data_is_said_plainly() -> None:
+    status = build_status([], [], now=NOW, zones={"quiet": "UTC"}, config_path=None)
+    [batch] = status.batches
+    assert batch.level == "ok" and not batch.run.known and batch.conditions == ()
+    assert batch.rerun_check is None and "not started from a configuration file" in batch.rerun_check_note
+    page = render_status_page(status).decode()
+    assert "no run in the lookback window" in page
+    assert json.loads(json.dumps(status.as_json()))["batches"][0]["run"] is None
+    assert b"No batch is configured." in render_status_page(build_status([], [], now=NOW, zones={}))
