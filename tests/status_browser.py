@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -72,6 +73,15 @@ def chromium(profile: Path, **context: Any) -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+def wait_until_ready(exporter: Any, timeout: float = 30) -> None:
+    """Until every source has been polled once (/-/ready), so that the page shows all of them."""
+    deadline = time.monotonic() + timeout
+    while exporter.get("/-/ready")[0] != 200:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the exporter was not ready within {timeout:g}s:\n{exporter.log()}")
+        time.sleep(0.2)
 
 
 def now_utc() -> datetime:

@@ -18,7 +18,7 @@ from batch_exporter.snapshot import SampleBuilder
 from batch_exporter.web import MetricsServer
 from batch_exporter.webconfig import WebConfig
 from exporter_process import running_exporter
-from status_browser import FAILING, HEALTHY, browser_missing, chromium, demo_with_a_bad_night, now_utc
+from status_browser import FAILING, HEALTHY, browser_missing, chromium, demo_with_a_bad_night, now_utc, wait_until_ready
 from test_web import basic, client_context, request, tls_config
 from tls_material import TLSMaterial, make_material, openssl_available
 
@@ -123,7 +123,7 @@ def test_the_on_call_sees_the_failing_batch_first_in_a_real_browser(tmp_path: Pa
     wall clock because the process reads it; nothing asserted depends on the hour."""
     config = demo_with_a_bad_night(tmp_path / "demo", now_utc())
     with running_exporter(config, tmp_path) as exporter:
-        exporter.wait_for(lambda series: any(name == "batch_run_attempts" for name, _ in series), what="runs")
+        wait_until_ready(exporter)
         with chromium(tmp_path / "profile", viewport={"width": SCREENSHOT_WIDTH, "height": 900}) as browser:
             page = browser.new_page()
             requested: list[str] = []

@@ -31,7 +31,7 @@ _STYLE = """
 *{box-sizing:border-box}
 html{-webkit-text-size-adjust:100%}
 body{margin:0;padding:0 12px 24px;background:var(--bg);color:var(--fg);
-font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;overflow-wrap:anywhere}
+font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;overflow-wrap:break-word}
 a{color:var(--link)}
 header{padding:10px 0;border-bottom:1px solid var(--line)}
 h1{font-size:1.25em;margin:0}
@@ -41,7 +41,8 @@ h3{font-size:1em;margin:10px 0 4px}
 nav a{margin-right:10px}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.92em}
 pre{background:var(--code);padding:8px;border-radius:6px;white-space:pre-wrap;margin:4px 0}
-.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:.85em;font-weight:600}
+td code,pre{overflow-wrap:anywhere}
+.badge{display:inline-block;white-space:nowrap;padding:1px 8px;border-radius:10px;font-size:.85em;font-weight:600}
 .badge.critical{color:var(--critical);background:var(--critical-bg)}
 .badge.warning{color:var(--warning);background:var(--warning-bg)}
 .badge.info{color:var(--info);background:var(--info-bg)}
@@ -49,7 +50,7 @@ pre{background:var(--code);padding:8px;border-radius:6px;white-space:pre-wrap;ma
 .badge.unknown{color:var(--unknown);background:var(--unknown-bg)}
 table{border-collapse:collapse;width:100%;margin:6px 0}
 th,td{text-align:left;padding:4px 6px;border-bottom:1px solid var(--line);vertical-align:top}
-th{font-size:.85em;color:var(--muted);font-weight:600}
+th{white-space:nowrap;font-size:.85em;color:var(--muted);font-weight:600}
 section.batch{background:var(--card);border:1px solid var(--line);border-left-width:6px;border-radius:8px;
 padding:10px 12px;margin:14px 0}
 section.batch.critical{border-left-color:var(--critical)}
