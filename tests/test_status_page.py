@@ -4,6 +4,10 @@ playwright) on the demo's data, as the exporter process serves it."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,3 +158,60 @@ def test_the_on_call_sees_the_failing_batch_first_in_a_real_browser(tmp_path: Pa
             assert page.locator("#overview tbody tr").first.is_visible()
             assert page.locator("#refresh-note").inner_text() == "Refreshed every 30 s."  # its script runs
     assert requested == [exporter.url + "/"]  # no external asset: nothing else was fetched
+
+
+# --- docs/status-page.md's examples ---------------------------------------------------------------------
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "status-page.md"
+
+
+def doc_blocks(lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", DOC.read_text(encoding="utf-8"), flags=re.S | re.M)
+
+
+def shape(value: object) -> object:
+    """The keys of `value`, nested (a list by its first item), without the values."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return None
+
+
+def same_shape(documented: object, served: object, where: str = "") -> None:
+    if isinstance(documented, dict):
+        assert isinstance(served, dict) and documented.keys() == served.keys(), where
+        for key in documented:
+            if documented[key] is not None and served[key] is not None:
+                same_shape(documented[key], served[key], f"{where}.{key}")
+    elif isinstance(documented, list) and documented and served:
+        assert isinstance(served, list)
+        same_shape(documented[0], served[0], f"{where}[0]")
+
+
+def test_the_documented_json_has_the_served_keys(service: ExporterService) -> None:
+    [example] = doc_blocks("json")
+    served = json.loads(service.status_json())
+    documented = json.loads(example)
+    card = [b for b in served["batches"] if b["batch"] == FAILING]
+    served["batches"] = card  # the documented batch, with its logs and sources
+    card[0]["logs"] = [log for log in card[0]["logs"] if log["log"] == "sdk"]
+    same_shape(shape(documented), shape(served))
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="needs jq (scripts/install-system-deps.sh installs it)")
+def test_the_documented_chat_bot_filter_runs_on_the_served_json(service: ExporterService) -> None:
+    [command] = doc_blocks("sh")
+    words = shlex.split(command.replace("\\\n", " "))
+    program = words[words.index("jq") + 2]  # jq -r PROGRAM
+    store = service.exporter.store
+    builder = SampleBuilder()
+    for name in ("success", "failed", "running", "queued", "unknown"):
+        builder.add("batch_run_last_status", 1.0 if name == "failed" else 0.0, batch="bot-demo", status=name)
+    store.record_success(builder.build("extra:bot"), NOW.timestamp(), 0.0)
+    result = subprocess.run(["jq", "-r", program], input=service.status_json(), capture_output=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.decode().splitlines()
+    assert "bot-demo: BatchRunFailed; before a re-run: null" in lines
+    assert any(line.startswith(f"{FAILING}: ") and f"rerun-check -c {service.config_path} {FAILING}" in line
+               for line in lines)
