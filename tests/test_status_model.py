@@ -12,6 +12,9 @@ import yaml
 
 from batch_exporter.snapshot import SampleBuilder, Snapshot
 from batch_exporter.status_model import (
+    MODELLED,
+    NEEDS_HISTORY,
+    NEEDS_PROMETHEUS,
     RUNBOOK_BASE_URL,
     URGENCY,
     SourceReport,
@@ -241,3 +244,181 @@ def test_missing_data_is_said_plainly() -> None:
     assert "no run in the lookback window" in page
     assert json.loads(json.dumps(status.as_json()))["batches"][0]["run"] is None
     assert b"No batch is configured." in render_status_page(build_status([], [], now=NOW, zones={}))
+
+
+# --- the alert rules the page mirrors -------------------------------------------------------------------
+
+RULES_SOURCE = REPO / "alerts" / "src" / "batch-exporter.rules.yml"
+
+
+def rule_alerts() -> dict[str, list[str]]:
+    """Every alert of the rules' source, with its expressions (the pack's [[parameters]] made plain words)."""
+    text = re.sub(r"\[\[(\w+)\]\]", r"PARAM_\1", RULES_SOURCE.read_text(encoding="utf-8"))
+    alerts: dict[str, list[str]] = {}
+    for group in yaml.safe_load(text)["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                alerts.setdefault(rule["alert"], []).append(rule["expr"])
+    return alerts
+
+
+def test_every_per_batch_alert_is_modelled_or_said_why_not() -> None:
+    # with a batch label: a series of a batch (batch_run_*, batch_log_*, ..., a source's: its name holds the
+    # batch) or the label `batch` set or kept by name; not up{}, vector(1) or batch_exporter_series_dropped
+    batch_label = re.compile(r"\bbatch_(run|log|check|schedule)_|\bbatch_exporter_source_|\bbatch\b(?!_)")
+    per_batch = {alert for alert, exprs in rule_alerts().items() if any(batch_label.search(e) for e in exprs)}
+    assert {"BatchRunFailed", "BatchNoRecentSuccess", "BatchLogErrors"} <= per_batch
+    assert "Watchdog" not in per_batch and "BatchExporterSeriesCapReached" not in per_batch
+    not_modelled = set(NEEDS_HISTORY) | set(NEEDS_PROMETHEUS)
+    assert not MODELLED & not_modelled
+    assert per_batch == MODELLED | not_modelled, (per_batch - MODELLED - not_modelled, MODELLED - per_batch)
+    assert all(reason for reason in (*NEEDS_HISTORY.values(), *NEEDS_PROMETHEUS.values()))
+    doc = (REPO / "docs" / "status-page.md").read_text(encoding="utf-8")
+    for alert in per_batch:
+        assert f"`{alert}`" in doc, alert
+
+
+def samples(batch: str, source: str, rows: list[tuple[str, float, dict[str, str]]]) -> Snapshot:
+    b = SampleBuilder()
+    for name, value, labels in rows:
+        b.add(name, value, batch=batch, **labels)
+    return b.build(f"{source}:{batch}")
+
+
+def with_samples(snapshot: Snapshot, rows: list[tuple[str, float, dict[str, str]]]) -> Snapshot:
+    return Snapshot(snapshot.source, snapshot.samples + samples(snapshot.source.split(":")[1], "x", rows).samples)
+
+
+def schedule(batch: str, expected: float, *, grace: float = 600, watched: float = NOW - 30 * 86400,
+             deadline: float | None = None) -> Snapshot:
+    rows: list[tuple[str, float, dict[str, str]]] = [
+        ("batch_schedule_last_expected_timestamp_seconds", expected, {}),
+        ("batch_schedule_next_expected_timestamp_seconds", expected + 86400, {}),
+        ("batch_schedule_grace_seconds", grace, {}),
+        ("batch_schedule_watched_since_timestamp_seconds", watched, {}),
+        ("batch_schedule_paused", 0, {})]
+    if deadline is not None:
+        rows.append(("batch_schedule_finish_deadline_timestamp_seconds", deadline, {}))
+    return samples(batch, "schedule", rows)
+
+
+def usual(median: float, p90: float) -> list[tuple[str, float, dict[str, str]]]:
+    return [("batch_run_usual_duration_seconds", median, {"quantile": "0.5"}),
+            ("batch_run_usual_duration_seconds", p90, {"quantile": "0.9"})]
+
+
+def alerts_of(snapshots: list[Snapshot]) -> tuple[str, dict[str, str]]:
+    reports = [up(s.source) for s in snapshots]
+    [batch] = build(snapshots, reports).batches
+    return batch.level, {c.alert: c.severity for c in batch.conditions}
+
+
+def test_no_recent_success_pages_even_when_the_latest_status_is_unknown() -> None:
+    run = with_samples(runs("b", status="unknown", start=NOW - 3 * 3600 + 60, end=NOW - 3 * 3600 + 600),
+                       [("batch_run_last_success_timestamp_seconds", NOW - 2 * 86400, {})])
+    assert alerts_of([run, schedule("b", NOW - 3 * 3600)]) == ("critical", {"BatchNoRecentSuccess": "critical"})
+    # the success deadline adds max_duration (5400 s here) to the grace: not yet past it, not yet paged
+    started = with_samples(runs("b", status="unknown", start=NOW - 3000, end=NOW - 2000),
+                           [("batch_run_last_success_timestamp_seconds", NOW - 2 * 86400, {})])
+    assert alerts_of([started, schedule("b", NOW - 3600)]) == ("unknown", {})
+
+
+def test_a_latest_status_unknown_is_never_ok() -> None:
+    level, found = alerts_of([runs("b", status="unknown")])
+    assert (level, found) == ("unknown", {})
+
+
+def test_a_log_silent_while_the_batch_runs() -> None:
+    run = runs("b", status="running", start=NOW - 2400, end=None, running_seconds=2400)
+    log = samples("b", "logfiles", [
+        ("batch_log_file_size_bytes", 1000, {"log": "app", "path": "/l/app.log"}),
+        ("batch_log_file_modified_timestamp_seconds", NOW - 2000, {"log": "app", "path": "/l/app.log"})])
+    assert alerts_of([run, log]) == ("warning", {"BatchLogSilentWhileRunning": "warning"})
+    written = samples("b", "logfiles", [
+        ("batch_log_file_modified_timestamp_seconds", NOW - 800, {"log": "app", "path": "/l/app.log"})])
+    assert alerts_of([run, written]) == ("ok", {})
+
+
+def test_a_success_its_log_or_a_check_contradicts() -> None:
+    for pattern, contradicted in (("ERROR", True), ("fatal", True), ("sdk_error", False), ("warn", False)):
+        run = with_samples(runs("b"), [("batch_run_latest_log_matches", 12, {"log": "app", "pattern": pattern})])
+        assert alerts_of([run]) == (("warning", {"BatchSuccessContradicted": "warning"}) if contradicted
+                                    else ("ok", {})), pattern
+    check = samples("b", "checks", [("batch_check_value", 3, {"check": "sums"}),
+                                    ("batch_check_ok", 0, {"check": "sums"})])
+    assert alerts_of([runs("b"), check])[1] == {"BatchCheckFailed": "critical", "BatchSuccessContradicted": "warning"}
+    assert alerts_of([runs("b", status="failed"), check])[1] == {"BatchCheckFailed": "critical",
+                                                                  "BatchRunFailed": "critical"}
+
+
+def test_runs_against_their_usual_duration() -> None:
+    slow = with_samples(runs("b", status="running", start=NOW - 3 * 3600, end=None, running_seconds=3 * 3600,
+                             max_duration=0), usual(600, 1200))
+    assert alerts_of([slow]) == ("warning", {"BatchRunFarLongerThanUsual": "warning"})
+    past_max = with_samples(runs("b", status="running", start=NOW - 3 * 3600, end=None, running_seconds=3 * 3600,
+                                 max_duration=3600), usual(600, 1200))
+    assert alerts_of([past_max])[1] == {"BatchRunTooLong": "critical"}  # TooLong takes over, as in the rules
+    fast = with_samples(runs("b"), [("batch_run_last_duration_seconds", 30, {}), *usual(600, 1200)])
+    assert alerts_of([fast]) == ("warning", {"BatchRunSuspiciouslyFast": "warning"})
+    usual_pace = with_samples(runs("b"), [("batch_run_last_duration_seconds", 61, {}), *usual(600, 1200)])
+    assert alerts_of([usual_pace]) == ("ok", {})
+
+
+def test_finish_deadlines_missed_and_at_risk() -> None:
+    late = with_samples(runs("b", start=NOW - 2 * 86400), [("batch_run_last_success_timestamp_seconds",
+                                                             NOW - 2 * 86400 + 600, {})])
+    level, found = alerts_of([late, schedule("b", NOW - 4 * 3600, deadline=NOW - 60)])
+    assert level == "critical" and found["BatchFinishDeadlineMissed"] == "critical"
+    # running for 50 min of a usual 60 (0.9: 80): projected to end 10 + 20 min from now, the deadline in 15
+    running = with_samples(runs("b", status="running", start=NOW - 3000, end=None, running_seconds=3000),
+                           [("batch_run_last_success_timestamp_seconds", NOW - 86400, {}), *usual(3600, 4800)])
+    assert alerts_of([running, schedule("b", NOW - 3000, deadline=NOW + 900)]) == (
+        "warning", {"BatchFinishDeadlineAtRisk": "warning"})
+    assert alerts_of([running, schedule("b", NOW - 3000, deadline=NOW + 2400)]) == ("ok", {})
+
+
+def test_a_run_table_not_read_yet_is_no_missed_run() -> None:
+    reports = [up("schedule:b"), SourceReport("runs:b", up=False, polled=False)]
+    [batch] = build([schedule("b", NOW - 3600)], reports).batches
+    assert batch.level == "unknown" and batch.conditions == ()
+    never = samples("b", "runs", [("batch_run_attempts", 0, {})])  # read, and no run at all
+    assert alerts_of([never, schedule("b", NOW - 3600)])[1] == {"BatchRunMissed": "critical"}
+
+
+def test_a_failure_pages_with_its_start_only_and_its_code_as_stored() -> None:
+    failed = runs("b", status="failed", code="E'1")
+    [batch] = build([failed], [up("runs:b")]).batches
+    assert batch.conditions[0].summary == 'The latest run failed (status "E\'1" in the run table).'
+    no_start = Snapshot(failed.source, tuple(s for s in failed.samples
+                                             if s.name != "batch_run_last_start_timestamp_seconds"))
+    assert alerts_of([no_start])[1] == {}
+
+
+def test_near_the_cap_is_the_worst_of_the_files_written_last() -> None:
+    logs = SampleBuilder()
+    logs.add("batch_log_file_size_limit_bytes", 1000, batch="b", log="sdk")
+    for path, size in (("/l/a.log", 100), ("/l/b.log", 950)):  # both written in the same second
+        logs.add("batch_log_file_size_bytes", size, batch="b", log="sdk", path=path)
+        logs.add("batch_log_file_modified_timestamp_seconds", NOW - 30, batch="b", log="sdk", path=path)
+    [batch] = build([logs.build("logfiles:b/sdk")], [up("logfiles:b/sdk")]).batches
+    [near] = batch.conditions
+    assert near.alert == "BatchLogFileNearSizeLimit" and "/l/b.log" in near.summary and "95%" in near.summary
+
+
+def test_pending_rows_not_known_are_not_nan() -> None:
+    run = runs("b", left_pending=float("nan"))
+    run = Snapshot(run.source, tuple(s for s in run.samples if s.name != "batch_run_pending_records")
+                   + samples("b", "x", [("batch_run_pending_records", 3, {})]).samples)
+    status = build([run], [up("runs:b")])
+    assert status.batches[0].level == "ok" and status.batches[0].conditions == ()
+    page = render_status_page(status).decode()
+    assert "nan" not in page.lower()
+    assert "? left pending by ended attempts, 3 pending in all" in page
+    served = json.loads(json.dumps(status.as_json(), allow_nan=False))
+    assert served["batches"][0]["run"]["left_pending_records"] is None
+
+
+def test_an_idempotent_batch_is_said_configured_so() -> None:
+    status = build([runs("b", attempts=2, idempotent=True)], [up("runs:b")])
+    page = render_status_page(status).decode()
+    assert "configured as idempotent" in page and "harmless" not in page

@@ -208,6 +208,7 @@ def test_the_documented_chat_bot_filter_runs_on_the_served_json(service: Exporte
     builder = SampleBuilder()
     for name in ("success", "failed", "running", "queued", "unknown"):
         builder.add("batch_run_last_status", 1.0 if name == "failed" else 0.0, batch="bot-demo", status=name)
+    builder.add("batch_run_last_start_timestamp_seconds", NOW.timestamp() - 600, batch="bot-demo")  # as the rule
     store.record_success(builder.build("extra:bot"), NOW.timestamp(), 0.0)
     result = subprocess.run(["jq", "-r", program], input=service.status_json(), capture_output=True, timeout=30)
     assert result.returncode == 0, result.stderr

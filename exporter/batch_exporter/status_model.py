@@ -6,11 +6,14 @@ No database or file is read here. Every fact is a sample of docs/metrics.md; whe
 (no run in the lookback window, a source not polled yet) the model says so rather than guess.
 
 Conditions are those of the alert rules (alerts/batch-exporter.rules.yml) that the samples alone can
-decide now, without the rules' `for` or history: each names its alert, whose runbook is linked.
+decide now, without the rules' `for` or history: each names its alert, whose runbook is linked. MODELLED
+names them; NEEDS_HISTORY and NEEDS_PROMETHEUS name the per-batch alerts the page cannot decide, and why
+(tests/test_status_model.py checks that every per-batch alert of the rules is in exactly one of them).
 """
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +29,12 @@ RUNBOOK_BASE_URL = "https://github.com/batch-exporter/batch-exporter/blob/main/a
 NEAR_LIMIT_WARNING = 0.9  # the rules' log size ratios (alerts/pack.yml)
 NEAR_LIMIT_CRITICAL = 0.98
 _MESSAGE_WIDTH = 300
+SILENT_LOG_SECONDS = 900  # BatchLogSilentWhileRunning: 15 minutes without a write, 15 minutes into a run
+STALE_SNAPSHOT_SECONDS = 900  # BatchExporterSnapshotStale
+FAR_LONGER_FACTOR = 2.0  # BatchRunFarLongerThanUsual: over twice the usual 0.9 quantile
+SUSPICIOUSLY_FAST_FACTOR = 0.1  # BatchRunSuspiciouslyFast: under a tenth of the usual median
+# The patterns BatchLogErrors and batch:batch_run_success_contradicted count (the rules' `=~`, anchored).
+ERROR_PATTERN = re.compile(r"error|fatal|exception|critical", re.IGNORECASE)
 
 SEVERITIES = ("critical", "warning", "info")
 # a batch's level: its worst condition's severity, "unknown" when nothing is known of its runs, else "ok"
@@ -41,11 +50,32 @@ URGENCY = (
     "BatchRunTooLong",
     "BatchFinishDeadlineMissed",
     "BatchRunMissed",
+    "BatchNoRecentSuccess",
     "BatchLogFileNearSizeLimit",
+    "BatchSuccessContradicted",
+    "BatchFinishDeadlineAtRisk",
+    "BatchRunFarLongerThanUsual",
+    "BatchLogSilentWhileRunning",
+    "BatchRunSuspiciouslyFast",
     "BatchExporterSourceDown",
+    "BatchExporterSnapshotStale",
     "BatchSchedulePaused",
     "BatchRerunDetected",
 )
+# The per-batch alerts of the rules that the page models: all of URGENCY.
+MODELLED = frozenset(URGENCY)
+# Per-batch alerts the latest samples cannot decide, and why.
+NEEDS_HISTORY = {
+    "BatchLogErrors": "counts new matching lines with increase() over 15 minutes, or against a value up to "
+                      "a day old: the exporter keeps only the latest count",
+    "BatchLogFileWillHitLimit": "compares the live file with its size a day ago (offset 1d)",
+}
+NEEDS_PROMETHEUS = {
+    "BatchExporterGone": "about an exporter that left Prometheus's service discovery: this exporter cannot "
+                         "see its own absence",
+    "BatchExportedTwice": "compares the batches of every exporter of a scrape job",
+    "BatchFleetShardsMisassigned": "compares the shards every exporter of a fleet takes",
+}
 
 
 @dataclass(frozen=True)
@@ -298,6 +328,10 @@ class _Facts:
         return found[0] if found else None
 
 
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else value
+
+
 def _integer(value: float | None) -> int | None:
     return None if value is None or not math.isfinite(value) else int(value)
 
@@ -329,8 +363,8 @@ def _batch(name: str, found: list[tuple[str, dict[str, str], float]], reports: l
         running_seconds=facts.one("batch_run_running_seconds"),
         max_duration_seconds=facts.one("batch_run_max_duration_seconds"),
         presumed_dead=_integer(facts.one("batch_run_presumed_dead")),
-        pending_records=facts.one("batch_run_pending_records"),
-        left_pending_records=facts.one("batch_run_left_pending_records"),
+        pending_records=_finite(facts.one("batch_run_pending_records")),
+        left_pending_records=_finite(facts.one("batch_run_left_pending_records")),
     )
     schedule = None
     if any(facts.one(metric) is not None for metric in (
@@ -352,7 +386,8 @@ def _batch(name: str, found: list[tuple[str, dict[str, str], float]], reports: l
     if level is None:
         runs_unknown = not run.known and any(s.source.startswith("runs:") or s.source.startswith("fleet:")
                                              for s in sources)
-        level = "unknown" if runs_unknown else ("info" if severities else "ok")
+        # a latest run whose status the status map cannot tell is never "ok"
+        level = "unknown" if runs_unknown or run.status == "unknown" else ("info" if severities else "ok")
     shown = mask_path(name)  # a fleet's job names come from its run table
     if config_path is not None:
         command = f"batch-exporter rerun-check -c {shlex.quote(config_path)} {shlex.quote(shown)}"
@@ -403,14 +438,16 @@ def _source(report: SourceReport, zone: ZoneInfo, now: float) -> SourceStatus:
 def _conditions(name: str, facts: _Facts, run: RunStatus, schedule: ScheduleStatus | None,
                 checks: tuple[CheckStatus, ...], logs: tuple[LogStatus, ...], sources: tuple[SourceStatus, ...],
                 now: float, base: str) -> tuple[Condition, ...]:
+    """Each rule's expression read on the latest samples (its `for` left out: it may still be pending)."""
     found: list[Condition] = []
 
     def add(alert: str, severity: str, summary: str) -> None:
         found.append(Condition(alert, severity, summary, f"{base}/{alert}.md"))
 
-    if run.status == "failed":
+    # BatchRunFailed joins the status on the start timestamp: no start sample, no alert
+    if run.status == "failed" and facts.one("batch_run_last_start_timestamp_seconds") is not None:
         add("BatchRunFailed", "critical", "The latest run failed" +
-            (f" (status {run.code!r} in the run table)." if run.code else " (its status code is empty)."))
+            (f' (status "{run.code}" in the run table).' if run.code else " (its status code is empty)."))
     reruns = [(run.attempts, f"its latest business date {run.business_date}" if run.business_date
                else "its latest business date")]
     if run.earlier_key is not None:
@@ -418,37 +455,98 @@ def _conditions(name: str, facts: _Facts, run: RunStatus, schedule: ScheduleStat
     for attempts, what in reruns:
         if attempts is not None and attempts >= 2:
             if run.idempotent:
-                add("BatchRerunDetected", "info", f"{attempts} runs for {what}; the batch is idempotent.")
+                add("BatchRerunDetected", "info", f"{attempts} runs for {what}; the batch is configured as "
+                                                  "idempotent: check that the re-run was deliberate.")
             else:
                 add("BatchRerunOfNonIdempotentBatch", "critical",
                     f"{attempts} runs for {what}, and the batch is not "
-                    f"{'known to be ' if run.idempotent is None else ''}safe to re-run.")
-    if run.left_pending_records:
+                    f"{'known to be ' if run.idempotent is None else 'configured as '}idempotent.")
+    if run.left_pending_records is not None and run.left_pending_records > 0:
         add("BatchRunLeftPendingRecords", "critical",
             f"{run.left_pending_records:.0f} records left pending by an attempt that is no longer in progress.")
-    failed = [check.check for check in checks if check.ok is False]
+    failed = [check.check for check in checks if check.ok is False and check.value is not None]
     if failed:
         add("BatchCheckFailed", "critical", f"Out of bounds: {', '.join(failed)}.")
     limit = run.max_duration_seconds if run.max_duration_seconds and run.max_duration_seconds > 0 else None
-    if limit is not None and run.running_seconds is not None and run.running_seconds > limit:
+    too_long = limit is not None and run.running_seconds is not None and run.running_seconds > limit
+    if too_long:
         dead = f"; {run.presumed_dead} presumed dead" if run.presumed_dead else ""
         add("BatchRunTooLong", "critical",
-            f"Running for {how_long(run.running_seconds)}, over its maximum of {how_long(limit)}{dead}.")
+            f"Running for {how_long(run.running_seconds or 0)}, over its maximum of {how_long(limit or 0)}{dead}.")
     elif (limit is not None and not run.running and run.last_duration_seconds is not None
           and run.last_duration_seconds > limit):
         add("BatchRunTooLong", "warning",
             f"The latest run took {how_long(run.last_duration_seconds)}, over its maximum of {how_long(limit)}.")
+    _usual_conditions(facts, run, too_long, add)
     _schedule_conditions(facts, run, schedule, now, add)
-    for log in logs:
-        live = log.files[0] if log.files else None
-        if live is not None and live.ratio is not None and live.ratio >= NEAR_LIMIT_WARNING:
-            add("BatchLogFileNearSizeLimit", "critical" if live.ratio >= NEAR_LIMIT_CRITICAL else "warning",
-                f"Log {log.log} ({live.path}) is at {live.ratio:.0%} of its size limit.")
+    _log_conditions(facts, run, now, add)
+    if run.status == "success":
+        evidence = [f"log {mask_path(labels['log'])} gained {value:.0f} lines matching {labels['pattern']}"
+                    for labels, value in facts.all("batch_run_latest_log_matches")
+                    if ERROR_PATTERN.fullmatch(labels.get("pattern", "")) and value > 0]
+        evidence += [f"check {check} is out of its bounds ({check.value:g})" for check in checks
+                     if check.ok is False and check.value is not None]
+        if evidence:
+            add("BatchSuccessContradicted", "warning",
+                "The latest run is recorded as successful, but " + "; ".join(evidence) + ".")
     down = [source for source in sources if source.polled and not source.up]
     if down:
         add("BatchExporterSourceDown", "warning", "Failing: " + ", ".join(
             f"{source.source} ({source.reason})" for source in down) + "; their last good data is shown.")
+    stale = [source for source in sources if source.up and source.last_success is not None
+             and now - source.last_success.epoch > STALE_SNAPSHOT_SECONDS]
+    if stale:
+        add("BatchExporterSnapshotStale", "warning", "No poll completed for a long time: " + ", ".join(
+            f"{source.source} (last {source.last_success.ago if source.last_success else ''})" for source in stale)
+            + "; what it shows is that old.")
     return tuple(found)
+
+
+def _usual(facts: _Facts, quantile: str) -> float | None:
+    found = [value for labels, value in facts.all("batch_run_usual_duration_seconds")
+             if labels.get("quantile") == quantile]
+    return _finite(found[0]) if found else None
+
+
+def _usual_conditions(facts: _Facts, run: RunStatus, too_long: bool, add: Any) -> None:
+    """The usual duration is exported once runs.min_history runs back it: its latest value decides."""
+    p90 = _usual(facts, "0.9")
+    if (p90 is not None and run.running_seconds is not None and not too_long
+            and run.running_seconds > FAR_LONGER_FACTOR * p90):
+        add("BatchRunFarLongerThanUsual", "warning",
+            f"Running for {how_long(run.running_seconds)}, over twice the {how_long(p90)} that 9 in 10 of its "
+            "recent successful runs took.")
+    median = _usual(facts, "0.5")
+    if (median is not None and run.status == "success" and run.last_duration_seconds is not None
+            and run.last_duration_seconds < SUSPICIOUSLY_FAST_FACTOR * median):
+        add("BatchRunSuspiciouslyFast", "warning",
+            f"The latest run succeeded after {how_long(run.last_duration_seconds)}, under a tenth of its usual "
+            f"{how_long(median)}: it may have processed nothing.")
+
+
+def _log_conditions(facts: _Facts, run: RunStatus, now: float, add: Any) -> None:
+    limits = {labels["log"]: value for labels, value in facts.all("batch_log_file_size_limit_bytes")}
+    sizes = {(labels["log"], labels["path"]): value for labels, value in facts.all("batch_log_file_size_bytes")}
+    written: dict[str, dict[str, float]] = {}
+    for labels, value in facts.all("batch_log_file_modified_timestamp_seconds"):
+        written.setdefault(labels["log"], {})[labels["path"]] = value
+    for log in sorted(written):
+        last = max(written[log].values())
+        limit = limits.get(log)
+        # the live file(s): those written last, as the rule's `== max without (path)`; the worst of them
+        ratios = [(sizes[log, path] / limit, path) for path, at in written[log].items()
+                  if at == last and limit is not None and limit > 0 and (log, path) in sizes
+                  and math.isfinite(sizes[log, path])]
+        if ratios:
+            ratio, path = max(ratios)
+            if ratio >= NEAR_LIMIT_WARNING:
+                add("BatchLogFileNearSizeLimit", "critical" if ratio >= NEAR_LIMIT_CRITICAL else "warning",
+                    f"Log {mask_path(log)} ({mask_path(path)}) is at {ratio:.0%} of its size limit.")
+        if (run.running_seconds is not None and run.running_seconds > SILENT_LOG_SECONDS
+                and now - last > SILENT_LOG_SECONDS):
+            add("BatchLogSilentWhileRunning", "warning",
+                f"Running for {how_long(run.running_seconds)}, but log {mask_path(log)} was last written "
+                f"{ago(last, now)}: its writer may have stopped, or the run is stuck.")
 
 
 def _schedule_conditions(facts: _Facts, run: RunStatus, schedule: ScheduleStatus | None, now: float,
@@ -458,21 +556,56 @@ def _schedule_conditions(facts: _Facts, run: RunStatus, schedule: ScheduleStatus
     if schedule.paused:
         add("BatchSchedulePaused", "warning", "The scheduler has the job paused: no run is expected.")
     expected = facts.one("batch_schedule_last_expected_timestamp_seconds")
-    grace = facts.one("batch_schedule_grace_seconds") or 0.0
+    grace = facts.one("batch_schedule_grace_seconds")
     watched = facts.one("batch_schedule_watched_since_timestamp_seconds")
-    start = run.last_start.epoch if run.last_start is not None else None
-    if expected is not None and now > expected + grace:
-        never = not run.attempts and watched is not None and expected >= watched
-        if (start is not None and start < expected - grace) or (start is None and never):
-            add("BatchRunMissed", "critical",
-                f"Expected to start {ago(expected, now)} and no run has started since.")
+    start = facts.one("batch_run_last_start_timestamp_seconds")
+    success = facts.one("batch_run_last_success_timestamp_seconds")
+    attempts = facts.one("batch_run_attempts")
+    if expected is None or grace is None:
+        return
+    # the rules' "no run (success) at all, for a start expected since the exporter began watching"
+    watched_since = watched is not None and expected >= watched
+    # attempts 0: the run table was read and holds no run; no sample: it was not read yet (unknown)
+    started_before = start is not None and start != 0 and start < expected - grace
+    if now > expected + grace and (started_before or (watched_since and attempts == 0)):
+        add("BatchRunMissed", "critical", f"Expected to start {ago(expected, now)} and no run has started since.")
+    max_duration = facts.one("batch_run_max_duration_seconds")
+    success_deadline = expected + grace + (max_duration if max_duration is not None else 0.0)
+    if success is not None and success != 0 and now > success_deadline and success < expected - grace:
+        add("BatchNoRecentSuccess", "critical",
+            f"No success since its start expected {ago(expected, now)} should have succeeded; the latest "
+            f"success ended {ago(success, now)}.")
     deadline = facts.one("batch_schedule_finish_deadline_timestamp_seconds")
-    if deadline is not None and expected is not None and now > deadline:
-        success = run.last_success.epoch if run.last_success is not None else None
-        never = (success is None and run.attempts is not None and watched is not None and expected >= watched)
-        if (success is not None and success < expected - grace) or never:
+    if deadline is None:
+        return
+    succeeded = success is not None and success != 0
+    if now > deadline:
+        if (succeeded and success is not None and success < expected - grace) or (
+                watched_since and attempts is not None and not succeeded):
             add("BatchFinishDeadlineMissed", "critical",
                 f"Not succeeded by its finish deadline, passed {ago(deadline, now)}.")
+        return
+    if success is not None and success >= expected - grace:
+        return
+    projected = _projected_end(facts, run, start, expected - grace, now)
+    if projected is not None and projected > deadline:
+        add("BatchFinishDeadlineAtRisk", "warning",
+            f"At its usual pace it ends {ago(projected, now)}, after its finish deadline {ago(deadline, now)}.")
+
+
+def _projected_end(facts: _Facts, run: RunStatus, start: float | None, due: float, now: float) -> float | None:
+    """batch:batch_run_projected_end_timestamp_seconds: a run in progress ends at max(start + median, now)
+    plus the usual spread; a start that is due and not made, as if it started now."""
+    median, p90 = _usual(facts, "0.5"), _usual(facts, "0.9")
+    if p90 is None:
+        return None
+    if run.running is not None and run.running > 0:
+        if start is None or median is None:
+            return None
+        return max(start + median, now) + (p90 - median)
+    if start is not None and start < due:
+        return now + p90
+    return None
 
 
 # --- JSON ----------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ whole, and a meta refresh in <noscript> reloads it every 5 minutes.
 """
 from __future__ import annotations
 
+import math
 from html import escape
 
 from .status_model import BatchStatus, Moment, Status, how_long
@@ -166,7 +167,7 @@ def _bytes(value: float | None) -> str:
 
 
 def _number(value: float | int | None) -> str:
-    if value is None:
+    if value is None or not math.isfinite(value):
         return "?"
     return f"{value:.0f}" if float(value).is_integer() else f"{value:g}"
 
@@ -271,7 +272,8 @@ def _facts(batch: BatchStatus) -> str:
             attempts += f"; {run.earlier_key[1]} for the earlier {_t(run.earlier_key[0])}, re-run after it"
         rows.append(("Attempts", attempts))
     rows.append(("Idempotent", "unknown" if run.idempotent is None else
-                 ("yes: a re-run is harmless" if run.idempotent else "<strong>no</strong>: a re-run may do harm")))
+                 ("yes: configured as idempotent" if run.idempotent
+                  else "<strong>no</strong>: not configured as idempotent, a re-run may do harm")))
     limit = f"max_duration {how_long(run.max_duration_seconds)}" if run.max_duration_seconds else "no max_duration"
     if run.running:
         dead = f", {run.presumed_dead} presumed dead" if run.presumed_dead else ""
