@@ -89,7 +89,8 @@ def test_batches_come_worst_first() -> None:
     assert [c.alert for c in status.batches[1].conditions] == ["BatchRunFailed", "BatchRunLeftPendingRecords"]
     html = render_status_page(status).decode()
     rows = re.findall(r'<tr class="[a-z]+-row" data-batch="([^"]+)"', html)
-    assert rows == [name for name, _ in order]
+    assert rows == [name for name, level in order if level != "ok"]  # ok batches: names in a folded list
+    assert re.findall(r'<details id="ok-batches"><summary>.*?1 batch ok.*?<li>a-quiet</li>', html, flags=re.S)
 
 
 def test_times_are_shown_in_the_batch_s_own_zone_across_a_dst_change() -> None:
@@ -241,7 +242,7 @@ def test_missing_data_is_said_plainly() -> None:
     assert batch.level == "ok" and not batch.run.known and batch.conditions == ()
     assert batch.rerun_check is None and "not started from a configuration file" in batch.rerun_check_note
     page = render_status_page(status).decode()
-    assert "no run in the lookback window" in page
+    assert "<li>quiet</li>" in page  # ok: no card, and the JSON says what is missing
     assert json.loads(json.dumps(status.as_json()))["batches"][0]["run"] is None
     assert b"No batch is configured." in render_status_page(build_status([], [], now=NOW, zones={}))
 
@@ -406,11 +407,12 @@ def test_near_the_cap_is_the_worst_of_the_files_written_last() -> None:
 
 
 def test_pending_rows_not_known_are_not_nan() -> None:
-    run = runs("b", left_pending=float("nan"))
+    run = runs("b", left_pending=float("nan"), attempts=2, idempotent=True)  # info: it gets a card
     run = Snapshot(run.source, tuple(s for s in run.samples if s.name != "batch_run_pending_records")
                    + samples("b", "x", [("batch_run_pending_records", 3, {})]).samples)
     status = build([run], [up("runs:b")])
-    assert status.batches[0].level == "ok" and status.batches[0].conditions == ()
+    assert status.batches[0].level == "info"
+    assert [c.alert for c in status.batches[0].conditions] == ["BatchRerunDetected"]
     page = render_status_page(status).decode()
     assert "nan" not in page.lower()
     assert "? left pending by ended attempts, 3 pending in all" in page
@@ -422,3 +424,18 @@ def test_an_idempotent_batch_is_said_configured_so() -> None:
     status = build([runs("b", attempts=2, idempotent=True)], [up("runs:b")])
     page = render_status_page(status).decode()
     assert "configured as idempotent" in page and "harmless" not in page
+
+
+def test_batches_the_series_cap_hides_from_prometheus_are_named() -> None:
+    fleet = runs("job-1", source="fleet:big")
+    status = build([runs("card"), fleet, runs("quiet")], [up("runs:card"), up("runs:quiet"), up("fleet:big")],
+                   unexported=["fleet:big", "logfiles:card/sdk"])
+    assert status.unexported_batches == ("card", "job-1") and status.unexported_sources == (
+        "fleet:big", "logfiles:card/sdk")
+    page = render_status_page(status).decode()
+    banner = re.search(r'<div id="unexported".*?</div>', page, flags=re.S)
+    assert banner is not None and "Prometheus cannot alert on 2 batches" in banner.group(0)
+    assert "card, job-1" in banner.group(0) and "quiet" not in banner.group(0)
+    assert status.as_json()["unexported"] == {"sources": ["fleet:big", "logfiles:card/sdk"],
+                                              "batches": ["card", "job-1"]}
+    assert 'id="unexported"' not in render_status_page(build([runs("card")], [up("runs:card")])).decode()

@@ -3,11 +3,13 @@
 playwright) on the demo's data, as the exporter process serves it."""
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import shlex
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ from batch_exporter.config import load_config
 from batch_exporter.practice.demo import create_demo, demo_config_text
 from batch_exporter.service import ExporterService
 from batch_exporter.snapshot import SampleBuilder
+from batch_exporter.status_model import Status
 from batch_exporter.web import MetricsServer
 from batch_exporter.webconfig import WebConfig
 from exporter_process import running_exporter
@@ -41,42 +44,149 @@ class Clock:
         return self.now
 
 
+class Ticks:
+    """A monotonic clock moved by hand: the renders' rate limit."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[ExporterService]:
+def ticks() -> Ticks:
+    return Ticks()
+
+
+@pytest.fixture
+def service(tmp_path: Path, ticks: Ticks) -> Iterator[ExporterService]:
     paths = create_demo(tmp_path / "demo", now=NOW)
     paths.config.write_text(demo_config_text(paths.folder), encoding="utf-8")
     service = ExporterService(load_config(paths.config), config_path=paths.config, keep_log_state=False,
-                              clock=Clock())
+                              clock=Clock(), status_render_interval=5.0, monotonic=ticks)
     service.poll_once()
     yield service
     service.stop()
 
 
-def test_the_page_and_its_json_are_rendered_once_per_change_of_the_snapshots(service: ExporterService) -> None:
-    page, data = service.status_page(), service.status_json()
-    assert service.status_page() is page and service.status_json() is data  # no re-render: same bytes
-    store = service.exporter.store
+def change(service: ExporterService, attempts: int) -> None:
     builder = SampleBuilder()
-    builder.add("batch_run_attempts", 2, batch=FAILING)
-    store.record_success(builder.build("extra:test"), NOW.timestamp(), 0.0)
+    builder.add("batch_run_attempts", attempts, batch=FAILING)
+    service.exporter.store.record_success(builder.build("extra:test"), NOW.timestamp(), 0.0)
+
+
+def test_the_page_and_its_json_are_rendered_apart_when_asked_and_at_most_once_per_interval(
+        service: ExporterService, ticks: Ticks, monkeypatch: pytest.MonkeyPatch) -> None:
+    import batch_exporter.service as service_module
+    pages: list[int] = []
+    real = service_module.render_status_page
+
+    def counted(status: Status) -> bytes:
+        pages.append(1)
+        return real(status)
+
+    monkeypatch.setattr(service_module, "render_status_page", counted)
+    data = service.status_json()
+    assert pages == []  # the JSON alone renders no HTML
+    page = service.status_page()
+    assert pages == [1] and gzip.decompress(page.gzipped) == page.plain
+    assert service.status_page() is not None and service.status_page().plain is page.plain  # no re-render
+    change(service, 2)
+    ticks.now += 4.9
+    assert service.status_page().plain is page.plain and service.status_json().plain is data.plain  # too soon
+    ticks.now += 0.1
     changed = service.status_page()
-    assert changed != page and service.status_json() != data
-    assert service.status_page() is changed
-    store.record_failure("runs:card-authorization", "connect", 0.1, message="database unreachable", at=NOW.timestamp())
-    down = json.loads(service.status_json())
+    assert changed.plain != page.plain and service.status_json().plain != data.plain and pages == [1, 1]
+    assert service.status_page().plain is changed.plain
+    service.exporter.store.record_failure("runs:card-authorization", "connect", 0.1, message="database unreachable",
+                                          at=NOW.timestamp())
+    ticks.now += 5
+    down = json.loads(service.status_json().plain)
     [runs] = [s for b in down["batches"] for s in b["sources"] if s["source"] == "runs:card-authorization"]
     assert runs["state"] == "down (connect)" and runs["message"] == "database unreachable"
 
 
+def test_a_request_during_a_render_gets_the_previous_bytes(service: ExporterService, ticks: Ticks,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import batch_exporter.service as service_module
+    before = service.status_page().plain
+    rendering, release = threading.Event(), threading.Event()
+    real = service_module.render_status_page
+
+    def slow(status: Status) -> bytes:
+        rendering.set()
+        assert release.wait(30)
+        return real(status)
+
+    monkeypatch.setattr(service_module, "render_status_page", slow)
+    change(service, 3)
+    ticks.now += 5
+    worker = threading.Thread(target=service.status_page)
+    worker.start()
+    try:
+        assert rendering.wait(30)
+        assert service.status_page().plain is before  # not blocked: the previous page
+    finally:
+        release.set()
+        worker.join(30)
+    assert service.status_page().plain != before
+
+
+def test_the_page_is_gzipped_and_framed_by_no_one_unless_the_web_config_says_otherwise(
+        service: ExporterService) -> None:
+    answers = {}
+    for name, config in (("default", None), ("own", WebConfig(headers={"X-Frame-Options": "sameorigin"}))):
+        server = MetricsServer("127.0.0.1:0", service, config)
+        server.start()
+        try:
+            answers[name] = (request(server.port, "/", headers={"Accept-Encoding": "gzip"}),
+                             request(server.port, "/api/v1/status", headers={"Accept-Encoding": "gzip"}),
+                             request(server.port, "/"))
+        finally:
+            server.shutdown()
+    (status, headers, body), (_, json_headers, json_body), (_, plain_headers, plain) = answers["default"]
+    assert status == 200 and headers["Content-Encoding"] == "gzip" and gzip.decompress(body) == plain
+    assert "Content-Encoding" not in plain_headers and plain == service.status_page().plain
+    assert json_headers["Content-Encoding"] == "gzip" and json.loads(gzip.decompress(json_body))["batches"]
+    assert headers["X-Content-Type-Options"] == "nosniff" and json_headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["X-Frame-Options"] == "DENY"
+    policy = headers["Content-Security-Policy"]
+    assert "default-src 'none'" in policy and "'unsafe-inline'" not in policy and "frame-ancestors 'none'" in policy
+    own = answers["own"][0][1]
+    assert own.get_all("X-Frame-Options") == ["sameorigin"]  # the configured header, not both
+
+
+def test_the_page_names_the_batches_the_series_cap_leaves_out_of_metrics(tmp_path: Path) -> None:
+    paths = create_demo(tmp_path / "demo", now=NOW)
+    text = demo_config_text(paths.folder).replace("global:\n", "global:\n  max_series: 100\n", 1)
+    paths.config.write_text(text, encoding="utf-8")
+    service = ExporterService(load_config(paths.config), config_path=paths.config, keep_log_state=False, clock=Clock())
+    try:
+        service.poll_once()
+        dropped = service.exporter.store.view().cap
+        assert dropped is not None and dropped.dropped_sources  # the cap does leave sources out here
+        data = json.loads(service.status_json().plain)
+        assert data["unexported"]["sources"] == list(dropped.dropped_sources)
+        assert data["unexported"]["batches"]
+        page = service.status_page().plain.decode()
+        assert "Prometheus cannot alert on" in page and data["unexported"]["batches"][0] in page
+    finally:
+        service.stop()
+
+
 def test_json_and_page_say_the_same(service: ExporterService) -> None:
-    data = json.loads(service.status_json())
-    page = service.status_page().decode()
+    data = json.loads(service.status_json().plain)
+    page = service.status_page().plain.decode()
     assert data["config"] == str(service.config_path)
     assert {b["batch"] for b in data["batches"]} == {FAILING, HEALTHY}
     for batch in data["batches"]:
         assert batch["time_zone"] == "Asia/Tokyo"
         assert batch["rerun_check"] == f"batch-exporter rerun-check -c {service.config_path} {batch['batch']}"
-        assert batch["rerun_check"] in page
+        if batch["level"] == "ok":  # a name in the folded list of ok batches, no card
+            assert f"<li>{batch['batch']}</li>" in page and f'id="batch-{batch["batch"]}"' not in page
+        else:
+            assert batch["rerun_check"] in page
         for condition in batch["conditions"]:
             assert condition["runbook_url"] in page
 
@@ -104,7 +214,7 @@ def test_served_behind_the_same_tls_and_basic_auth_as_metrics(service: ExporterS
         server.shutdown()
     status, headers, body = answers["/"]
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
-    assert body == service.status_page() and FAILING.encode() in body
+    assert body == service.status_page().plain and FAILING.encode() in body
     status, headers, body = answers["/api/v1/status"]
     assert status == 200 and headers["Content-Type"] == "application/json"
     assert json.loads(body)["batches"]
@@ -191,7 +301,7 @@ def same_shape(documented: object, served: object, where: str = "") -> None:
 
 def test_the_documented_json_has_the_served_keys(service: ExporterService) -> None:
     [example] = doc_blocks("json")
-    served = json.loads(service.status_json())
+    served = json.loads(service.status_json().plain)
     documented = json.loads(example)
     card = [b for b in served["batches"] if b["batch"] == FAILING]
     served["batches"] = card  # the documented batch, with its logs and sources
@@ -210,7 +320,7 @@ def test_the_documented_chat_bot_filter_runs_on_the_served_json(service: Exporte
         builder.add("batch_run_last_status", 1.0 if name == "failed" else 0.0, batch="bot-demo", status=name)
     builder.add("batch_run_last_start_timestamp_seconds", NOW.timestamp() - 600, batch="bot-demo")  # as the rule
     store.record_success(builder.build("extra:bot"), NOW.timestamp(), 0.0)
-    result = subprocess.run(["jq", "-r", program], input=service.status_json(), capture_output=True, timeout=30)
+    result = subprocess.run(["jq", "-r", program], input=service.status_json().plain, capture_output=True, timeout=30)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode().splitlines()
     assert "bot-demo: BatchRunFailed; before a re-run: null" in lines

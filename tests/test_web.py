@@ -24,6 +24,7 @@ from batch_exporter.web import (
     BasicAuth,
     ListenAddressError,
     MetricsServer,
+    Page,
     accepts_gzip,
     parse_listen_address,
 )
@@ -60,11 +61,11 @@ class FakeEndpoints:
     def is_ready(self) -> bool:
         return self.ready
 
-    def status_page(self) -> bytes:
-        return STATUS_PAGE
+    def status_page(self) -> Page:
+        return Page(STATUS_PAGE, gzip.compress(STATUS_PAGE))
 
-    def status_json(self) -> bytes:
-        return STATUS_JSON
+    def status_json(self) -> Page:
+        return Page(STATUS_JSON, gzip.compress(STATUS_JSON))
 
 
 @contextmanager

@@ -209,9 +209,13 @@ class Status:
     version: str
     config_path: str | None
     batches: tuple[BatchStatus, ...] = field(default_factory=tuple)
+    # the series cap's doing: sources left out of /metrics, and the batches whose series they hold
+    unexported_sources: tuple[str, ...] = ()
+    unexported_batches: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
         return {"generated": self.generated.as_json(), "version": self.version, "config": self.config_path,
+                "unexported": {"sources": list(self.unexported_sources), "batches": list(self.unexported_batches)},
                 "batches": [_batch_json(batch) for batch in self.batches]}
 
 
@@ -263,12 +267,14 @@ def moment(epoch: float | None, zone: ZoneInfo, now: float) -> Moment | None:
 def build_status(snapshots: Iterable[Snapshot], sources: Sequence[SourceReport], *, now: float,
                  zones: Mapping[str, str], fleet_zones: Mapping[str, str] | None = None,
                  config_path: str | None = None, version: str = "",
-                 rerun_batches: Iterable[str] = (), runbook_base_url: str = RUNBOOK_BASE_URL) -> Status:
+                 rerun_batches: Iterable[str] = (), runbook_base_url: str = RUNBOOK_BASE_URL,
+                 unexported: Iterable[str] = ()) -> Status:
     """The page of every batch the snapshots name (and every configured batch in `zones`, with or
     without samples), worst first.
 
     `zones`: each configured batch's time zone; `fleet_zones`: each fleet's, for the jobs it exports;
-    `rerun_batches`: the batches `rerun-check` accepts (the configured ones), given `config_path`."""
+    `rerun_batches`: the batches `rerun-check` accepts (the configured ones), given `config_path`;
+    `unexported`: the sources the series cap left out of the exposition (Prometheus cannot alert on them)."""
     fleet_zones = fleet_zones or {}
     samples: dict[str, list[tuple[str, dict[str, str], float]]] = {name: [] for name in zones}
     fleet_of: dict[str, str] = {}
@@ -298,7 +304,16 @@ def build_status(snapshots: Iterable[Snapshot], sources: Sequence[SourceReport],
         batches.append(_batch(name, found, by_batch.get(name, []), ZoneInfo(zone_name), zone_name, now,
                               config_path if name in rerun else None, fleet_of.get(name), runbook_base_url))
     batches.sort(key=_worst_first)
-    return Status(Moment(now, local_time(now, ZoneInfo("UTC")), "now"), version, config_path, tuple(batches))
+    left_out = sorted(set(unexported))
+    hidden: set[str] = set()
+    for source in left_out:
+        kind, _, rest = source.partition(":")
+        if kind == "fleet":
+            hidden.update(batch for batch, fleet in fleet_of.items() if fleet == rest)
+        else:
+            hidden.add(rest.split("/", 1)[0])
+    return Status(Moment(now, local_time(now, ZoneInfo("UTC")), "now"), version, config_path, tuple(batches),
+                  tuple(mask_path(source) for source in left_out), tuple(sorted(mask_path(b) for b in hidden)))
 
 
 def _worst_first(batch: BatchStatus) -> tuple[int, int, int, str]:

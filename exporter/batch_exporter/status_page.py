@@ -3,7 +3,8 @@
 Everything inline (no external asset: the host may have no internet), every text HTML-escaped (batch,
 log and check names and failure reasons can hold anything), readable on a phone (viewport, stacked
 tables) and in dark mode (prefers-color-scheme). The page refreshes itself with a small inline script:
-every 30 s, plus or minus 20 % so that open tabs drift apart, it fetches `/` again and swaps the
+every 30 s, plus or minus 20 % so that open tabs drift apart, it fetches `./` (the page itself, relative
+to its own address, whatever the browser's path holds) again and swaps the
 content in; it stops while the tab is hidden (and refreshes once when it is shown again), and after a
 failure waits twice as long each time, up to 10 minutes. It fetches the page rather than the JSON so
 that there is one renderer, this one, with its escaping and masking. Without script the page is still
@@ -11,6 +12,8 @@ whole, and a meta refresh in <noscript> reloads it every 5 minutes.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import math
 from html import escape
 
@@ -20,8 +23,11 @@ REFRESH_SECONDS = 30
 MAX_BACKOFF_SECONDS = 600
 NOSCRIPT_REFRESH_SECONDS = 300
 FILES_SHOWN = 3  # per log, the most recently written first (a glob may match hundreds)
+# A fleet may hold thousands of jobs: cards go to the batches that are not ok, the worst first, up to this
+# many; the others not ok get their overview row only, and every ok batch is a name in a folded list.
+CARDS_SHOWN = 100
 
-_STYLE = """
+STYLE = """
 :root{--bg:#fff;--fg:#1b1f23;--muted:#57606a;--line:#d0d7de;--card:#f6f8fa;--code:#eaeef2;
 --critical:#b3261e;--critical-bg:#fde7e5;--warning:#8a5300;--warning-bg:#fff4d6;--info:#0b5cad;
 --info-bg:#e3efff;--ok:#1a7f37;--ok-bg:#dcf5e3;--unknown:#57606a;--unknown-bg:#eaeef2;--link:#0b5cad}
@@ -61,6 +67,9 @@ section.batch.ok{border-left-color:var(--ok)}
 section.batch.unknown{border-left-color:var(--unknown)}
 .todo{border:1px solid var(--line);border-radius:6px;padding:6px 10px;margin:6px 0;background:var(--bg)}
 .todo ul{margin:4px 0;padding-left:20px}
+.banner.critical{border-color:var(--critical);background:var(--critical-bg)}
+details{margin:8px 0}
+ul.ok-names{columns:16em;margin:4px 0;padding-left:20px;font-size:.9em}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:6px 0}
 dl.facts dt{color:var(--muted)}
 dl.facts dd{margin:0}
@@ -76,7 +85,7 @@ dl.facts dd{margin:0}
 
 # Every time shown has data-epoch; once a refresh has read the server's Date header the script keeps
 # "… ago" current from it (the server's clock, not the phone's).
-_SCRIPT = """
+SCRIPT = """
 (function () {
   "use strict";
   var base = REFRESH_MS, maxWait = MAX_WAIT_MS, failures = 0, timer = null, skew = null;
@@ -108,7 +117,7 @@ _SCRIPT = """
     });
   }
   function refresh() {
-    fetch(location.pathname, {cache: "no-store", credentials: "same-origin", headers: {"Accept": "text/html"}})
+    fetch("./", {cache: "no-store", credentials: "same-origin", headers: {"Accept": "text/html"}})
       .then(function (r) {
         if (!r.ok) { throw new Error("HTTP " + r.status); }
         var date = r.headers.get("Date");
@@ -144,6 +153,20 @@ _SCRIPT = """
 """.replace("REFRESH_MS", str(REFRESH_SECONDS * 1000)).replace("MAX_WAIT_MS", str(MAX_BACKOFF_SECONDS * 1000))
 
 
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
+
+
+# Served with the page (a web config's header of the same name replaces one): nothing but the page's own
+# inline style and script runs, it fetches only its own origin, and no other site may frame it.
+CONTENT_SECURITY_POLICY = (f"default-src 'none'; style-src {_sha256(STYLE)}; script-src {_sha256(SCRIPT)}; "
+                           "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+                           "frame-ancestors 'none'")
+PAGE_HEADERS = (("Content-Security-Policy", CONTENT_SECURITY_POLICY), ("X-Content-Type-Options", "nosniff"),
+                ("X-Frame-Options", "DENY"))
+JSON_HEADERS = (("X-Content-Type-Options", "nosniff"),)
+
+
 def _t(text: object) -> str:
     return escape(str(text), quote=True)
 
@@ -176,32 +199,51 @@ def render_status_page(status: Status, title: str = "batch-exporter") -> bytes:
     """The whole page, UTF-8."""
     trouble = [b for b in status.batches if b.level in ("critical", "warning")]
     heading = (f"{len(trouble)} in trouble" if trouble else "all quiet") + f" of {len(status.batches)}"
+    shown = [b for b in status.batches if b.level != "ok"]
     parts = [
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
         "<meta name=\"color-scheme\" content=\"light dark\">\n",
         f"<noscript><meta http-equiv=\"refresh\" content=\"{NOSCRIPT_REFRESH_SECONDS}\"></noscript>\n",
-        f"<title>{_t(title)}: {_t(heading)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n",
+        f"<title>{_t(title)}: {_t(heading)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
         f"<header>\n<h1>{_t(title)}</h1>\n<p class=\"meta\">",
         f"Version {_t(status.version)}. " if status.version else "",
-        "From the exporter's latest snapshots (no Prometheus needed). ",
+        "From the exporter's latest snapshots (no Prometheus needed); each condition is an alert rule read "
+        "now, without its <code>for</code>. ",
         "<span id=\"refresh-note\">Reload the page to refresh.</span></p>\n",
         "<nav><a href=\"api/v1/status\">JSON</a><a href=\"metrics\">Metrics</a>"
         "<a href=\"-/healthy\">Health</a><a href=\"-/ready\">Readiness</a></nav>\n</header>\n",
         "<main id=\"status\">\n",
         f"<p class=\"meta\">As of {_when(status.generated)}. {_t(heading)}.</p>\n",
-        _overview(status),
-        *(_card(batch) for batch in status.batches),
-        "</main>\n<script>", _SCRIPT, "</script>\n</body>\n</html>\n",
+        _unexported(status),
+        _overview(status, shown),
+        *(_card(batch) for batch in shown[:CARDS_SHOWN]),
+        _more_cards(len(shown)),
+        "</main>\n<script>", SCRIPT, "</script>\n</body>\n</html>\n",
     ]
     return "".join(parts).encode("utf-8")
 
 
-def _overview(status: Status) -> str:
+def _unexported(status: Status) -> str:
+    """The banner of the series cap: batches whose series Prometheus does not get cannot page."""
+    if not status.unexported_sources:
+        return ""
+    names = status.unexported_batches
+    listed = ", ".join(_t(name) for name in names[:CARDS_SHOWN])
+    more = f" and {len(names) - CARDS_SHOWN} more" if len(names) > CARDS_SHOWN else ""
+    return ("<div id=\"unexported\" class=\"todo banner critical\">\n<h3>Prometheus cannot alert on "
+            f"{len(names)} batch{'es' if len(names) != 1 else ''}</h3>\n"
+            f"<p>The series cap (<code>global.max_series</code>) left {len(status.unexported_sources)} "
+            "source(s) out of <code>/metrics</code> (<code>batch_exporter_series_dropped</code>): no alert rule "
+            f"sees them, only this page does. Batches: <strong class=\"unexported\">{listed}</strong>{more}.</p>\n"
+            "</div>\n")
+
+
+def _overview(status: Status, shown: list[BatchStatus]) -> str:
     if not status.batches:
         return "<p>No batch is configured.</p>\n"
     rows = []
-    for batch in status.batches:
+    for batch in shown:
         run = batch.run
         last = (f"{_t(run.status)}" + (f" <code>{_t(run.code)}</code>" if run.code is not None else "")
                 if run.status is not None else '<span class="muted">no run</span>')
@@ -215,8 +257,28 @@ def _overview(status: Status) -> str:
             f"<td data-label=\"last run\">{last}</td>"
             f"<td data-label=\"attempts\" class=\"attempts\">{_number(run.attempts)}</td>"
             f"<td data-label=\"conditions\">{what}</td></tr>\n")
-    return ("<table id=\"overview\" class=\"stack\"><thead><tr><th>batch</th><th>level</th><th>last run</th>"
-            "<th>attempts</th><th>conditions</th></tr></thead><tbody>\n" + "".join(rows) + "</tbody></table>\n")
+    table = ("<table id=\"overview\" class=\"stack\"><thead><tr><th>batch</th><th>level</th><th>last run</th>"
+             "<th>attempts</th><th>conditions</th></tr></thead><tbody>\n" + "".join(rows) + "</tbody></table>\n"
+             if rows else "")
+    return table + _ok_list([b for b in status.batches if b.level == "ok"])
+
+
+def _ok_list(ok: list[BatchStatus]) -> str:
+    """Every ok batch by name only, folded: a fleet's thousands of quiet jobs cost a few bytes each."""
+    if not ok:
+        return ""
+    names = "".join(f"<li>{_t(batch.batch)}</li>" for batch in sorted(ok, key=lambda b: b.batch))
+    count = f"{len(ok):,}"
+    return (f"<details id=\"ok-batches\"><summary><span class=\"badge ok\">ok</span> {count} "
+            f"batch{'es' if len(ok) != 1 else ''} ok: nothing holds that an alert pages for</summary>\n"
+            f"<ul class=\"ok-names\">{names}</ul>\n</details>\n")
+
+
+def _more_cards(shown: int) -> str:
+    if shown <= CARDS_SHOWN:
+        return ""
+    return (f"<p class=\"muted\" id=\"more-cards\">{shown - CARDS_SHOWN} more batches are not ok: their rows are "
+            "above, their details in <a href=\"api/v1/status\">the JSON</a>.</p>\n")
 
 
 def _card(batch: BatchStatus) -> str:

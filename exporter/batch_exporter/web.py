@@ -69,6 +69,16 @@ class ConnectionLimits:
     password_checks_per_client: int = 2  # per client address; more are refused with 429
 
 
+@dataclass(frozen=True)
+class Page:
+    """A pre-rendered answer: its bytes, their gzip, and the headers it asks for (a web config's header of
+    the same name wins over them)."""
+
+    plain: bytes
+    gzipped: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
 class Endpoints(Protocol):
     """What the server serves; both calls must be cheap and must not block on I/O."""
 
@@ -80,11 +90,11 @@ class Endpoints(Protocol):
         """True once every source has completed a first poll."""
         ...
 
-    def status_page(self) -> bytes:
-        """The status page (HTML), rendered from the latest snapshots once per change of them."""
+    def status_page(self) -> Page:
+        """The status page (HTML), rendered from the latest snapshots beforehand or at most now."""
         ...
 
-    def status_json(self) -> bytes:
+    def status_json(self) -> Page:
         """The status page's data as JSON."""
         ...
 
@@ -372,9 +382,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return HTTPStatus.OK, gzipped, METRICS_CONTENT_TYPE, (("Content-Encoding", "gzip"), _VARY)
             return HTTPStatus.OK, plain, METRICS_CONTENT_TYPE, (_VARY,)
         if path == "/":
-            return HTTPStatus.OK, endpoints.status_page(), "text/html; charset=utf-8", (_NO_CACHE,)
+            return self._page(endpoints.status_page(), "text/html; charset=utf-8")
         if path == "/api/v1/status":
-            return HTTPStatus.OK, endpoints.status_json(), "application/json", (_NO_CACHE,)
+            return self._page(endpoints.status_json(), "application/json")
         if path == "/-/healthy":
             return HTTPStatus.OK, b"OK\n", _TEXT, ()
         if path == "/-/ready":
@@ -382,6 +392,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return HTTPStatus.OK, b"Ready\n", _TEXT, ()
             return HTTPStatus.SERVICE_UNAVAILABLE, b"Not ready: sources have not all been polled yet\n", _TEXT, ()
         return HTTPStatus.NOT_FOUND, b"Not found\n", _TEXT, ()
+
+    def _page(self, page: Page, content_type: str) -> tuple[HTTPStatus, bytes, str, tuple[tuple[str, str], ...]]:
+        configured = {name.lower() for name, _ in self.server.security.headers}
+        own = tuple((name, value) for name, value in page.headers if name.lower() not in configured)
+        if accepts_gzip(self.headers.get("Accept-Encoding")):
+            return HTTPStatus.OK, page.gzipped, content_type, (("Content-Encoding", "gzip"), _VARY, _NO_CACHE, *own)
+        return HTTPStatus.OK, page.plain, content_type, (_VARY, _NO_CACHE, *own)
 
     def _reply(self, status: HTTPStatus, body: bytes, send_body: bool = True,
                content_type: str = _TEXT, extra: tuple[tuple[str, str], ...] = ()) -> None:
