@@ -46,12 +46,14 @@ _SERVER = """
 import sys, gzip, time
 sys.path.insert(0, {exporter!r})
 from pathlib import Path
-from batch_exporter.web import MetricsServer
+from batch_exporter.web import MetricsServer, Page
 from batch_exporter.webconfig import load_web_config
 payload = b"up 1\\n" * 1000
 class Endpoints:
     def metrics_payload(self): return payload, gzip.compress(payload)
     def is_ready(self): return True
+    def status_page(self): return Page(b"<!DOCTYPE html>", gzip.compress(b"<!DOCTYPE html>"))
+    def status_json(self): return Page(b"{{}}", gzip.compress(b"{{}}"))
 server = MetricsServer("127.0.0.1:0", Endpoints(), load_web_config(Path({web!r})))
 server.start()
 print(server.port, flush=True)

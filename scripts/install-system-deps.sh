@@ -4,6 +4,10 @@ set -euo pipefail
 packages=(unixodbc odbc-postgresql odbc-mariadb prometheus prometheus-alertmanager mtail wrk prometheus-sql-exporter faketime)
 # The second engine (tests/test_vmalert.py): VictoriaMetrics with vmagent and vmalert, one Debian package.
 packages+=(victoria-metrics)
+# The status page in a real browser (tests/test_status_page.py, scripts/status_screenshot.py): Debian's chromium,
+# driven by playwright from PyPI (which never downloads a browser here), a font so that screenshots of a
+# minimal image show letters rather than boxes, and jq for the documented bot filter.
+packages+=(chromium fonts-dejavu-core jq)
 # The container test (tests/test_container.py): podman with runc, its network plugins and iptables for
 # published ports, debootstrap for a base image when no container registry is reachable.
 packages+=(podman runc containernetworking-plugins iptables debootstrap)

@@ -547,6 +547,11 @@ def how_tested(block: Block) -> str | None:
             return "each Alertmanager's command in tests/test_ha_paging.py, moved to loopback"
     if doc == "scaling.md" and block.lang == "text":
         return "a drawing of the topology for 100,000 batches, not a command"
+    if doc == "status-page.md":
+        if block.lang == "json":
+            return "tests/test_status_page.py compares its keys with the JSON the exporter serves"
+        if block.lang == "sh":
+            return "tests/test_status_page.py runs its jq filter on the JSON the exporter serves"
     if doc == "fleet.md":
         return ("tests/test_fleet.py runs every block: the configuration loaded, the SQL compared with the statements "
                 "sent, the commands parsed, the Prometheus configuration checked by promtool")

@@ -24,6 +24,7 @@ from batch_exporter.web import (
     BasicAuth,
     ListenAddressError,
     MetricsServer,
+    Page,
     accepts_gzip,
     parse_listen_address,
 )
@@ -40,6 +41,8 @@ from tls_material import (
 pytestmark = pytest.mark.timeout(60)
 
 PAYLOAD = b"".join(b'batch_run_last_status{batch="card-auth-%d",status="success"} 1\n' % i for i in range(500))
+STATUS_PAGE = b"<!DOCTYPE html><title>status</title>\n"
+STATUS_JSON = b'{"batches": []}\n'
 PASSWORD = "s3cret pass"
 CLIENT_TIMEOUT = 10  # a bound on a hang, not a speed check
 
@@ -58,11 +61,17 @@ class FakeEndpoints:
     def is_ready(self) -> bool:
         return self.ready
 
+    def status_page(self) -> Page:
+        return Page(STATUS_PAGE, gzip.compress(STATUS_PAGE))
+
+    def status_json(self) -> Page:
+        return Page(STATUS_JSON, gzip.compress(STATUS_JSON))
+
 
 @contextmanager
 def serving(web_config: WebConfig | None = None, endpoints: FakeEndpoints | None = None,
             address: str = "127.0.0.1:0") -> Iterator[MetricsServer]:
-    server = MetricsServer(address, endpoints or FakeEndpoints(), web_config, title="batch-exporter", version="9.9.9")
+    server = MetricsServer(address, endpoints or FakeEndpoints(), web_config)
     server.start()
     try:
         yield server
@@ -190,20 +199,24 @@ def test_one_keep_alive_connection_serves_many_requests() -> None:
     assert len(local_ports) == 1
 
 
-def test_landing_page_health_readiness_and_unknown_paths() -> None:
+def test_status_page_json_health_readiness_and_unknown_paths() -> None:
     endpoints = FakeEndpoints()
     with serving(endpoints=endpoints) as server:
         landing = request(server.port, "/")
+        status_json = request(server.port, "/api/v1/status")
+        other_api = [request(server.port, path) for path in ("/api/v1/status/", "/api/v1", "/api/v1/statusx",
+                                                               "/index.html", "/status")]
         healthy = request(server.port, "/-/healthy")
         not_ready = request(server.port, "/-/ready")
         endpoints.ready = True
         ready = request(server.port, "/-/ready")
         missing = request(server.port, "/metricsx")
         with_query = request(server.port, "/metrics?debug=1")
-    assert landing[0] == 200 and landing[1]["Content-Type"].startswith("text/html")
-    for fragment in (b"<title>batch-exporter</title>", b"9.9.9", b'href="metrics"', b'href="-/healthy"',
-                     b'href="-/ready"'):
-        assert fragment in landing[2]
+    assert landing[0] == 200 and landing[1]["Content-Type"] == "text/html; charset=utf-8"
+    assert landing[2] == STATUS_PAGE and landing[1]["Cache-Control"] == "no-cache"
+    assert status_json[0] == 200 and status_json[1]["Content-Type"] == "application/json"
+    assert status_json[2] == STATUS_JSON and status_json[1]["Cache-Control"] == "no-cache"
+    assert [status for status, _, _ in other_api] == [404] * 5
     assert healthy[:1] == (200,) and healthy[2] == b"OK\n"
     assert not_ready[0] == 503
     assert ready[0] == 200
@@ -404,12 +417,14 @@ def test_basic_auth_accepts_the_right_password_and_refuses_the_rest(password_has
             request(server.port, headers={"Authorization": "Bearer " + PASSWORD}),
             request(server.port, "/-/healthy"),
             request(server.port, "/"),
+            request(server.port, "/api/v1/status"),
+            request(server.port, "/api/v1/status", headers=basic("prometheus", "wrong")),
         ]
     assert good[0] == 200 and good[2] == PAYLOAD
     for status, headers, body in refused:
         assert status == 401
         assert headers["WWW-Authenticate"] == "Basic"
-        assert PAYLOAD not in body
+        assert PAYLOAD not in body and STATUS_PAGE not in body and STATUS_JSON not in body
 
 
 def test_tls_with_basic_auth(material: TLSMaterial, password_hash: str) -> None:
@@ -417,6 +432,11 @@ def test_tls_with_basic_auth(material: TLSMaterial, password_hash: str) -> None:
     with serving(config) as server:
         assert request(server.port, tls=client_context(material), headers=basic("prometheus", PASSWORD))[0] == 200
         assert request(server.port, tls=client_context(material))[0] == 401
+        for path, body in (("/", STATUS_PAGE), ("/api/v1/status", STATUS_JSON)):
+            assert request(server.port, path, tls=client_context(material),
+                           headers=basic("prometheus", PASSWORD))[::2] == (200, body)
+            assert request(server.port, path, tls=client_context(material))[0] == 401
+            assert request(server.port, path)[0] == 400  # plain HTTP to the TLS port, as for /metrics
 
 
 def test_accepted_credentials_are_remembered_but_failures_are_not(

@@ -108,12 +108,13 @@ class Poller:
         except SourceError as exc:
             duration = time.monotonic() - started
             log.warning("source %s failed (%s): %s", name, exc.reason, exc)
-            self._store.record_failure(name, exc.reason, duration, exc.snapshot)
+            self._store.record_failure(name, exc.reason, duration, exc.snapshot, message=str(exc), at=time.time())
             return False
         except Exception:  # a bug in a source must not stop the others
             duration = time.monotonic() - started
             log.exception("source %s failed unexpectedly", name)
-            self._store.record_failure(name, "internal", duration)
+            self._store.record_failure(name, "internal", duration, at=time.time(),
+                                       message="an unexpected error (see the exporter's log)")
             return False
         self._store.record_success(snapshot, time.time(), time.monotonic() - started)
         # the poll's rows and the snapshot it replaced are garbage now

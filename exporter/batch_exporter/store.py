@@ -8,7 +8,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import __version__, freed_memory
 from .metrics import BY_NAME, CONTRACT
@@ -46,6 +46,9 @@ class SourceHealth:
     last_success: float | None = None
     poll_duration: float = 0.0
     errors: dict[str, int] = field(default_factory=dict)
+    last_error: str | None = None  # the reason of the latest failed poll (a word such as 'connect')
+    last_error_message: str = ""  # its message, for a person (the status page); never a label
+    last_failure: float | None = None  # when it failed
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,20 @@ class View:
     snapshots: tuple[Snapshot, ...]
     health: tuple[tuple[str, SourceHealth], ...]
     cap: SeriesCap | None = None
+
+
+@dataclass(frozen=True)
+class Latest:
+    """Every snapshot and every source's health as of one store version (not capped), sources in
+    configuration order."""
+
+    version: int
+    snapshots: tuple[Snapshot, ...]
+    health: tuple[tuple[str, SourceHealth], ...]
+
+
+def _copy(health: SourceHealth) -> SourceHealth:
+    return replace(health, errors=dict(health.errors))
 
 
 def cap_series(snapshots: Mapping[str, Snapshot], sources: Sequence[str],
@@ -177,9 +194,11 @@ class Store:
             health.poll_duration = duration
             self._version += 1
 
-    def record_failure(self, source: str, reason: str, duration: float, partial: Snapshot | None = None) -> None:
+    def record_failure(self, source: str, reason: str, duration: float, partial: Snapshot | None = None, *,
+                       message: str = "", at: float | None = None) -> None:
         """Mark the source down. A `partial` snapshot (what the failed poll could still measure)
-        replaces the previous one; without it the last good snapshot stays (marked by source_up 0)."""
+        replaces the previous one; without it the last good snapshot stays (marked by source_up 0).
+        `message` and `at` (when it failed) are kept for the status page."""
         with self._lock:
             if partial is not None:
                 if partial.source != source:
@@ -189,6 +208,7 @@ class Store:
             health.up, health.polled = False, True
             health.poll_duration = duration
             health.errors[reason] = health.errors.get(reason, 0) + 1
+            health.last_error, health.last_error_message, health.last_failure = reason, message, at
             self._version += 1
 
     def all_polled(self) -> bool:
@@ -200,8 +220,7 @@ class Store:
         before: tuple[str, ...] | None = None
         with self._lock:
             health = tuple(
-                (name, SourceHealth(h.up, h.polled, h.last_success, h.poll_duration, dict(h.errors)))
-                for name, h in sorted(self._health.items())
+                (name, _copy(h)) for name, h in sorted(self._health.items())
             )
             if self._capped_version != self._version:
                 previous = self._capped[1].dropped_sources
@@ -213,6 +232,13 @@ class Store:
         if before is not None:
             _report_dropped(before, cap)
         return View(snapshots, health, cap)
+
+    def latest(self) -> Latest:
+        """Every source's latest snapshot and health, whatever the series cap left out, with the version
+        they are of: what the status page is built from."""
+        with self._lock:
+            return Latest(self._version, tuple(self._snapshots[name] for name in sorted(self._snapshots)),
+                          tuple((name, _copy(h)) for name, h in self._health.items()))
 
     def payload(self) -> tuple[bytes, bytes]:
         """The exposition and its gzip form (see the class docstring for when it is re-rendered)."""

@@ -1,4 +1,5 @@
-"""The HTTP server: pre-rendered /metrics, health and readiness, optional TLS and bcrypt basic auth.
+"""The HTTP server: pre-rendered /metrics and status page, health and readiness, optional TLS and bcrypt
+basic auth.
 
 A scrape only copies bytes the caller rendered beforehand (`Endpoints.metrics_payload`), so it never
 waits on a database. One thread per connection with HTTP/1.1 keep-alive and Nagle disabled; TLS is
@@ -18,7 +19,6 @@ import binascii
 import contextlib
 import hashlib
 import hmac
-import html
 import ipaddress
 import logging
 import os
@@ -48,6 +48,7 @@ DEFAULT_PORT = 10117
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _TEXT = "text/plain; charset=utf-8"
 _VARY = ("Vary", "Accept-Encoding")
+_NO_CACHE = ("Cache-Control", "no-cache")
 HANDSHAKE_TIMEOUT_SECONDS = 10.0
 # Prometheus keeps a scrape connection open between scrapes; idle longer than this and it is closed.
 IDLE_TIMEOUT_SECONDS = 120.0
@@ -68,6 +69,16 @@ class ConnectionLimits:
     password_checks_per_client: int = 2  # per client address; more are refused with 429
 
 
+@dataclass(frozen=True)
+class Page:
+    """A pre-rendered answer: its bytes, their gzip, and the headers it asks for (a web config's header of
+    the same name wins over them)."""
+
+    plain: bytes
+    gzipped: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
 class Endpoints(Protocol):
     """What the server serves; both calls must be cheap and must not block on I/O."""
 
@@ -77,6 +88,14 @@ class Endpoints(Protocol):
 
     def is_ready(self) -> bool:
         """True once every source has completed a first poll."""
+        ...
+
+    def status_page(self) -> Page:
+        """The status page (HTML), rendered from the latest snapshots beforehand or at most now."""
+        ...
+
+    def status_json(self) -> Page:
+        """The status page's data as JSON."""
         ...
 
 
@@ -268,19 +287,6 @@ class _Security:
         )
 
 
-def _landing_page(title: str, version: str) -> bytes:
-    name = html.escape(title)
-    version_line = f"<p>Version {html.escape(version)}</p>\n" if version else ""
-    return (
-        f"<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"><title>{name}</title></head>\n<body>\n"
-        f"<h1>{name}</h1>\n{version_line}<ul>\n"
-        "<li><a href=\"metrics\">Metrics</a></li>\n"
-        "<li><a href=\"-/healthy\">Health</a></li>\n"
-        "<li><a href=\"-/ready\">Readiness</a></li>\n"
-        "</ul>\n</body>\n</html>\n"
-    ).encode()
-
-
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
@@ -376,7 +382,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return HTTPStatus.OK, gzipped, METRICS_CONTENT_TYPE, (("Content-Encoding", "gzip"), _VARY)
             return HTTPStatus.OK, plain, METRICS_CONTENT_TYPE, (_VARY,)
         if path == "/":
-            return HTTPStatus.OK, self.server.landing_page, "text/html; charset=utf-8", ()
+            return self._page(endpoints.status_page(), "text/html; charset=utf-8")
+        if path == "/api/v1/status":
+            return self._page(endpoints.status_json(), "application/json")
         if path == "/-/healthy":
             return HTTPStatus.OK, b"OK\n", _TEXT, ()
         if path == "/-/ready":
@@ -384,6 +392,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return HTTPStatus.OK, b"Ready\n", _TEXT, ()
             return HTTPStatus.SERVICE_UNAVAILABLE, b"Not ready: sources have not all been polled yet\n", _TEXT, ()
         return HTTPStatus.NOT_FOUND, b"Not found\n", _TEXT, ()
+
+    def _page(self, page: Page, content_type: str) -> tuple[HTTPStatus, bytes, str, tuple[tuple[str, str], ...]]:
+        configured = {name.lower() for name, _ in self.server.security.headers}
+        own = tuple((name, value) for name, value in page.headers if name.lower() not in configured)
+        if accepts_gzip(self.headers.get("Accept-Encoding")):
+            return HTTPStatus.OK, page.gzipped, content_type, (("Content-Encoding", "gzip"), _VARY, _NO_CACHE, *own)
+        return HTTPStatus.OK, page.plain, content_type, (_VARY, _NO_CACHE, *own)
 
     def _reply(self, status: HTTPStatus, body: bytes, send_body: bool = True,
                content_type: str = _TEXT, extra: tuple[tuple[str, str], ...] = ()) -> None:
@@ -505,13 +520,12 @@ class _HTTPServer(ThreadingHTTPServer):
     # On Windows SO_REUSEADDR lets a second process take over a bound port; elsewhere it only skips TIME_WAIT.
     allow_reuse_address = os.name != "nt"
 
-    def __init__(self, host: str, port: int, endpoints: Endpoints, security: _Security, landing_page: bytes,
+    def __init__(self, host: str, port: int, endpoints: Endpoints, security: _Security,
                  limits: ConnectionLimits) -> None:
         family, bind_host = _bind_target(host, port)
         self.address_family = family
         self.endpoints = endpoints
         self.security = security
-        self.landing_page = landing_page
         self.limits = limits
         self.slots = _Slots(limits.max_connections)
         self._stop_requested = threading.Event()
@@ -669,17 +683,16 @@ def _bind_target(host: str, port: int) -> tuple[socket.AddressFamily, str]:
 
 
 class MetricsServer:
-    """Serves /metrics, /, /-/healthy and /-/ready on one address, in background threads."""
+    """Serves /metrics, / (the status page), /api/v1/status, /-/healthy and /-/ready on one address, in
+    background threads."""
 
     def __init__(self, listen_address: str, endpoints: Endpoints, web_config: WebConfig | None = None, *,
-                 title: str = "batch-exporter", version: str = "",
                  limits: ConnectionLimits = ConnectionLimits()) -> None:
         self.listen_address = listen_address
         self._host, self.port = parse_listen_address(listen_address)
         self._endpoints = endpoints
         self._limits = limits
         self._security = _Security.from_config(web_config, limits)
-        self._landing_page = _landing_page(title, version)
         self._server: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -688,8 +701,7 @@ class MetricsServer:
         if self._server is not None:
             raise RuntimeError("server already started")
         try:
-            server = _HTTPServer(self._host, self.port, self._endpoints, self._security, self._landing_page,
-                                 self._limits)
+            server = _HTTPServer(self._host, self.port, self._endpoints, self._security, self._limits)
         except OSError as exc:
             raise OSError(exc.errno, f"cannot listen on {self.listen_address}: {exc.strerror or exc}") from None
         self._server = server

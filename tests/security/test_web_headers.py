@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_exporter.web import MetricsServer
+from batch_exporter.web import MetricsServer, Page
 from batch_exporter.webconfig import WebConfig, WebConfigError, header_problems, load_web_config
 
 pytestmark = pytest.mark.timeout(60)
@@ -24,6 +24,12 @@ class Endpoints:
 
     def is_ready(self) -> bool:
         return True
+
+    def status_page(self) -> Page:
+        return Page(b"<!DOCTYPE html><title>status</title>\n", gzip.compress(b"<!DOCTYPE html><title>status</title>\n"))
+
+    def status_json(self) -> Page:
+        return Page(b"{}\n", gzip.compress(b"{}\n"))
 
 
 @contextmanager

@@ -19,7 +19,7 @@ import bcrypt
 import pytest
 
 from batch_exporter import web
-from batch_exporter.web import AuthBusy, BasicAuth, ConnectionLimits, MetricsServer
+from batch_exporter.web import AuthBusy, BasicAuth, ConnectionLimits, MetricsServer, Page
 from batch_exporter.webconfig import TLSConfig, WebConfig
 from tls_material import TLSMaterial, make_material, openssl_available
 
@@ -36,6 +36,12 @@ class Endpoints:
 
     def is_ready(self) -> bool:
         return False
+
+    def status_page(self) -> Page:
+        return Page(b"<!DOCTYPE html><title>status</title>\n", gzip.compress(b"<!DOCTYPE html><title>status</title>\n"))
+
+    def status_json(self) -> Page:
+        return Page(b"{}\n", gzip.compress(b"{}\n"))
 
 
 @contextmanager

@@ -32,7 +32,6 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from ... import __version__
 from ...business_calendar import BusinessCalendar, CalendarSchedule
 from ...config import CalendarConfig, Config, load_config
 from ...schedule import CronSchedule
@@ -317,7 +316,7 @@ class DrillWorld:
         self._service = service
         if not serve:
             return None
-        self._server = MetricsServer("127.0.0.1:0", service, None, version=__version__)
+        self._server = MetricsServer("127.0.0.1:0", service, None)
         self._server.start()
         service.start()
         return f"127.0.0.1:{self._server.port}"
