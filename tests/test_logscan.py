@@ -741,3 +741,28 @@ def test_file_over_4_gib_is_scanned_from_its_saved_offset(tmp_path: Path) -> Non
         b"0001 INFO start\n0002 ERROR past 4 GiB\n0003 INFO end\n"
     )
     assert got["batch_log_unread_bytes"] == 0 and log.stat().st_size > 2**32
+
+
+def test_a_count_that_fails_half_way_adds_nothing_and_the_next_poll_counts_each_line_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "app.log"
+    log.write_bytes(b"")
+    source = LogScanSource("b", "app", LogCfg(path=str(log)), None)
+    source.poll()
+    log.write_bytes(b"x ERROR 451\nWARN\n" * 5000)  # several chunks: the failure comes after some counted
+    real = follower_module.LineScanner.count_block
+    calls = [0]
+
+    def fail_on_the_second(self: follower_module.LineScanner, *args: object) -> None:
+        calls[0] += 1
+        real(self, *args)  # type: ignore[arg-type]
+        if calls[0] == 2:
+            raise RuntimeError("the matcher failed (out of memory)")
+
+    monkeypatch.setattr(follower_module.LineScanner, "count_block", fail_on_the_second, raising=True)
+    monkeypatch.setattr(follower_module, "CHUNK_BYTES", 4096)
+    with pytest.raises(RuntimeError):
+        source.poll()
+    got = values(source.poll())
+    assert (got["batch_log_lines_total"], got["batch_log_matches_total[error]"],
+            got["batch_log_matches_total[warn]"]) == (10000, 5000, 5000)

@@ -140,3 +140,14 @@ def test_what_is_refused() -> None:
     assert found is not None and found.exact
     looser = superset(r"a(?=b)\d", "utf-8")
     assert looser is not None and not looser.exact
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [(r"[^\x00-\x7f][^\x00-\x7f]", 3), (r"\w\W", 3), (r"^[^\x00-\x7f]{2}$", 1)],
+)
+def test_a_codec_whose_one_span_gives_two_characters_keeps_the_plain_path(pattern: str, expected: int) -> None:
+    # big5hkscs decodes 0x88 0x62 to two characters (Ê and U+0304): a span per character would miss them
+    data = b"\x88\x62\nx\x88\x62y\n\x88\x62\x88\x62\n"
+    assert high_span("big5hkscs") is None
+    assert count(data, "big5hkscs", pattern, []) == (3, expected, False)

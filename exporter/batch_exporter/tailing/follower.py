@@ -292,14 +292,33 @@ class FileSetFollower:
         tracked.held_length, tracked.held_matches = 0, ()
 
     def _scan(self, tracked: TrackedFile, f: io.FileIO, size: int) -> None:
-        """Read from the file's position up to `size` in chunks, counting complete lines."""
+        """Read from the file's position up to `size` in chunks, counting complete lines. What it counts
+        reaches the totals only with the new position: should a read or a count raise half-way, the file
+        and the totals are as they were, and the next poll reads the same bytes once."""
         scanner = tracked.scanner
         assert scanner is not None
+        entry = (tracked.skipping, tracked.held_length, tracked.held_matches)
+        counts = Counts(matches=[0] * len(self.totals.counts.matches))
+        try:
+            read = self._scan_counting(tracked, scanner, f, size, counts)
+        except BaseException:
+            tracked.skipping, tracked.held_length, tracked.held_matches = entry
+            raise
+        totals = self.totals
+        totals.read_bytes += read
+        totals.counts.lines += counts.lines
+        totals.counts.oversized += counts.oversized
+        for index, added in enumerate(counts.matches):
+            totals.counts.matches[index] += added
+
+    def _scan_counting(self, tracked: TrackedFile, scanner: LineScanner, f: io.FileIO, size: int,
+                       counts: Counts) -> int:
+        """_scan's reading into `counts`; moves the file's position and returns the bytes read."""
         tracked.held_length, tracked.held_matches = 0, ()  # a restored held line is read again now
         enc = scanner.encoding
         unit = enc.unit
         limit = self._patterns.max_line_bytes
-        counts = self.totals.counts
+        read = 0
         buf = self._get_buffer()
         kept = len(tracked.partial)
         buf[:kept] = tracked.partial
@@ -317,30 +336,31 @@ class FileSetFollower:
                     newline = enc.find_newline(buf, 0, end)
                     if newline < 0:
                         kept = end % unit  # keep a split code unit for the next read
-                        self.totals.read_bytes += end - kept
+                        read += end - kept
                         buf[:kept] = buf[end - kept : end]
                         continue
                     start = newline + unit
                     tracked.skipping = False
-                    self.totals.read_bytes += start
+                    read += start
                 last = enc.rfind_newline(buf, start, end)
                 if last >= 0:
                     stop = last + unit
                     scanner.count_block(buf, start, stop, counts)
-                    self.totals.read_bytes += stop - start
+                    read += stop - start
                     start = stop
                 rest = end - start
                 if rest > limit:
                     scanner.count_long_head(buf, start, counts)
                     tracked.skipping = True
                     kept = rest % unit
-                    self.totals.read_bytes += rest - kept
+                    read += rest - kept
                     buf[:kept] = buf[end - kept : end]
                 else:
                     buf[:rest] = buf[start:end]
                     kept = rest
         tracked.partial = bytes(buf[:kept])
         tracked.offset = pos - kept
+        return read
 
     def _get_buffer(self) -> bytearray:
         if self._buffer is None:

@@ -75,12 +75,13 @@ def high_span(codec: str) -> str | None:
     for lead in range(128, 256):
         for trail in range(256):
             seq = bytes([lead, trail])
+            strict = True
             try:
                 text = seq.decode(name)
             except UnicodeDecodeError as exc:
                 if exc.start == 0 and ("incomplete" in exc.reason or "truncated" in exc.reason or exc.end > 2):
                     return None  # longer sequences exist
-                text = seq.decode(name, "replace")
+                text, strict = seq.decode(name, "replace"), False  # each replacement stands for its own bytes
             # A two-byte sequence must never give an ASCII character except its own ASCII trail byte.
             if any(ch.isascii() for ch in text) and not (
                 len(text) == 2 and text[1] == chr(trail) and not text[0].isascii()
@@ -88,7 +89,18 @@ def high_span(codec: str) -> str | None:
                 return None
             if len(text) == 1:
                 single = False
+            elif strict and (len(text) > 2 or (len(text) == 2 and not text[1].isascii()
+                                               and not _each_alone(seq, text, name))):
+                return None  # one span gives two characters (big5hkscs's 0x8862): a span per character fails
     return r"[\x80-\xff]" if single else r"[\x80-\xff][^\n]?"
+
+
+def _each_alone(seq: bytes, text: str, codec: str) -> bool:
+    """Whether the two characters `seq` decodes to come from its two bytes one by one."""
+    try:
+        return seq[:1].decode(codec) == text[0] and seq[1:].decode(codec) == text[1]
+    except UnicodeDecodeError:
+        return False
 
 
 def superset(pattern: str, codec: str) -> Superset | None:
