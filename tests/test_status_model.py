@@ -82,7 +82,7 @@ def test_batches_come_worst_first() -> None:
     status = build(snapshots, reports)
     order = [(b.batch, b.level) for b in status.batches]
     assert order == [("d-blind-rerun", "critical"), ("g-left-pending", "critical"), ("c-failed", "critical"),
-                     ("b-source-down", "warning"), ("e-never-polled", "unknown"), ("f-idempotent-rerun", "info"),
+                     ("b-source-down", "warning"), ("e-never-polled", "warning"), ("f-idempotent-rerun", "info"),
                      ("a-quiet", "ok")]
     # a re-run of a batch that is not idempotent outranks a failure; between two failed runs, the one
     # that also left rows pending comes first
@@ -179,12 +179,14 @@ def test_a_source_down_says_why_and_a_source_never_polled_says_so() -> None:
     assert card.batch == "card" and card.level == "warning"
     [condition] = card.conditions
     assert condition.alert == "BatchExporterSourceDown" and "runs:card (connect)" in condition.summary
+    assert "checks:card (not polled yet)" in condition.summary  # a first poll that hangs is down too
     by_name = {s.source: s for s in card.sources}
     assert by_name["runs:card"].state == "down (connect)"
     assert by_name["runs:card"].message.startswith("cannot open SQLite file")
     assert by_name["runs:card"].last_failure is not None and by_name["runs:card"].last_failure.ago == "15 s ago"
     assert by_name["checks:card"].state == "not polled yet" and by_name["checks:card"].reason is None
-    assert new.level == "unknown" and not new.run.known
+    assert new.level == "warning" and not new.run.known
+    assert [c.alert for c in new.conditions] == ["BatchExporterSourceDown"]
     page = render_status_page(status).decode()
     assert "down (connect)" in page and "unable to open database file" in page
     assert "no run in the lookback window, or the run table not read yet" in page
@@ -378,10 +380,24 @@ def test_finish_deadlines_missed_and_at_risk() -> None:
     assert alerts_of([running, schedule("b", NOW - 3000, deadline=NOW + 2400)]) == ("ok", {})
 
 
+def test_a_deadline_missed_by_a_batch_that_never_ran_needs_no_grace_and_the_deadline_instant_says_nothing(
+) -> None:
+    never = samples("b", "runs", [("batch_run_attempts", 0, {})])
+    no_grace = Snapshot("schedule:b", tuple(s for s in schedule("b", NOW - 1800, deadline=NOW - 600).samples
+                                            if s.name != "batch_schedule_grace_seconds"))
+    assert alerts_of([never, no_grace])[1] == {"BatchFinishDeadlineMissed": "critical"}  # the rule's second branch
+    started = with_samples(runs("b", start=NOW - 3000, end=None, status="running", running_seconds=3000),
+                           [("batch_run_last_success_timestamp_seconds", NOW - 86400, {}), *usual(300, 300)])
+    found = alerts_of([started, schedule("b", NOW - 600, grace=1800, deadline=NOW)])[1]
+    assert not {"BatchFinishDeadlineMissed", "BatchFinishDeadlineAtRisk"} & set(found)  # neither rule holds
+
+
 def test_a_run_table_not_read_yet_is_no_missed_run() -> None:
     reports = [up("schedule:b"), SourceReport("runs:b", up=False, polled=False)]
     [batch] = build([schedule("b", NOW - 3600)], reports).batches
-    assert batch.level == "unknown" and batch.conditions == ()
+    # no BatchRunMissed; the source not polled is down, as BatchExporterSourceDown sees it (source_up 0)
+    assert [(c.alert, c.summary) for c in batch.conditions] == [
+        ("BatchExporterSourceDown", "Failing: runs:b (not polled yet); their last good data is shown.")]
     never = samples("b", "runs", [("batch_run_attempts", 0, {})])  # read, and no run at all
     assert alerts_of([never, schedule("b", NOW - 3600)])[1] == {"BatchRunMissed": "critical"}
 

@@ -504,10 +504,12 @@ def _conditions(name: str, facts: _Facts, run: RunStatus, schedule: ScheduleStat
         if evidence:
             add("BatchSuccessContradicted", "warning",
                 "The latest run is recorded as successful, but " + "; ".join(evidence) + ".")
-    down = [source for source in sources if source.polled and not source.up]
+    # not up: failing, or never polled yet (a first poll that hangs is down too, as the rule sees it)
+    down = [source for source in sources if not source.up]
     if down:
         add("BatchExporterSourceDown", "warning", "Failing: " + ", ".join(
-            f"{source.source} ({source.reason})" for source in down) + "; their last good data is shown.")
+            f"{source.source} ({source.reason if source.polled else source.state})" for source in down)
+            + "; their last good data is shown.")
     stale = [source for source in sources if source.up and source.last_success is not None
              and now - source.last_success.epoch > STALE_SNAPSHOT_SECONDS]
     if stale:
@@ -576,31 +578,33 @@ def _schedule_conditions(facts: _Facts, run: RunStatus, schedule: ScheduleStatus
     start = facts.one("batch_run_last_start_timestamp_seconds")
     success = facts.one("batch_run_last_success_timestamp_seconds")
     attempts = facts.one("batch_run_attempts")
-    if expected is None or grace is None:
+    if expected is None:
         return
     # the rules' "no run (success) at all, for a start expected since the exporter began watching"
     watched_since = watched is not None and expected >= watched
-    # attempts 0: the run table was read and holds no run; no sample: it was not read yet (unknown)
-    started_before = start is not None and start != 0 and start < expected - grace
-    if now > expected + grace and (started_before or (watched_since and attempts == 0)):
-        add("BatchRunMissed", "critical", f"Expected to start {ago(expected, now)} and no run has started since.")
-    max_duration = facts.one("batch_run_max_duration_seconds")
-    success_deadline = expected + grace + (max_duration if max_duration is not None else 0.0)
-    if success is not None and success != 0 and now > success_deadline and success < expected - grace:
-        add("BatchNoRecentSuccess", "critical",
-            f"No success since its start expected {ago(expected, now)} should have succeeded; the latest "
-            f"success ended {ago(success, now)}.")
+    if grace is not None:  # the rules that compare with the grace fire only with its sample
+        # attempts 0: the run table was read and holds no run; no sample: it was not read yet (unknown)
+        started_before = start is not None and start != 0 and start < expected - grace
+        if now > expected + grace and (started_before or (watched_since and attempts == 0)):
+            add("BatchRunMissed", "critical",
+                f"Expected to start {ago(expected, now)} and no run has started since.")
+        max_duration = facts.one("batch_run_max_duration_seconds")
+        success_deadline = expected + grace + (max_duration if max_duration is not None else 0.0)
+        if success is not None and success != 0 and now > success_deadline and success < expected - grace:
+            add("BatchNoRecentSuccess", "critical",
+                f"No success since its start expected {ago(expected, now)} should have succeeded; the latest "
+                f"success ended {ago(success, now)}.")
     deadline = facts.one("batch_schedule_finish_deadline_timestamp_seconds")
     if deadline is None:
         return
     succeeded = success is not None and success != 0
-    if now > deadline:
-        if (succeeded and success is not None and success < expected - grace) or (
-                watched_since and attempts is not None and not succeeded):
+    if now >= deadline:  # at the deadline itself neither rule holds: at risk needs it ahead, missed past
+        late_success = grace is not None and succeeded and success is not None and success < expected - grace
+        if now > deadline and (late_success or (watched_since and attempts is not None and not succeeded)):
             add("BatchFinishDeadlineMissed", "critical",
                 f"Not succeeded by its finish deadline, passed {ago(deadline, now)}.")
         return
-    if success is not None and success >= expected - grace:
+    if grace is None or (success is not None and success >= expected - grace):
         return
     projected = _projected_end(facts, run, start, expected - grace, now)
     if projected is not None and projected > deadline:
