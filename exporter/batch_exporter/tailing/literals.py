@@ -21,13 +21,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 MIN_LITERAL_BYTES = 3  # shorter literals hit nearly every line: not worth a prefilter
 
 Literals = frozenset[str]
+_M = TypeVar("_M")  # what a literal set holds: the literal, or the literal and its case flag
 
 _IMPORT_FAILURE: str | None = None
 _REPEAT_NAMES = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
@@ -218,82 +219,60 @@ def _known(op: object) -> None:
 def _options(
     items: Iterable[tuple[Any, Any]], ignorecase: bool, char_ok: Callable[[str], bool]
 ) -> list[Literals]:
-    """Literal sets any match of this sequence of regex items must contain one member of."""
-    options: list[Literals] = []
-    run: list[str] = []
-
-    def flush() -> None:
-        if run:
-            options.append(frozenset({"".join(run)}))
-            run.clear()
-
-    for op, av in items:
-        _known(op)
-        if op is sre.LITERAL and not ignorecase and char_ok(chr(av)):
-            run.append(chr(av))
-            continue
-        flush()
-        if op is sre.SUBPATTERN:
-            _, add_flags, del_flags, sub = av
-            inner = (ignorecase or bool(add_flags & re.IGNORECASE)) and not del_flags & re.IGNORECASE
-            options.extend(_options(sub.data, inner, char_ok))
-        elif op is sre.ATOMIC_GROUP:
-            options.extend(_options(av.data, ignorecase, char_ok))
-        elif op is sre.BRANCH:
-            # One set per alternative (its best), joined: a match contains one of them whichever
-            # alternative it took.
-            chosen = []
-            for alternative in av[1]:
-                found = [opt for opt in _options(alternative.data, ignorecase, char_ok) if opt]
-                if not found:
-                    break
-                chosen.append(min(found, key=lambda opt: (-_min_bytes(opt), len(opt))))
-            else:
-                options.append(frozenset().union(*chosen))
-        elif op in _REPEATS:
-            low, _, sub = av
-            if low >= 1:
-                options.extend(_options(sub.data, ignorecase, char_ok))
-    flush()
-    return options
+    """Literal sets any match of this sequence of regex items must contain one member of: case-sensitive
+    runs of characters `char_ok` takes."""
+    return _walk(items, ignorecase, lambda ch, folded: not folded and char_ok(ch), lambda text, _: text,
+                 lambda opt: (-_min_bytes(opt), len(opt)))
 
 
 def _folded(items: Iterable[tuple[Any, Any]], ignorecase: bool) -> list[frozenset[tuple[str, bool]]]:
     """Literal sets (with their case flag) any match of this sequence of regex items contains one
     member of."""
-    options: list[frozenset[tuple[str, bool]]] = []
+    return _walk(items, ignorecase, lambda ch, folded: True, lambda text, folded: (text, folded),
+                 lambda opt: (-min(len(text) for text, _ in opt), len(opt)))
+
+
+def _walk(items: Iterable[tuple[Any, Any]], ignorecase: bool, takes: Callable[[str, bool], bool],
+          member: Callable[[str, bool], _M], best: Callable[[frozenset[_M]], tuple[int, int]]
+          ) -> list[frozenset[_M]]:
+    """The sets of required literals of a sequence of regex items: runs of the literal characters `takes`
+    (given whether case is ignored there), each made a set member by `member`; an alternation gives the
+    union of each alternative's `best` set (the one whose key is least)."""
+    options: list[frozenset[_M]] = []
     run: list[str] = []
 
     def flush() -> None:
         if run:
-            options.append(frozenset({("".join(run), ignorecase)}))
+            options.append(frozenset({member("".join(run), ignorecase)}))
             run.clear()
 
     for op, av in items:
         _known(op)
-        if op is sre.LITERAL:
+        if op is sre.LITERAL and takes(chr(av), ignorecase):
             run.append(chr(av))
             continue
         flush()
         if op is sre.SUBPATTERN:
             _, add_flags, del_flags, sub = av
             inner = (ignorecase or bool(add_flags & re.IGNORECASE)) and not del_flags & re.IGNORECASE
-            options.extend(_folded(sub.data, inner))
+            options.extend(_walk(sub.data, inner, takes, member, best))
         elif op is sre.ATOMIC_GROUP:
-            options.extend(_folded(av.data, ignorecase))
+            options.extend(_walk(av.data, ignorecase, takes, member, best))
         elif op is sre.BRANCH:
+            # One set per alternative (its best), joined: a match contains one of them whichever
+            # alternative it took.
             chosen = []
             for alternative in av[1]:
-                found = [opt for opt in _folded(alternative.data, ignorecase) if opt]
+                found = [opt for opt in _walk(alternative.data, ignorecase, takes, member, best) if opt]
                 if not found:
                     break
-                chosen.append(min(found, key=lambda opt: (-min(len(t) for t, _ in opt), len(opt))))
+                chosen.append(min(found, key=best))
             else:
                 options.append(frozenset().union(*chosen))
         elif op in _REPEATS:
             low, _, sub = av
             if low >= 1:
-                options.extend(_folded(sub.data, ignorecase))
+                options.extend(_walk(sub.data, ignorecase, takes, member, best))
     flush()
     return options
 
