@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import re
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from batch_exporter.tailing.encoding import resolve
 from batch_exporter.tailing.folding import case_variants, char_forms, option_needles
 from batch_exporter.tailing.literals import folded_options, pure_folded
 from batch_exporter.tailing.scanner import PatternSet
+from log_scan_config import LogCfg
 
 # Patterns with no case-sensitive literal: before, each decoded and searched the whole text.
 PATTERNS = {
@@ -59,15 +59,6 @@ def reference(data: bytes, codec: str, patterns: dict[str, str]) -> tuple[int, d
                 matches[name] += 1
     return len(lines), matches
 
-
-@dataclass
-class LogCfg:
-    path: str
-    patterns: dict[str, str] = field(default_factory=lambda: dict(PATTERNS))
-    encoding: str = "utf-8"
-    max_line_bytes: int = 1024 * 1024
-    size_limit: int = 4 * 1024**3
-    max_path_series: int = 20
 
 
 def test_case_variants_come_from_re_itself() -> None:
@@ -126,7 +117,7 @@ def test_needle_path_counts_what_decode_and_search_counts(
     data = ("\n".join(lines) + ("" if unterminated else "\n")).encode(encoding, "replace")
     path = tmp_path_factory.mktemp("fold") / "app.log"
     path.write_bytes(b"")
-    source = LogScanSource("b", "app", LogCfg(path=str(path), encoding=encoding), None)
+    source = LogScanSource("b", "app", LogCfg(path=str(path), patterns=dict(PATTERNS), encoding=encoding), None)
     unit = 2 if encoding.startswith("utf-16") else 1
     offsets = sorted({min(len(data), c - c % unit) for c in cuts} | {len(data)})
     written = 0

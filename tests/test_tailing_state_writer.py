@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -16,18 +15,12 @@ from batch_exporter.sources.errors import SourceError
 from batch_exporter.sources.logscan import LogScanSource
 from batch_exporter.tailing import state as state_module
 from batch_exporter.tailing.state_writer import StateWriter
+from log_scan_config import LogCfg
 
 EXPORTER = Path(__file__).resolve().parents[1] / "exporter"
 
 
-@dataclass
-class LogCfg:
-    path: str
-    patterns: dict[str, str] = field(default_factory=lambda: {"error": "ERROR", "nocase": "(?i)warn"})
-    encoding: str = "utf-8"
-    max_line_bytes: int = 1024 * 1024
-    size_limit: int = 4 * 1024**3
-    max_path_series: int = 20
+PATTERNS = {"error": "ERROR", "nocase": "(?i)warn"}
 
 
 class FrozenClock:
@@ -81,7 +74,7 @@ def test_a_background_failure_is_reported_by_the_next_poll_and_written_again(
     log = tmp_path / "app.log"
     log.write_text("t1 ERROR a\n")
     writer = StateWriter(interval=3600, clock=FrozenClock())
-    source = LogScanSource("b", "app", LogCfg(path=str(log)), tmp_path / "state", writer=writer)
+    source = LogScanSource("b", "app", LogCfg(str(log), dict(PATTERNS)), tmp_path / "state", writer=writer)
     assert counts(source) == (1, 1, 0)  # the first save is written by the poll
     with log.open("a") as f:
         f.write("t2 WARN b\n")
@@ -109,14 +102,14 @@ def test_a_restart_in_the_same_process_resumes_from_the_latest_state(tmp_path: P
     log = tmp_path / "app.log"
     log.write_text("t1 ERROR a\n")
     writer = StateWriter(interval=3600, clock=FrozenClock())
-    first = LogScanSource("b", "app", LogCfg(path=str(log)), tmp_path / "state", writer=writer)
+    first = LogScanSource("b", "app", LogCfg(str(log), dict(PATTERNS)), tmp_path / "state", writer=writer)
     first.poll()
     with log.open("a") as f:
         f.write("t2 warn b\n")
     assert counts(first) == (2, 1, 1)  # its state waits in the writer
     os.truncate(log, 0)  # copytruncate while restarting: only the latest state knows line 2
     log.write_text("t3 ERROR c\n")
-    second = LogScanSource("b", "app", LogCfg(path=str(log)), tmp_path / "state", writer=writer)
+    second = LogScanSource("b", "app", LogCfg(str(log), dict(PATTERNS)), tmp_path / "state", writer=writer)
     assert counts(second) == (3, 2, 1)
 
 
@@ -160,6 +153,6 @@ def test_counts_stay_exact_after_the_process_is_killed_while_polling(tmp_path: P
     with log.open("a") as f:
         f.write("".join(lines[5000 + seed * 200 :]))
     assert any(state_dir.iterdir())  # it had saved before it was killed
-    resumed = LogScanSource("b", "app", LogCfg(path=str(log)), state_dir, writer=StateWriter())
+    resumed = LogScanSource("b", "app", LogCfg(str(log), dict(PATTERNS)), state_dir, writer=StateWriter())
     text = "".join(lines)
     assert counts(resumed) == (len(lines), text.count("ERROR"), text.lower().count("warn"))
