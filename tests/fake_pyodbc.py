@@ -1,6 +1,7 @@
 """Just enough of pyodbc for database.py's ODBC path, scripted by the test: every statement is recorded
 with the number of the connection it ran on and handed to `on_execute`, which may raise to fail it;
-the fetch calls answer what the test set."""
+the fetch calls answer what the test set; fetchmany takes rows from the statement's result as pyodbc does,
+an empty list once they are all taken."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -14,11 +15,13 @@ class FakePyodbc:
         pass
 
     def __init__(self, driver: str, *, on_execute: OnExecute | None = None, fetchone: tuple[object, ...] = (),
-                 fetchall: list[tuple[object, ...]] | None = None, description: object = (("one",),)) -> None:
+                 fetchall: list[tuple[object, ...]] | None = None, description: object = (("one",),),
+                 fetchmany: list[tuple[object, ...]] | None = None) -> None:
         self.driver = driver
         self.on_execute = on_execute
         self.fetchone_row = fetchone
         self.fetchall_rows = [(1,)] if fetchall is None else fetchall
+        self.fetchmany_rows = [(1,), (2,)] if fetchmany is None else fetchmany
         self.description = description
         self.connects = 0
         self.closed = 0
@@ -42,9 +45,11 @@ class _Cursor:
         self._fake = fake
         self._number = number
         self.description = fake.description
+        self._left: list[tuple[object, ...]] = []
 
     def execute(self, sql: str, *_: object) -> _Cursor:
         self._fake.executed.append((self._number, sql))
+        self._left = list(self._fake.fetchmany_rows)
         if self._fake.on_execute is not None:
             self._fake.on_execute(self._fake, self._number, sql)
         return self
@@ -56,7 +61,8 @@ class _Cursor:
         return self._fake.fetchall_rows
 
     def fetchmany(self, limit: int) -> list[tuple[object, ...]]:
-        return [(1,), (2,)][:limit]
+        taken, self._left = self._left[:limit], self._left[limit:]
+        return taken
 
     def cancel(self) -> None: ...
 

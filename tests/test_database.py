@@ -728,3 +728,102 @@ def test_postgresql_session_check_passes_with_psqlodbc_and_refuses_a_bare_sessio
                 postgresql.start_session(connection, 5, pyodbc.Error, "test")
         finally:
             connection.close()
+
+
+# --- query_batches: a result handed over batch by batch -------------------------------------------------
+
+
+def test_query_batches_sends_the_statement_once_and_hands_every_row_in_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows: list[tuple[object, ...]] = [(number,) for number in range(database.FETCH_BATCH * 2 + 7)]
+    fake = FakePyodbc("MariaDB Unicode", fetchone=("10.11.6-MariaDB",), fetchmany=rows)
+    monkeypatch.setattr(database, "_load_pyodbc", lambda name: fake)
+    db = open_database("scheduler", odbc="Driver={MariaDB Unicode};Server=db", query_timeout=5)
+    batches: list[list[tuple[object, ...]]] = []
+    db.query_batches("SELECT job FROM runs", (), batches.append)
+    assert [len(batch) for batch in batches] == [database.FETCH_BATCH, database.FETCH_BATCH, 7]
+    assert [row for batch in batches for row in batch] == rows
+    assert fake.statements.count("SELECT job FROM runs") == 1
+
+
+def test_query_batches_refuses_a_write_before_the_driver(sqlite_db: Database) -> None:
+    error = failure(sqlite_db.query_batches, "DELETE FROM batch_run", (), lambda rows: None)
+    assert error.reason == "query" and "statement refused" in str(error)
+
+
+def test_sqlite_query_batches_reads_what_query_reads(sqlite_db: Database, runs_file: Path) -> None:
+    batches: list[list[tuple[object, ...]]] = []
+    sqlite_db.query_batches("SELECT * FROM batch_run ORDER BY run_id", (), batches.append)
+    assert [row for batch in batches for row in batch] == sqlite_rows(runs_file)
+
+
+class Refused(Exception):
+    pass
+
+
+def _refuse(rows: list[tuple[object, ...]]) -> None:
+    raise Refused(len(rows))
+
+
+@pytest.mark.parametrize("odbc_db", odbc_params(), indirect=True)
+def test_query_batches_streams_a_large_result_and_survives_a_consumer_that_gives_up(
+    odbc_db: tuple[str, Database]
+) -> None:
+    kind, db = odbc_db
+    count = database.FETCH_BATCH * 3 + 11
+    numbers = {
+        "postgresql": f"SELECT n FROM generate_series(1, {count}) AS g(n) ORDER BY n",
+        "mariadb": f"SELECT seq FROM seq_1_to_{count} ORDER BY seq",
+    }[kind]
+    before = session_id(db, kind)
+    sizes: list[int] = []
+    seen: list[object] = []
+
+    def take(rows: list[tuple[object, ...]]) -> None:
+        sizes.append(len(rows))
+        seen.extend(row[0] for row in rows)
+
+    db.query_batches(numbers, (), take)
+    assert sizes == [database.FETCH_BATCH] * 3 + [11]
+    assert seen == list(range(1, count + 1))
+    # what the consumer raises reaches the caller; the statement (PostgreSQL: our cursor) is gone with it
+    with pytest.raises(Refused):
+        db.query_batches(numbers, (), _refuse)
+    sizes.clear()
+    seen.clear()
+    db.query_batches(numbers, (), take)
+    assert seen == list(range(1, count + 1))
+    assert session_id(db, kind) == before  # the same session throughout
+    assert server_session_state(kind, before) in ("idle", "Sleep")
+
+
+@pytest.mark.parametrize("odbc_db", odbc_params(), indirect=True)
+def test_query_batches_stops_at_the_deadline(odbc_db: tuple[str, Database]) -> None:
+    kind, db = odbc_db
+    error = failure(db.query_batches, SLEEP_SQL[kind], [5], lambda rows: None)
+    assert error.reason == "timeout"
+    assert db.query("SELECT 1") == [(1,)]
+
+
+@requires_odbc("postgresql")
+def test_postgresql_query_batches_fetches_through_a_cursor_of_its_own() -> None:
+    """psqlODBC buffers a whole result at execute; query_batches asks the server for a batch at a time."""
+    db = open_database("pg", odbc=odbc_connection_string("postgresql"), query_timeout=5)
+    try:
+        ident = session_id(db, "postgresql")
+        last_statements: list[str] = []
+
+        def take(rows: list[tuple[object, ...]]) -> None:
+            admin = admin_connection("postgresql")
+            try:
+                found = admin.cursor().execute("SELECT query FROM pg_stat_activity WHERE pid = ?", ident).fetchone()
+                last_statements.append(str(found[0]))
+            finally:
+                admin.close()
+
+        db.query_batches("SELECT n FROM generate_series(1, 1200) AS g(n)", (), take)
+        assert len(last_statements) == 3
+        # psqlODBC wraps each statement in savepoints of its own; the session is fetching from our cursor
+        assert "FETCH FORWARD 500 FROM batch_exporter_batches" in last_statements[0], last_statements
+        assert not any("generate_series" in text for text in last_statements), last_statements
+    finally:
+        db.close()

@@ -23,7 +23,7 @@ import pytest
 from batch_exporter.app import Exporter
 from batch_exporter.cli import build_parser
 from batch_exporter.config import ConfigError, parse_config
-from batch_exporter.database import Database, QueryError, Row, open_database
+from batch_exporter.database import Consume, Database, QueryError, Row, open_database
 from batch_exporter.run_statements import build_fleet_last_success_query, build_window_query
 from batch_exporter.shards import MAX_SHARDS, Shard, parse_shard, shard_of
 from batch_exporter.snapshot import Sample, Snapshot
@@ -124,6 +124,10 @@ class Recorder(Database):
     def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
         self.sent.append(sql)
         return self.inner.query(sql, params)
+
+    def query_batches(self, sql: str, params: Sequence[object], consume: Consume) -> None:
+        self.sent.append(sql)
+        self.inner.query_batches(sql, params, consume)
 
     def close(self) -> None:
         self.inner.close()
@@ -687,6 +691,94 @@ def test_a_real_database_gives_the_fleet_the_same_series_as_sqlite(kind: str, tm
         conn.close()
 
 
+# --- a window read job by job -------------------------------------------------------------------------------------
+
+# two jobs whose names differ only by case, and their rows interleaved as they were written
+CASES = [run(1, "card-auth", NOW - timedelta(hours=9)), run(2, "card-AUTH", NOW - timedelta(hours=8), "E"),
+         run(3, "card-auth", NOW - timedelta(hours=7), "E"), run(4, "card-AUTH", NOW - timedelta(hours=6)),
+         run(5, "card-settle", NOW - timedelta(hours=5)), run(6, "card-AUTH", NOW - timedelta(days=1, hours=6))]
+
+
+def test_the_window_is_read_in_batches_job_by_job(tmp_path: Path) -> None:
+    """The fleet never asks for the whole window at once: its one statement goes through query_batches."""
+    db = run_table(tmp_path / "runs.db", CASES)
+
+    class Streamed(Recorder):
+        whole: list[str] = []
+
+        def query(self, sql: str, params: Sequence[object] = ()) -> list[Row]:
+            self.whole.append(sql)
+            return super().query(sql, params)
+
+    recorder = Streamed(open_database("db", sqlite=str(db)))
+    source = fleet_source(fleet_yaml(db), recorder, [NOW.timestamp()])
+    source.poll()
+    source.poll()
+    windows = [sql for sql in recorder.sent if "start_ts >= ?" in sql]
+    assert len(windows) == 2 and all(sql.endswith(" ORDER BY job_name") for sql in windows)
+    assert not [sql for sql in recorder.whole if "start_ts >= ?" in sql]
+
+
+def case_insensitive_table(path: Path, rows: Sequence[tuple[object, ...]]) -> Path:
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE job_execution (exec_id INTEGER, job_name TEXT COLLATE NOCASE, biz_date TEXT, "
+                 "exec_status TEXT, start_ts TEXT, end_ts TEXT)")
+    conn.executemany("INSERT INTO job_execution VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_a_collation_that_splits_a_jobs_rows_makes_the_fleet_read_its_window_whole(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    clock = [NOW.timestamp()]
+    exact = fleet_source(fleet_yaml(run_table(tmp_path / "exact.db", CASES)), tmp_path / "exact.db", clock)
+    folded_db = case_insensitive_table(tmp_path / "folded.db", CASES)
+    recorder = Recorder(open_database("db", sqlite=str(folded_db)))
+    folded = fleet_source(fleet_yaml(folded_db), recorder, clock)
+    with caplog.at_level(logging.WARNING, logger="batch_exporter.sources.fleet"):
+        first = folded.poll()
+        assert series(first.samples) == series(exact.poll().samples)
+        recorder.take()
+        clock[0] += 60
+        later = folded.poll()
+        assert series(later.samples) == series(exact.poll().samples)
+    assert sample(first, "batch_runs", batch="card-AUTH", status="failed") == 1
+    assert sample(first, "batch_runs", batch="card-auth", status="failed") == 1
+    split = [r.getMessage() for r in caplog.records if "two stretches" in r.getMessage()]
+    assert len(split) == 1 and "job card-" in split[0] and "read whole from now on" in split[0]
+    # the poll that found the split read the window twice; the next one reads it once, whole
+    assert len([sql for sql in recorder.take() if "start_ts >= ?" in sql]) == 1
+    assert folded.max_statements_per_poll >= exact.max_statements_per_poll
+
+
+@pytest.mark.parametrize("kind", [param for param in odbc_params() if param.values[0] == "mariadb"])
+def test_mariadb_default_collation_splits_jobs_and_the_counts_stay_exact(kind: str, tmp_path: Path) -> None:
+    clock = [NOW.timestamp()]
+    exact = fleet_source(fleet_yaml(run_table(tmp_path / "exact.db", CASES)), tmp_path / "exact.db", clock)
+    table = unique_name("fleet")
+    conn = admin_connection(kind)
+    try:
+        cursor = conn.cursor()
+        cursor.execute(f"CREATE TABLE {table} (exec_id INTEGER, job_name VARCHAR(40), biz_date DATE, "
+                       f"exec_status VARCHAR(4), start_ts DATETIME NULL, end_ts DATETIME NULL) "
+                       f"COLLATE utf8mb4_general_ci")
+        for row in CASES:
+            start, end = (None if t is None else datetime.fromisoformat(str(t)) for t in row[4:6])
+            cursor.execute(f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)", *row[:4], start, end)
+        text = fleet_yaml(tmp_path / "x.db").replace(f"{{sqlite: '{tmp_path / 'x.db'}'}}",
+                                                     f"{{odbc: '{odbc_connection_string(kind)}'}}")
+        real = open_database("db", odbc=odbc_connection_string(kind))
+        on_server = fleet_source(text.replace("job_execution", table), real, clock)
+        assert series(on_server.poll().samples) == series(exact.poll().samples)
+        clock[0] += 60
+        assert series(on_server.poll().samples) == series(exact.poll().samples)
+        real.close()
+    finally:
+        conn.cursor().execute(f"DROP TABLE IF EXISTS {table}")
+        conn.close()
+
+
 # --- docs/fleet.md -------------------------------------------------------------------------------------------------
 
 
@@ -849,6 +941,11 @@ class GoneDown(Recorder):
         if self.down:
             raise QueryError("connect", "the scheduler's database is down")
         return super().query(sql, params)
+
+    def query_batches(self, sql: str, params: Sequence[object], consume: Consume) -> None:
+        if self.down:
+            raise QueryError("connect", "the scheduler's database is down")
+        super().query_batches(sql, params, consume)
 
 
 def test_a_database_outage_keeps_the_jobs_schedules_moving_as_a_batch_does(tmp_path: Path) -> None:

@@ -169,3 +169,27 @@ def test_a_snapshot_s_lines_are_written_once_and_reused_until_it_is_replaced() -
     assert cache.chunks(first) is chunks  # runs:a unchanged: not written again
     assert b'batch_run_attempts{batch="b"} 2.0' in text
     assert text == _reference_render(store.view())
+
+
+def test_the_cached_lines_are_slices_of_the_latest_exposition_and_hold_no_older_one() -> None:
+    """A fleet's 10 MB of lines are kept once: each render points the cache at its own exposition, so the
+    previous one is freed with the payload it served."""
+    import gc
+
+    from batch_exporter.store import RenderCache, render
+
+    store = Store(["runs:a", "runs:b"], min_render_interval=0)
+    unchanged = snapshot("runs:a", "a", 1)
+    store.record_success(unchanged, 1000.0, 0.1)
+    store.record_success(snapshot("runs:b", "b", 1), 1000.0, 0.1)
+    cache = RenderCache()
+    first = render(store.view(), cache)
+    assert all(isinstance(lines, memoryview) and lines.obj is first for lines in cache.chunks(unchanged).values())
+    store.record_success(snapshot("runs:b", "b", 2), 1001.0, 0.1)
+    second = render(store.view(), cache)
+    assert second == _reference_render(store.view())
+    held = cache.chunks(unchanged)
+    assert all(isinstance(lines, memoryview) and lines.obj is second for lines in held.values())
+    assert bytes(held["batch_run_attempts"]) == b'batch_run_attempts{batch="a"} 1.0\n'
+    gc.collect()
+    assert not [ref for ref in gc.get_referrers(first) if isinstance(ref, memoryview)]  # first can be freed

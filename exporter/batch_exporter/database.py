@@ -56,7 +56,9 @@ from .sqlcheck import StatementError, check_read_only
 Reason = Literal["connect", "timeout", "query", "permission", "driver_missing"]
 REASONS: tuple[Reason, ...] = ("connect", "timeout", "query", "permission", "driver_missing")
 Row = tuple[object, ...]
+Consume = Callable[[list[Row]], None]  # takes one batch of a result's rows (Database.query_batches)
 Clock = Callable[[], float]
+FETCH_BATCH = 500  # rows per fetch when a result is read in batches
 
 _log = logging.getLogger(__name__)
 
@@ -82,6 +84,12 @@ class Database(ABC):
         """Like query, but return at most the first ``limit`` rows; the databases opened here also fetch
         no more than that from the server."""
         return self.query(sql, params)[:limit]
+
+    def query_batches(self, sql: str, params: Sequence[object], consume: Consume) -> None:
+        """Like query, but hand the rows to ``consume`` a batch at a time as they are fetched, so that a
+        caller that keeps little of each row never holds the whole result (a fleet's window). What
+        ``consume`` raises ends the statement (rolled back as always) and reaches the caller unchanged."""
+        consume(self.query(sql, params))
 
     @abstractmethod
     def close(self) -> None:
@@ -169,12 +177,16 @@ class _PerThreadDatabase(Database):
             raise ValueError(f"limit must be at least 1 (got {limit})")
         return self._checked_execute(sql, params, limit)
 
-    def _checked_execute(self, sql: str, params: Sequence[object], limit: int | None) -> list[Row]:
+    def query_batches(self, sql: str, params: Sequence[object], consume: Consume) -> None:
+        self._checked_execute(sql, params, None, consume)
+
+    def _checked_execute(self, sql: str, params: Sequence[object], limit: int | None,
+                         consume: Consume | None = None) -> list[Row]:
         try:
             check_read_only(sql, self.dialect)
         except StatementError as err:
             raise QueryError("query", f"database {self.name!r}: statement refused: {err}") from None
-        return self._execute(self._thread_connection(), sql, tuple(params), limit)
+        return self._execute(self._thread_connection(), sql, tuple(params), limit, consume)
 
     def close(self) -> None:
         with self._lock:
@@ -189,9 +201,11 @@ class _PerThreadDatabase(Database):
         """A new connection, or QueryError('connect' / 'permission' / 'driver_missing')."""
 
     @abstractmethod
-    def _execute(self, connection: Any, sql: str, params: tuple[object, ...], limit: int | None) -> list[Row]:
-        """Run the statement under the deadline and fetch at most ``limit`` rows (None: all); raise
-        QueryError, dropping the connection if broken."""
+    def _execute(self, connection: Any, sql: str, params: tuple[object, ...], limit: int | None,
+                 consume: Consume | None) -> list[Row]:
+        """Run the statement under the deadline and fetch at most ``limit`` rows (None: all), or hand them
+        all to ``consume`` batch by batch and return none; raise QueryError, dropping the connection if
+        broken."""
 
     def _thread_connection(self) -> Any:
         if self._closed:
@@ -291,13 +305,18 @@ class _SqliteDatabase(_PerThreadDatabase):
         return connection
 
     def _execute(
-        self, connection: sqlite3.Connection, sql: str, params: tuple[object, ...], limit: int | None
+        self, connection: sqlite3.Connection, sql: str, params: tuple[object, ...], limit: int | None,
+        consume: Consume | None
     ) -> list[Row]:
         deadline = time.monotonic() + self._query_timeout
         connection.set_progress_handler(lambda: int(time.monotonic() > deadline), _PROGRESS_STEPS)
         try:
             # SQLite computes rows as they are fetched (Python's cursor steps one row ahead)
             cursor = connection.execute(sql, params)
+            if consume is not None:
+                for batch in iter(lambda: cursor.fetchmany(FETCH_BATCH), []):
+                    consume(batch)
+                return []
             return cursor.fetchall() if limit is None else cursor.fetchmany(limit)
         except sqlite3.Error as exc:
             code = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
@@ -406,12 +425,13 @@ class _OdbcDatabase(_PerThreadDatabase):
     def _start_session(self, connection: Any) -> None:
         self.dialect.start_session(connection, self._query_timeout, self._pyodbc.Error, self.name)
 
-    def _execute(self, connection: Any, sql: str, params: tuple[object, ...], limit: int | None) -> list[Row]:
+    def _execute(self, connection: Any, sql: str, params: tuple[object, ...], limit: int | None,
+                 consume: Consume | None) -> list[Row]:
         cursor = connection.cursor()
         watchdog = _Watchdog(cursor.cancel, self._query_timeout)
         try:
             with watchdog:
-                rows = self._fetch(cursor, sql, params, limit)
+                rows = self._fetch(cursor, sql, params, limit, consume)
         except self._pyodbc.Error as exc:
             state, _, native = _odbc_error(exc)
             codes = self.dialect.error_codes
@@ -431,16 +451,25 @@ class _OdbcDatabase(_PerThreadDatabase):
             raise QueryError(
                 "connect", f"database {self.name!r}: {spoiled}, reconnecting: {_describe(spoiled.error)}"
             ) from None
+        except BaseException:  # from consume: the statement ends as any other, then the caller hears it
+            _close_quietly(cursor)
+            self._end(connection, broken=False)
+            raise
         finally:
             _close_quietly(cursor)
         self._end(connection, broken=False)
         return rows
 
-    def _fetch(self, cursor: Any, sql: str, params: tuple[object, ...], limit: int | None) -> list[Row]:
+    def _fetch(self, cursor: Any, sql: str, params: tuple[object, ...], limit: int | None,
+               consume: Consume | None) -> list[Row]:
         if limit is not None:
             return self.dialect.fetch_head(cursor, sql, params, limit, self._pyodbc.Error)
-        cursor.execute(sql, *params)
-        return rows_of(cursor, None)
+        if consume is None:
+            cursor.execute(sql, *params)
+            return rows_of(cursor, None)
+        for batch in self.dialect.fetch_batches(cursor, sql, params, FETCH_BATCH):
+            consume(batch)
+        return []
 
     def _end(self, connection: Any, broken: bool) -> None:
         """Roll back (never commit); a connection that cannot even roll back is dropped."""

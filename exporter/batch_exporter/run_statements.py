@@ -40,8 +40,9 @@ def job_column(columns: RunColumns) -> str | None:
 def build_window_query(runs: RunsConfig, columns: RunColumns | None = None) -> str:
     """SELECT of the mapped fields (WINDOW_FIELDS) for runs started since a `?` boundary, and, when
     columns.queued_at is mapped, runs not started yet and queued since a second `?`; `columns` as resolved
-    against the source (see run_columns), by default as configured. A fleet's rows end with the job: the
-    fields keep their places, so that one reader serves batches and fleets."""
+    against the source (see run_columns), by default as configured. A fleet's rows end with the job, and
+    come ordered by it (a reader can finish one job's rows before the next job's arrive): the fields keep
+    their places, so that one reader serves batches and fleets."""
     c = columns or runs.columns
     fields = {"run_id": c.run_id, "key": c.key, "status": c.status, "started_at": c.started_at,
               "ended_at": None if c.duration is not None else c.ended_at, "attempt": c.attempt,
@@ -54,7 +55,8 @@ def build_window_query(runs: RunsConfig, columns: RunColumns | None = None) -> s
     window = f"{c.started_at} >= ?"
     if c.queued_at is not None:
         window = f"({window} OR ({c.started_at} IS NULL AND {c.queued_at} >= ?))"
-    return f"SELECT {', '.join(selected)} FROM {source} WHERE {window}{where}"
+    order = f" ORDER BY {job}" if job is not None else ""
+    return f"SELECT {', '.join(selected)} FROM {source} WHERE {window}{where}{order}"
 
 
 def window_params(runs: RunsConfig, boundary: object) -> tuple[object, ...]:

@@ -31,11 +31,13 @@ _LABELS = {spec.name: (spec.labels, frozenset(spec.labels)) for spec in BY_NAME.
 
 class SampleBuilder:
     """Collects samples for a snapshot, checking names and labels against the contract. A builder shares
-    one (name, value) pair among its samples that carry it (a fleet holds 160,000 samples)."""
+    one (name, value) pair, and one set of labels, among its samples that carry it (a fleet holds 160,000
+    samples)."""
 
     def __init__(self) -> None:
         self._samples: list[Sample] = []
         self._pairs: dict[tuple[str, str], tuple[str, str]] = {}
+        self._labels: dict[Labels, Labels] = {}
 
     def add(self, name: str, value: float, **labels: str) -> None:
         order, names = _LABELS[name]
@@ -43,7 +45,7 @@ class SampleBuilder:
             raise ValueError(f"{name}: labels {sorted(labels)} do not match contract {list(order)}")
         pairs = self._pairs
         ordered = tuple([pairs.setdefault(pair, pair) for pair in [(key, str(labels[key])) for key in order]])
-        self._samples.append(Sample(name, ordered, float(value)))
+        self._samples.append(Sample(name, self._labels.setdefault(ordered, ordered), float(value)))
 
     def build(self, source: str) -> Snapshot:
         return Snapshot(source=source, samples=tuple(self._samples))

@@ -13,7 +13,7 @@ Every member is abstract, so a dialect that leaves one out cannot be instantiate
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +154,12 @@ class Dialect(ABC):
         where the driver reads the whole result at execute. Raise SessionSpoiled when the session is left
         changed (``driver_error`` is pyodbc.Error)."""
 
+    def fetch_batches(self, cursor: Any, sql: str, params: tuple[object, ...], size: int) -> Iterator[list[Row]]:
+        """Run ``sql`` on the pyodbc ``cursor`` and yield its rows ``size`` at a time; where the driver reads
+        the whole result at execute, a dialect asks the server for a batch at a time instead."""
+        cursor.execute(sql, *params)
+        yield from batches_of(cursor, size)
+
     @property
     @abstractmethod
     def readings(self) -> tuple[Reading, ...]:
@@ -243,6 +249,14 @@ def rows_of(cursor: Any, limit: int | None) -> list[Row]:
     if not cursor.description:
         return []
     return [tuple(row) for row in (cursor.fetchall() if limit is None else cursor.fetchmany(limit))]
+
+
+def batches_of(cursor: Any, size: int) -> Iterator[list[Row]]:
+    """The executed pyodbc ``cursor``'s rows, ``size`` at a time; none for a statement without a result."""
+    if not cursor.description:
+        return
+    while rows := cursor.fetchmany(size):
+        yield [tuple(row) for row in rows]
 
 
 def fetch_streamed(cursor: Any, sql: str, params: tuple[object, ...], limit: int) -> list[Row]:

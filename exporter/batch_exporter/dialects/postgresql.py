@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +32,7 @@ _PQOPT_SETTINGS = keys(
     "datestyle intervalstyle extra_float_digits"
 )
 _HEAD_CURSOR = "batch_exporter_head"
+_BATCH_CURSOR = "batch_exporter_batches"
 _SESSION_SETTINGS = (
     "SELECT current_setting('default_transaction_read_only'), current_setting('statement_timeout'), "
     "current_setting('TimeZone')"
@@ -144,6 +145,12 @@ class PostgreSql(Dialect):
         cursor.execute(f"DECLARE {_HEAD_CURSOR} NO SCROLL CURSOR FOR {sql}\n", *params)
         cursor.execute(f"FETCH FORWARD {int(limit)} FROM {_HEAD_CURSOR}")
         return rows_of(cursor, limit)
+
+    def fetch_batches(self, cursor: Any, sql: str, params: tuple[object, ...], size: int) -> Iterator[list[Row]]:
+        # as fetch_head: psqlODBC would hold the whole result (100,000 rows of a fleet's window) at execute
+        cursor.execute(f"DECLARE {_BATCH_CURSOR} NO SCROLL CURSOR FOR {sql}\n", *params)
+        while rows := cursor.execute(f"FETCH FORWARD {int(size)} FROM {_BATCH_CURSOR}").fetchall():
+            yield [tuple(row) for row in rows]
 
 
 def _check_pqopt(text: str) -> None:

@@ -8,12 +8,20 @@ would: its runs series (runsummary.summarize, runs.add_run_samples) and its conf
 (batchinfo.BatchInfo). The latest success before the window is looked up with one grouped statement,
 sent only when jobs without a success in the window appear.
 
+The window comes ordered by job and is read batch by batch: each job's rows are fingerprinted, parsed
+when they changed, and dropped before the next job's arrive, so that a poll never holds the whole
+window (100,000 rows for 5,000 jobs) at once. A database whose order splits one job's rows (a
+case-insensitive collation sorts "Job" and "job" together) is noticed, and the fleet then reads its
+window whole, grouping it in memory, from that poll on.
+
 What one poll may send: until the columns are known, RunTable's probes and one of the job column;
-until a start time is stored, the sample; the window; the grouped last success.
+until a start time is stored, the sample; the window (twice in the poll that finds it split); the grouped
+last success.
 """
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -46,6 +54,7 @@ from .runs import add_run_samples, later, needs_search_before_window
 log = logging.getLogger(__name__)
 
 _JOB_PROBES = 1
+_WINDOW_REREADS = 1  # the poll that finds the window's order splitting a job reads it again whole
 
 
 def probe_job_column(runs: FleetRunsConfig, query: Query) -> None:
@@ -106,21 +115,85 @@ class FleetJob:
     runs_input: tuple[RunSummary, datetime | None] | None = None
     info_template: tuple[Sample, ...] | None = None
     # its window's rows as last read: a fingerprint of the raw rows, and what they parsed to
-    fingerprint: tuple[int, tuple[object, ...]] | None = None
+    fingerprint: Fingerprint | None = None
     runs: KeyedRuns | None = None
 
 
 _STATUS = 2  # the status code's position in a window row (run_statements.WINDOW_FIELDS)
 
+Fingerprint = tuple[int, tuple[object, ...]]
 
-def _fingerprint(raws: list[tuple[object, ...]]) -> tuple[int, tuple[object, ...]] | None:
+
+@dataclass(frozen=True, slots=True)
+class JobWindow:
+    """One job's rows in this poll's window, kept only as far as the poll needs them: their fingerprint and
+    what they parsed to, or `unchanged` (the job's runs of its last poll stand), or why they cannot be
+    parsed."""
+
+    fingerprint: Fingerprint | None = None
+    runs: KeyedRuns | None = None
+    last_run: datetime | None = None  # when the latest of these runs began
+    unchanged: bool = False
+    error: ValueError | None = None
+
+
+class WindowSplit(Exception):
+    """A job's rows came in two stretches: the database orders job names by a collation under which two
+    different names are equal."""
+
+
+class JobStretches:
+    """Takes the window's rows in the order read, and hands each job's rows to `finish` when the next job's
+    begin (rows of jobs that `admits` refuses are dropped as they come). WindowSplit when a job's rows
+    begin again after another job's."""
+
+    def __init__(self, admits: Callable[[str], bool], finish: Callable[[str, list[tuple[object, ...]]], None]) -> None:
+        self._admits = admits
+        self._finish = finish
+        self._job: str | None = None
+        self._kept = False  # whether the current job's rows are kept
+        self._rows: list[tuple[object, ...]] = []
+        self.seen: set[str] = set()
+        self.without_job = 0
+
+    def take(self, raw: tuple[object, ...]) -> None:
+        try:
+            job = as_text(raw[-1])
+        except ValueError:
+            job = None
+        if not job:
+            self.without_job += 1
+            return
+        if job != self._job:
+            self.close()
+            if job in self.seen:
+                raise WindowSplit(job)
+            self.seen.add(job)
+            self._job, self._kept = job, self._admits(job)
+        if self._kept:
+            self._rows.append(raw)
+
+    def close(self) -> None:
+        """The last job's rows are all read (the window ended, or another job's began)."""
+        if self._job is not None and self._kept:
+            rows, self._rows = self._rows, []
+            self._finish(self._job, rows)
+        self._job, self._kept = None, False
+
+
+def _fingerprint(raws: list[tuple[object, ...]]) -> Fingerprint | None:
     """A hash of a job's raw rows in the order read, with their status codes as they are (CPython hashes
     -1 and -2 alike, and a status code may be either); None when a value cannot be hashed (a driver type
     without one): such rows are parsed every poll."""
     try:
-        return hash(tuple(raws)), tuple([raw[_STATUS] for raw in raws])
+        return hash(tuple(raws)), tuple([_shared(raw[_STATUS]) for raw in raws])
     except TypeError:
         return None
+
+
+def _shared(code: object) -> object:
+    """One copy of a text status code however many rows hold it (the driver makes one per row)."""
+    return sys.intern(code) if type(code) is str else code
 
 
 _TEMPLATE_BATCH = "\0batch"  # the batch label of a BatchInfo's template series, replaced by each job's
@@ -177,6 +250,7 @@ class FleetSource:
         self._claims = claims or JobClaims()
         self.shard = shard or config.shard_spec or WHOLE
         self._query = db.query
+        self._query_batches = db.query_batches
         self._table = RunTable(f"fleet {fleet}", config.runs, None, db.query, text_timestamps=text_timestamps)
         self._clock = clock
         self._locate = locate or (lambda path: ".".join(path))
@@ -190,11 +264,12 @@ class FleetSource:
         self._since: Mapping[str, float] = {}  # replaced whole by each poll: read from other threads
         self._refused: set[str] = set()  # jobs left out at run time (a name taken), warned about once
         self._warned_without_job = False
+        self._read_whole = False  # the window's order splits jobs: read it whole (see WindowSplit)
 
     @property
     def max_statements_per_poll(self) -> int:
         """The most statements any poll sends (the first, which probes the columns too): for its deadline."""
-        return self._table.max_statements_per_poll(first_poll=True) + _JOB_PROBES
+        return self._table.max_statements_per_poll(first_poll=True) + _JOB_PROBES + _WINDOW_REREADS
 
     def watching_since(self) -> dict[str, float]:
         """When this source began watching each job it exports, by job name: kept across reloads."""
@@ -212,20 +287,20 @@ class FleetSource:
         if not self._job_column_checked:
             self._resolve_columns()
         try:
-            rows_by_job = self._window(now - self._lookback)
+            windows = self._window(now - self._lookback)
         except SourceError as exc:
             raise SourceError(exc.reason, str(exc), self._schedules_moved_on(now)) from None
-        jobs = self._current_jobs(rows_by_job, clock, now)
+        jobs = self._current_jobs(windows, clock, now)
         problems: list[str] = []
         summaries: dict[str, RunSummary] = {}
         for job in jobs:
             try:
-                runs = self._runs_of(job, rows_by_job.pop(job.name, []))
+                runs = self._runs_of(job, windows.pop(job.name, None))
             except ValueError as exc:
                 problems.append(f"job {job.label}: runs row: {exc}")
                 continue
             summaries[job.name] = summarize_keyed(runs, now, self._table.key_tz, job.settings.max_duration)
-        del rows_by_job
+        del windows
         problems += self._search_before_window(jobs, summaries)
         fresh: list[Sample] = []
         templates = _InfoTemplates(self._info_templates, now)
@@ -294,49 +369,85 @@ class FleetSource:
         if resolved.business_date_note is not None:
             log.warning("fleet %s: %s", self.fleet, resolved.business_date_note)
 
-    def _window(self, start: datetime) -> dict[str, list[tuple[object, ...]]]:
-        """The window's rows by job, for the jobs the filter and the shard admit."""
+    def _window(self, start: datetime) -> dict[str, JobWindow]:
+        """The window's rows of each job the filter and the shard admit, as far as the poll needs them."""
+        windows: dict[str, JobWindow] = {}
+
+        def finish(job: str, raws: list[tuple[object, ...]]) -> None:
+            windows[job] = self._window_of(job, raws)
+
+        stretches = JobStretches(self.admits, finish)
         try:
-            raws = list(self._table.window(start))
+            try:
+                if not self._read_whole:
+                    self._table.each_window_row(start, stretches.take, self._query_batches)
+                    stretches.close()
+            except WindowSplit as split:
+                self._read_whole = True
+                log.warning("fleet %s: the database returns the rows of job %s in two stretches of the window "
+                            "ordered by job (its collation takes different names as equal): the window is "
+                            "read whole from now on, which holds all its rows in memory during a poll",
+                            self.fleet, mask_digits(str(split)))
+            if self._read_whole:
+                windows.clear()
+                stretches = JobStretches(self.admits, finish)
+                self._window_in_memory(start, stretches)
         except QueryError as exc:
             raise SourceError(exc.reason, str(exc)) from None
         except TimestampsContradicted as exc:
             raise SourceError("data", f"fleets.{self.fleet}.runs.timestamps: {exc}") from None
         except ValueError as exc:  # UnreadableRow
             raise SourceError("data", f"fleets.{self.fleet}: runs row: {exc}") from None
-        by_job: dict[str, list[tuple[object, ...]]] = {}
-        admitted: dict[str, bool] = {}
-        without_job = 0
-        for raw in raws:
+        if stretches.without_job and not self._warned_without_job:
+            self._warned_without_job = True
+            log.warning("fleet %s: %d rows of the window have no job (columns.job is NULL, blank or not text): "
+                        "they belong to no job and are not counted (logged once)", self.fleet,
+                        stretches.without_job)
+        return windows
+
+    def _window_in_memory(self, start: datetime, stretches: JobStretches) -> None:
+        """The window read whole and grouped by job, each job's rows handed to `stretches` together."""
+        by_job: dict[str | None, list[tuple[object, ...]]] = {}
+        for raw in self._table.window(start):
             try:
                 job = as_text(raw[-1])
             except ValueError:
                 job = None
-            if not job:
-                without_job += 1
-                continue
-            if job not in admitted:
-                admitted[job] = self.admits(job)
-            if admitted[job]:
-                by_job.setdefault(job, []).append(raw)
-        if without_job and not self._warned_without_job:
-            self._warned_without_job = True
-            log.warning("fleet %s: %d rows of the window have no job (columns.job is NULL, blank or not text): "
-                        "they belong to no job and are not counted (logged once)", self.fleet, without_job)
-        return by_job
+            by_job.setdefault(job or None, []).append(raw)
+        for job in sorted(by_job, key=lambda name: name or ""):
+            for raw in by_job.pop(job):
+                stretches.take(raw)
+        stretches.close()
 
-    def _runs_of(self, job: FleetJob, raws: list[tuple[object, ...]]) -> KeyedRuns:
-        """The job's runs in this window: those of the last poll when its raw rows are the same (most jobs
-        of a fleet did not run between two polls), else parsed; ValueError for a row that cannot be."""
+    def _window_of(self, name: str, raws: list[tuple[object, ...]]) -> JobWindow:
+        """A job's rows in this window: `unchanged` when they are the same raw rows as at its last poll
+        (most jobs of a fleet did not run between two polls), else parsed."""
         fingerprint = _fingerprint(raws)
-        if job.runs is not None and fingerprint is not None and fingerprint == job.fingerprint:
+        job = self._jobs.get(name)
+        if job is not None and job.runs is not None and fingerprint is not None and fingerprint == job.fingerprint:
+            return JobWindow(fingerprint, unchanged=True)
+        try:
+            rows = [self._row(raw) for raw in raws]
+            runs = keyed_runs(rows, self._table.key_tz)
+        except ValueError as exc:
+            return JobWindow(error=exc)
+        last_run = max((moment for moment in map(began_at, rows) if moment is not None), default=None)
+        return JobWindow(fingerprint, runs, last_run)
+
+    def _runs_of(self, job: FleetJob, window: JobWindow | None) -> KeyedRuns:
+        """The job's runs in this window (None: it has no rows in it); ValueError for a row that cannot be
+        parsed."""
+        if window is None:
+            window = self._window_of(job.name, [])
+        if window.unchanged:
+            assert job.runs is not None  # unchanged is said only of parsed runs
             return job.runs
-        job.fingerprint, job.runs = None, None  # until these rows parse
-        rows = [self._row(raw) for raw in raws]
-        job.last_run = max((moment for moment in map(began_at, rows) if moment is not None), default=job.last_run)
-        job.runs = keyed_runs(rows, self._table.key_tz)
-        job.fingerprint = fingerprint
-        return job.runs
+        if window.error is not None or window.runs is None:
+            job.fingerprint, job.runs = None, None  # until its rows parse
+            raise window.error or ValueError("its rows were not parsed")
+        job.last_run = window.last_run or job.last_run
+        job.fingerprint, job.runs = window.fingerprint, window.runs
+        return window.runs
 
     def _row(self, raw: tuple[object, ...]) -> RunRow:
         return parse_run_row(raw, self._mapping, self._table.tz, slot_keys=self._table.slot_keys,
@@ -344,18 +455,18 @@ class FleetSource:
 
     # --- which jobs -------------------------------------------------------------------------------------
 
-    def _current_jobs(self, rows_by_job: Mapping[str, object], clock: float, now: datetime) -> list[FleetJob]:
+    def _current_jobs(self, windows: Mapping[str, object], clock: float, now: datetime) -> list[FleetJob]:
         """The jobs exported this poll, by name: those with runs in the window, those named under overrides,
         and those whose latest run left the window less than a lookback ago (it began less than two
         lookbacks ago); a new one's name claimed first, in name order."""
-        for name in sorted(rows_by_job):
+        for name in sorted(windows):
             if name not in self._jobs:
                 self._adopt(name, clock)
         for name in self._config.overrides:
             if name not in self._jobs and self.admits(name):
                 self._adopt(name, clock)
         for name, job in list(self._jobs.items()):
-            if name in rows_by_job or name in self._config.overrides or job.last_run is None:
+            if name in windows or name in self._config.overrides or job.last_run is None:
                 continue
             if now - job.last_run >= 2 * self._lookback:
                 log.info("fleet %s: job %s: its latest run left the window a lookback ago; no longer exported",

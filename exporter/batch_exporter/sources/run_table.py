@@ -17,7 +17,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from ..config import RecordsConfig, RunColumns, RunsConfig
-from ..database import Row
+from ..database import Consume, Row
 from ..run_statements import (
     build_last_success_query,
     build_sample_query,
@@ -39,6 +39,7 @@ from ..values import (
 from .run_columns import max_probe_statements, no_business_date_note, resolve_columns
 
 Query = Callable[[str, Sequence[object]], list[Row]]  # runs one SELECT; raises QueryError
+QueryBatches = Callable[[str, Sequence[object], Consume], None]  # the same, rows handed over batch by batch
 
 _EPOCH_COLUMNS = {3: "started_at", 4: "ended_at", 6: "queued_at"}  # positions in the window query's rows
 _EPOCH_KEY = {1: "run_key"}  # a slot stored as an epoch number, like the start times
@@ -144,6 +145,30 @@ class RunTable:
         epoch numbers read as aware UTC datetimes as each row is taken (UnreadableRow). The columns are
         probed and a start time sampled first while unknown; TimestampsContradicted when the sample
         contradicts runs.timestamps. No stored start time yet: no rows, and no window query."""
+        statement = self._window_statement(start)
+        if statement is None:
+            return iter(())
+        return self._read_times(self._query(*statement))
+
+    def each_window_row(self, start: datetime, take: Callable[[Row], None], batches: QueryBatches) -> None:
+        """window(start), each row handed to `take` as it is fetched (the statement sent with `batches`, a
+        Database.query_batches): the caller never holds the whole window. What `take` raises ends the
+        statement and reaches the caller."""
+        statement = self._window_statement(start)
+        if statement is None:
+            return
+        numbered = 0
+
+        def consume(rows: list[Row]) -> None:
+            nonlocal numbered
+            for row in self._read_times(rows, first=numbered + 1):
+                take(row)
+            numbered += len(rows)
+
+        batches(*statement, consume)
+
+    def _window_statement(self, start: datetime) -> tuple[str, tuple[object, ...]] | None:
+        """The window query and its parameters; None while no start time is stored."""
         self.columns()
         if self._sample is None:
             found = self._query(self._sample_sql, ())
@@ -154,14 +179,16 @@ class RunTable:
                 raise TimestampsContradicted(str(exc)) from None
             self._sample = sample
         if self._sample is None:
-            return iter(())
+            return None
         param = window_param(start, self.tz, text=self._text_timestamps, sample=self._sample,
                              timestamps=self._timestamps)
-        return self._read_times(self._query(self._window_sql, window_params(self.runs, param)))
+        return self._window_sql, window_params(self.runs, param)
 
-    def _read_times(self, rows: list[Row]) -> Iterator[Row]:
+    def _read_times(self, rows: list[Row], first: int = 1) -> Iterator[Row]:
+        """The rows with their epoch numbers read (UnreadableRow names a row by its place in the window,
+        the first of `rows` being number `first`)."""
         columns = {**_EPOCH_COLUMNS, **_EPOCH_KEY} if self.slot_keys else _EPOCH_COLUMNS
-        for number, raw in enumerate(rows, 1):
+        for number, raw in enumerate(rows, first):
             try:
                 yield read_epoch_columns(raw, columns, self.epoch_unit)
             except ValueError as exc:
