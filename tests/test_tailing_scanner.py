@@ -344,3 +344,10 @@ def test_unsupported_encodings_are_refused() -> None:
     for name in ("utf-7", "cp037", "iso2022_jp", "no-such-codec"):
         with pytest.raises(ValueError):
             resolve(name)
+
+
+@pytest.mark.parametrize("name", ["raw_unicode_escape", "unicode_escape"])
+def test_escape_codecs_are_refused_with_their_reason(name: str) -> None:
+    # b"\\u0034\\u0030\\u0034" is the text "404": a byte-level search could never count it right
+    with pytest.raises(ValueError, match="backslash escapes make an ASCII byte stand for another character"):
+        resolve(name)

@@ -71,6 +71,8 @@ def patterns(draw: st.DrawFn) -> str:
     body = "|".join(alternatives)
     if len(alternatives) > 1 and draw(st.booleans()):
         body = r"\b(?:" + body + r")\b"
+    # anchors: '$' ends the byte regex only when it ends the pattern (else the per-match form runs)
+    body = draw(st.sampled_from(["", "", "^"])) + body + draw(st.sampled_from(["", "", "$"]))
     return draw(st.sampled_from(["", "(?i)", "(?a)"])) + body
 
 
@@ -151,3 +153,45 @@ def test_a_codec_whose_one_span_gives_two_characters_keeps_the_plain_path(patter
     data = b"\x88\x62\nx\x88\x62y\n\x88\x62\x88\x62\n"
     assert high_span("big5hkscs") is None
     assert count(data, "big5hkscs", pattern, []) == (3, expected, False)
+
+
+def test_each_line_is_reported_once_however_many_matches_it_holds() -> None:
+    found = superset(r"\b[45]\d\d\b", "cp932")
+    assert found is not None and found.line_regex is not None
+    finder = superset_module.LineFinder(found.regex, found.line_regex, unsure=True)
+    data = "404 500 451 499\nok 200\nア404 x 503\r\n".encode("cp932")
+    ends, unsure = finder.line_ends(b"xx" + data, 2, 2 + len(data))
+    newlines = [i for i, byte in enumerate(b"xx" + data) if byte == 0x0A]
+    assert ends == [newlines[0], newlines[2]]
+    assert unsure == [newlines[2]]  # a byte >= 0x80 (and a '\r'): its answer needs decoding
+
+
+@pytest.mark.parametrize(
+    "pattern, ending",
+    [
+        (r"\b[45]\d\d\b", rb"[^\n]*\n)"),  # a closing \b: the newline, or a non-word byte and the rest
+        (r"\d\d$", rb"\r?\n"),  # an end of line: the newline itself
+        (r"\d\d", rb"[^\n]*\n"),  # no anchor: the rest of the line
+        (r"x\d$|\d\dy", None),  # a '$' inside: each match is reported, and lines worked out from them
+        (r"(4\d\d\b)", None),
+    ],
+)
+def test_the_byte_regex_carried_to_its_line_end(pattern: str, ending: bytes | None) -> None:
+    found = superset(pattern, "utf-8")
+    assert found is not None
+    if ending is None:
+        assert found.line_regex is None
+    else:
+        assert found.line_regex is not None and found.line_regex.endswith(ending)
+    lines = ["rc=12", "x4 and 77y", "x5", "405 407", "a 404b", "nothing", "rc=7\r"]
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    assert count(data, "utf-8", pattern, [])[1:] == (reference(lines, pattern), True)
+
+
+def test_a_line_form_hyperscan_refuses_falls_back_to_reporting_each_match() -> None:
+    found = superset(r"\b[45]\d\d\b", "latin-1")
+    assert found is not None
+    finder = superset_module.line_finder(superset_module.Superset(found.regex, found.exact, line_regex=b"(unclosed"))
+    assert finder is not None
+    data = b"404 500\nok\n7 451\n"
+    assert finder.line_ends(data, 0, len(data))[0] == [7, 16]

@@ -136,6 +136,11 @@ def resolve(name: str) -> EncodingSpec:
         return _wide_spec(name, codec)
     if codec == "utf-8-sig":
         codec = "utf-8"
+    if codec.endswith(("_escape", "-escape")):
+        # ASCII escapes such as \u00e9 or \x34 decode to other characters: a literal, or a superset
+        # of the pattern, read in the raw bytes would find other lines than the decoded text holds
+        raise ValueError(f"encoding {name!r} is not supported: its backslash escapes make an ASCII byte "
+                         "stand for another character (use utf-8, cp932, shift_jis, utf-16, ...)")
     if codec in _STATEFUL or codec.startswith("iso2022") or "\n".encode(codec) != b"\n":
         raise ValueError(
             f"encoding {name!r} is not supported: lines cannot be found without decoding "

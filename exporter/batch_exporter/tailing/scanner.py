@@ -66,6 +66,7 @@ class _SupersetPlan:
     finder: LineFinder  # runs of lines where a byte regex matching every matching line matches
     regex: re.Pattern[str]
     exact: bool  # on an ASCII line without '\r' the byte regex's answer is the pattern's
+    text: _TextPlan  # how the candidate lines, decoded together, are searched
 
 
 _Plan = _LiteralPlan | _TextPlan | _SupersetPlan
@@ -238,26 +239,29 @@ class LineScanner:
 
     def _count_superset(self, haystack: Buffer, start: int, stop: int, plan: _SupersetPlan) -> int:
         """Lines of haystack[start:stop] the pattern matches, among those its byte regex finds."""
-        matched = 0
-        exact, search = plan.exact, plan.regex.search
-        codec, errors, cr_kept = self._line_codec, self._line_errors, self._cr_kept
-        ends = plan.finder.line_ends(haystack, start, stop)
+        ends, unsure = plan.finder.line_ends(haystack, start, stop)
         if not ends:
             return 0
-        if exact:
-            block = haystack[start:stop]
-            if block.isascii() and b"\r" not in block:
-                return len(ends)
+        matched = 0
+        if plan.exact:
+            # the byte regex's answer is the pattern's on the other lines: only these need decoding
+            doubtful = set(unsure).intersection(ends)
+            matched = len(ends) - len(doubtful)
+            ends = sorted(doubtful)
+            if not ends:
+                return matched
         rfind = haystack.rfind
-        for line_end in ends:
-            raw = haystack[rfind(b"\n", start, line_end) + 1 or start : line_end]
-            if exact and raw.isascii() and b"\r" not in raw:
-                matched += 1
-                continue
-            text = str(raw, codec, errors)
-            if cr_kept and text.endswith("\r"):
-                text = text[:-1]
-            if search(text):
+        lines = [haystack[rfind(b"\n", start, line_end) + 1 or start : line_end] for line_end in ends]
+        # decoded together and searched as a text plan searches a block, unless the decoder took a
+        # newline into a replaced sequence (then each line is decoded alone)
+        codec, errors, cr_kept = self._line_codec, self._line_errors, self._cr_kept
+        text = str(b"\n".join(lines) + b"\n", codec, errors)
+        if text.count("\n") == len(lines):
+            return matched + _count_text_plan(text.replace("\r\n", "\n") if cr_kept else text, plan.text)
+        search = plan.regex.search
+        for raw in lines:
+            line = str(raw, codec, errors)
+            if search(_strip_cr(line) if cr_kept else line):
                 matched += 1
         return matched
 
@@ -328,9 +332,9 @@ def _plan(regex: re.Pattern[str], literals: Literals | None, encoding: LineEncod
         return folded
     found = superset(pattern, "utf-8" if encoding.wide else encoding.codec)
     finder = line_finder(found) if found is not None else None
-    if found is not None and finder is not None:
-        return _SupersetPlan(finder=finder, regex=regex, exact=found.exact)
     block = re.compile(pattern, regex.flags | re.MULTILINE) if line_local(pattern) else None
+    if found is not None and finder is not None:
+        return _SupersetPlan(finder=finder, regex=regex, exact=found.exact, text=_TextPlan(block=block, line=regex))
     return _TextPlan(block=block, line=regex)
 
 

@@ -52,6 +52,10 @@ _NON_WORD_ASCII = [b for b in range(128) if b not in _WORD_BYTES and b != 0x0A]
 class Superset:
     regex: bytes  # Hyperscan syntax, for bytes, ^ and $ at line edges; never matches across a b'\n'
     exact: bool  # on ASCII lines without '\r' it matches exactly the lines the pattern matches
+    # the same, carried on to the end of its line and its newline, so that a line is found once however
+    # many matches it holds; None when a '$' inside the regex leaves no way to (Hyperscan takes a '$'
+    # only at the end of an expression)
+    line_regex: bytes | None = None
 
 
 class _Refused(Exception):
@@ -117,7 +121,26 @@ def superset(pattern: str, codec: str) -> Superset | None:
     regex = body.encode("latin-1")
     if re.compile(regex, re.MULTILINE).search(b""):
         return None  # matches every line (no byte to find): leave it to the plain path
-    return Superset(regex=regex, exact=translator.exact)
+    line = _to_line_end(body)
+    return Superset(regex=regex, exact=translator.exact, line_regex=None if line is None else line.encode("latin-1"))
+
+
+_LINE_REST = r"[^\n]*\n"
+_END_OF_LINE = r"\r?$"  # the line's text ends before a '\r' of '\r\n'
+
+
+def _to_line_end(body: str) -> str | None:
+    r"""The regex `body`, followed by the rest of its line and the newline. Its only '$'s (the
+    translation writes a '$' character as \x24) may end it: a closing \b, `(?:$|[non-word])`, or an
+    end of line, `\r?$`; either then becomes the newline itself."""
+    boundary = f"(?:$|{_NON_WORD})"
+    if body.endswith(boundary) and "$" not in body[: -len(boundary)]:
+        return rf"{body[: -len(boundary)]}(?:\n|{_NON_WORD}{_LINE_REST})"
+    if body.endswith(_END_OF_LINE) and "$" not in body[: -len(_END_OF_LINE)]:
+        return rf"{body[: -len(_END_OF_LINE)]}\r?\n"
+    if "$" in body:
+        return None
+    return f"(?:{body}){_LINE_REST}"
 
 
 class _Translator:
@@ -141,7 +164,7 @@ class _Translator:
         if code in (sre.AT_BEGINNING, sre.AT_BEGINNING_LINE, sre.AT_BEGINNING_STRING):
             return "^"
         if code in (sre.AT_END, sre.AT_END_LINE, sre.AT_END_STRING):
-            return r"\r?$"  # the line's text ends before a '\r' of '\r\n'
+            return _END_OF_LINE
         if code is sre.AT_BOUNDARY:
             if at_start and index == 0 and len(items) > 1 and _word_only(items[1:], flags, first=True):
                 return f"(?:^|{_NON_WORD}|{self.before_tail})"
@@ -303,42 +326,59 @@ def _word_char(ch: str, flags: int) -> bool:
 _NON_WORD = _byte_class(_NON_WORD_ASCII)[:-1] + r"\x80-\xff]"  # a non-word ASCII byte or any byte >= 0x80
 
 
-class LineFinder:
-    """The lines, in a block of b'\\n'-terminated lines, where a superset regex matches: one
-    Hyperscan pass over the block (the `hyperscan` package), which reports where matches end."""
+_UNSURE_LINE = rb"[\x80-\xff\r][^\n]*\n"  # a line with a byte the exact answer does not cover
 
-    def __init__(self, regex: bytes) -> None:
+
+class LineFinder:
+    """The lines, in a block of b'\\n'-terminated lines, where a superset regex matches: one Hyperscan
+    pass over the block (the `hyperscan` package). With the regex carried on to its line's end
+    (Superset.line_regex), Hyperscan reports each such line once, at its newline, however many matches it
+    holds; else where each match ends, and the lines are worked out from those. One Python call per
+    report is most of the cost when many lines match.
+
+    With `unsure` (for an exact superset), the same pass also reports each line holding a byte >= 0x80
+    or a '\\r': the candidate lines among those are the only ones whose answer is not already known."""
+
+    def __init__(self, regex: bytes, line_regex: bytes | None = None, *, unsure: bool = False) -> None:
         """Raises ValueError when Hyperscan is missing or refuses the regex."""
         if hyperscan is None:
             raise ValueError(_MISSING)
+        self._whole_lines = line_regex is not None
+        expressions = [line_regex if line_regex is not None else regex] + ([_UNSURE_LINE] if unsure else [])
         try:
             database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            database.compile(expressions=[regex], ids=[0], elements=1, flags=[_FLAGS])
+            database.compile(expressions=expressions, ids=list(range(len(expressions))),
+                             elements=len(expressions), flags=[_FLAGS] * len(expressions))
         except hyperscan.error as exc:
             raise ValueError(f"Hyperscan refused the prefilter: {exc}") from None
+        self.unsure = unsure
         self._database = database
         self._lock = threading.Lock()  # one scratch space per database: one scan at a time
 
-    def line_ends(self, haystack: bytes | bytearray, start: int, stop: int) -> list[int]:
-        """The index of the newline ending each line of haystack[start:stop] where the regex
-        matches, in order. haystack[start] begins a line whatever precedes it."""
-        ends: list[int] = []
-        append = ends.append
+    def line_ends(self, haystack: bytes | bytearray, start: int, stop: int) -> tuple[list[int], list[int]]:
+        """The index of the newline ending each line of haystack[start:stop] where the regex matches,
+        in order; and with `unsure`, the newline of each line holding a byte >= 0x80 or a '\\r' (else
+        none). haystack[start] begins a line whatever precedes it."""
+        found: tuple[list[int], list[int]] = ([], [])
+        report = (found[0].append, found[1].append)
         with self._lock, memoryview(haystack) as view, view[start:stop] as block:
             # A buffer is scanned in place (the stubs say bytes or str only).
             self._database.scan(
                 block,  # type: ignore[type-var]
-                match_event_handler=lambda _i, _f, to, _fl, _c: append(to),
+                match_event_handler=lambda which, _f, to, _fl, _c: report[which](to),
             )
-        found: list[int] = []
+        last = start - 1  # a report at `to` (counted from the block's start) of a whole line: its newline
+        ends, unsure = ([last + to for to in reported] for reported in found)
+        if self._whole_lines:
+            return ends, unsure
+        lines: list[int] = []
         line_end = -1
         find = haystack.find
         for end in ends:
-            end += start
-            if end > line_end:  # a match ending after the last line found ends in a later line
-                line_end = find(b"\n", end - 1, stop)
-                found.append(line_end)
-        return found
+            if end >= line_end:  # a match ending after the last line found ends in a later line
+                line_end = find(b"\n", end, stop)
+                lines.append(line_end)
+        return lines, unsure
 
 
 def line_finder(found: Superset) -> LineFinder | None:
@@ -346,7 +386,12 @@ def line_finder(found: Superset) -> LineFinder | None:
     or refuses the regex (logged once)."""
     global _reported
     try:
-        return LineFinder(found.regex)
+        try:
+            return LineFinder(found.regex, found.line_regex, unsure=found.exact)
+        except ValueError:
+            if found.line_regex is None:
+                raise
+            return LineFinder(found.regex, unsure=found.exact)  # Hyperscan may refuse the longer form only
     except ValueError as exc:
         if not _reported:
             _reported = True
