@@ -827,3 +827,61 @@ def test_postgresql_query_batches_fetches_through_a_cursor_of_its_own() -> None:
         assert not any("generate_series" in text for text in last_statements), last_statements
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("odbc_db", odbc_params(), indirect=True)
+def test_the_deadline_counts_the_drivers_time_not_the_time_spent_on_each_batch(odbc_db: tuple[str, Database]) -> None:
+    """query_timeout is 1 s here: handing over three batches takes 1.8 s of the caller's own time."""
+    kind, db = odbc_db
+    numbers = {
+        "postgresql": f"SELECT n FROM generate_series(1, {database.FETCH_BATCH * 3}) AS g(n)",
+        "mariadb": f"SELECT seq FROM seq_1_to_{database.FETCH_BATCH * 3}",
+    }[kind]
+    taken: list[int] = []
+
+    def slow(rows: list[tuple[object, ...]]) -> None:
+        time.sleep(0.6)
+        taken.append(len(rows))
+
+    db.query_batches(numbers, (), slow)
+    assert taken == [database.FETCH_BATCH] * 3
+    assert db.query("SELECT 1") == [(1,)]
+
+
+@requires_odbc("postgresql")
+def test_postgresql_batches_leave_the_session_as_they_found_it() -> None:
+    db = open_database("pg", odbc=odbc_connection_string("postgresql"), query_timeout=5)
+    try:
+        db.query_batches("SELECT n FROM generate_series(1, 10) AS g(n)", (), lambda rows: None)
+        assert db.query("SELECT current_setting('cursor_tuple_fraction')") == [("0.1",)]
+        assert db.query("SELECT count(*) FROM pg_cursors") == [(0,)]
+    finally:
+        db.close()
+
+
+def test_sqlite_batches_are_handed_over_after_the_read_so_writers_never_wait(runs_file: Path) -> None:
+    db = open_database("runs", sqlite=str(runs_file), query_timeout=5)
+    written: list[int] = []
+
+    def write_meanwhile(rows: list[tuple[object, ...]]) -> None:
+        writer = sqlite3.connect(runs_file, timeout=0)  # no waiting: a held lock fails at once
+        try:
+            writer.execute("INSERT INTO batch_run VALUES (3, 'OK', '2026-11-29 02:00:05', NULL)")
+            writer.commit()
+            written.append(len(rows))
+        finally:
+            writer.close()
+
+    db.query_batches("SELECT * FROM batch_run", (), write_meanwhile)
+    assert written == [2]
+    db.close()
+
+
+def test_the_watchdog_counts_only_the_drivers_time() -> None:
+    cancelled: list[int] = []
+    with database._Watchdog(lambda: cancelled.append(1), 0.3) as watchdog:
+        with watchdog.paused():
+            time.sleep(0.5)  # the caller's own work: not the statement's
+        assert not watchdog.fired
+        time.sleep(0.6)  # the driver's again: 0.3 s of it is all the statement gets
+    assert watchdog.fired and cancelled == [1]

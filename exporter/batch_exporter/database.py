@@ -33,7 +33,8 @@ import threading
 import time
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, Self
@@ -313,28 +314,33 @@ class _SqliteDatabase(_PerThreadDatabase):
         try:
             # SQLite computes rows as they are fetched (Python's cursor steps one row ahead)
             cursor = connection.execute(sql, params)
-            if consume is not None:
-                for batch in iter(lambda: cursor.fetchmany(FETCH_BATCH), []):
-                    consume(batch)
-                return []
-            return cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+            rows = cursor.fetchall() if limit is None else cursor.fetchmany(limit)
+            cursor.close()
         except sqlite3.Error as exc:
-            code = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
-            if code.startswith(_SQLITE_TIMEOUT_ERRORS):
-                raise QueryError(
-                    "timeout",
-                    f"database {self.name!r}: query stopped at the {self._query_timeout:g}s deadline ({code})",
-                ) from None
-            if code.startswith(_SQLITE_BROKEN_ERRORS):
-                self._drop(connection)
-                raise QueryError(
-                    "connect", f"database {self.name!r}: SQLite file {self.path}: {code}: {_sqlite_text(exc, sql)}"
-                ) from None
-            raise QueryError(
-                "query", f"database {self.name!r}: query failed: {code}: {_sqlite_text(exc, sql)}"
-            ) from None
+            raise self._query_error(connection, exc, sql) from None
         finally:
             connection.set_progress_handler(None, 0)
+        if consume is None:
+            return rows
+        # A read keeps the file's shared lock while its statement is open, and a scheduler writing its run
+        # table would wait on the caller: the rows are read whole first, then handed over.
+        for first in range(0, len(rows), FETCH_BATCH):
+            consume(rows[first : first + FETCH_BATCH])
+        return []
+
+    def _query_error(self, connection: sqlite3.Connection, exc: sqlite3.Error, sql: str) -> QueryError:
+        """The QueryError for a failed SQLite statement; a connection whose file is broken is dropped."""
+        code = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
+        if code.startswith(_SQLITE_TIMEOUT_ERRORS):
+            return QueryError(
+                "timeout", f"database {self.name!r}: query stopped at the {self._query_timeout:g}s deadline ({code})"
+            )
+        if code.startswith(_SQLITE_BROKEN_ERRORS):
+            self._drop(connection)
+            return QueryError(
+                "connect", f"database {self.name!r}: SQLite file {self.path}: {code}: {_sqlite_text(exc, sql)}"
+            )
+        return QueryError("query", f"database {self.name!r}: query failed: {code}: {_sqlite_text(exc, sql)}")
 
 
 def _sqlite_text(exc: sqlite3.Error, sql: str = "") -> str:
@@ -431,7 +437,7 @@ class _OdbcDatabase(_PerThreadDatabase):
         watchdog = _Watchdog(cursor.cancel, self._query_timeout)
         try:
             with watchdog:
-                rows = self._fetch(cursor, sql, params, limit, consume)
+                rows = self._fetch(cursor, sql, params, limit, consume, watchdog)
         except self._pyodbc.Error as exc:
             state, _, native = _odbc_error(exc)
             codes = self.dialect.error_codes
@@ -461,14 +467,15 @@ class _OdbcDatabase(_PerThreadDatabase):
         return rows
 
     def _fetch(self, cursor: Any, sql: str, params: tuple[object, ...], limit: int | None,
-               consume: Consume | None) -> list[Row]:
+               consume: Consume | None, watchdog: _Watchdog) -> list[Row]:
         if limit is not None:
             return self.dialect.fetch_head(cursor, sql, params, limit, self._pyodbc.Error)
         if consume is None:
             cursor.execute(sql, *params)
             return rows_of(cursor, None)
         for batch in self.dialect.fetch_batches(cursor, sql, params, FETCH_BATCH):
-            consume(batch)
+            with watchdog.paused():
+                consume(batch)
         return []
 
     def _end(self, connection: Any, broken: bool) -> None:
@@ -485,34 +492,59 @@ class _OdbcDatabase(_PerThreadDatabase):
 
 
 class _Watchdog:
-    """Cancels the running statement from a timer thread when the deadline passes."""
+    """Cancels the running statement from a watching thread once the driver has worked `seconds` in all.
+    The time the caller spends in `paused()` (handling a batch of rows between two fetches) does not
+    count: the deadline is the statement's, not the caller's."""
 
     def __init__(self, cancel: Callable[[], object], seconds: float) -> None:
         self._cancel = cancel
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._finished = False
+        self._left = seconds
+        self._running_since: float | None = None  # None while paused
         self.fired = False
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
+        self._thread = threading.Thread(target=self._watch, name="query-watchdog", daemon=True)
 
     def __enter__(self) -> Self:
-        self._timer.start()
+        with self._changed:
+            self._running_since = time.monotonic()
+        self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        with self._lock:  # waits for a cancel in progress, so it cannot hit the next statement
+        with self._changed:  # waits for a cancel in progress, so it cannot hit the next statement
             self._finished = True
-        self._timer.cancel()
+            self._changed.notify()
 
-    def _fire(self) -> None:
-        with self._lock:
-            if self._finished:
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        with self._changed:
+            if self._running_since is not None:
+                self._left -= time.monotonic() - self._running_since
+                self._running_since = None
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running_since = time.monotonic()
+                self._changed.notify()
+
+    def _watch(self) -> None:
+        with self._changed:
+            while not self._finished:
+                if self._running_since is None:
+                    self._changed.wait()
+                    continue
+                remaining = self._left - (time.monotonic() - self._running_since)
+                if remaining > 0:
+                    self._changed.wait(remaining)
+                    continue
+                self.fired = True
+                try:
+                    self._cancel()
+                except Exception:  # noqa: BLE001 - the statement may have just ended; the caller sees `fired`
+                    _log.debug("cancelling a statement failed", exc_info=True)
                 return
-            self.fired = True
-            try:
-                self._cancel()
-            except Exception:  # noqa: BLE001 - the statement may have just ended; the caller sees `fired`
-                _log.debug("cancelling a statement failed", exc_info=True)
 
 
 def _connection_lost(state: str, exc: Exception, native: int | None, dialect: Dialect) -> bool:

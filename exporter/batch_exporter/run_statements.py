@@ -55,7 +55,8 @@ def build_window_query(runs: RunsConfig, columns: RunColumns | None = None) -> s
     window = f"{c.started_at} >= ?"
     if c.queued_at is not None:
         window = f"({window} OR ({c.started_at} IS NULL AND {c.queued_at} >= ?))"
-    order = f" ORDER BY {job}" if job is not None else ""
+    # by the job's place in the select list: a job expression that is a constant sorts too
+    order = f" ORDER BY {len(selected)}" if job is not None else ""
     return f"SELECT {', '.join(selected)} FROM {source} WHERE {window}{where}{order}"
 
 

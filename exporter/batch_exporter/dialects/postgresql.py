@@ -147,7 +147,10 @@ class PostgreSql(Dialect):
         return rows_of(cursor, limit)
 
     def fetch_batches(self, cursor: Any, sql: str, params: tuple[object, ...], size: int) -> Iterator[list[Row]]:
-        # as fetch_head: psqlODBC would hold the whole result (100,000 rows of a fleet's window) at execute
+        # as fetch_head: psqlODBC would hold the whole result (100,000 rows of a fleet's window) at execute.
+        # Every row will be read: the cursor is planned for that, not for a fast first row (which walks a
+        # whole index to skip a sort), until the rollback that ends every query.
+        cursor.execute("SET LOCAL cursor_tuple_fraction = 1")
         cursor.execute(f"DECLARE {_BATCH_CURSOR} NO SCROLL CURSOR FOR {sql}\n", *params)
         while rows := cursor.execute(f"FETCH FORWARD {int(size)} FROM {_BATCH_CURSOR}").fetchall():
             yield [tuple(row) for row in rows]

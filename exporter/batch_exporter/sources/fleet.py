@@ -144,8 +144,8 @@ class WindowSplit(Exception):
 
 class JobStretches:
     """Takes the window's rows in the order read, and hands each job's rows to `finish` when the next job's
-    begin (rows of jobs that `admits` refuses are dropped as they come). WindowSplit when a job's rows
-    begin again after another job's."""
+    begin (rows of jobs that `admits` refuses are dropped as they come). WindowSplit when an admitted
+    job's rows begin again after another job's."""
 
     def __init__(self, admits: Callable[[str], bool], finish: Callable[[str, list[tuple[object, ...]]], None]) -> None:
         self._admits = admits
@@ -166,10 +166,11 @@ class JobStretches:
             return
         if job != self._job:
             self.close()
-            if job in self.seen:
-                raise WindowSplit(job)
-            self.seen.add(job)
             self._job, self._kept = job, self._admits(job)
+            if self._kept:  # a job left out may come in stretches: its rows are dropped anyway
+                if job in self.seen:
+                    raise WindowSplit(job)
+                self.seen.add(job)
         if self._kept:
             self._rows.append(raw)
 
@@ -182,13 +183,16 @@ class JobStretches:
 
 
 def _fingerprint(raws: list[tuple[object, ...]]) -> Fingerprint | None:
-    """A hash of a job's raw rows in the order read, with their status codes as they are (CPython hashes
-    -1 and -2 alike, and a status code may be either); None when a value cannot be hashed (a driver type
-    without one): such rows are parsed every poll."""
+    """A hash of a job's raw rows in any order (the window is ordered by job only, and a database returns
+    one job's rows in whatever order its sort or plan gives), with their status codes as they are
+    (CPython hashes -1 and -2 alike, and a status code may be either); None when a value cannot be
+    hashed (a driver type without one) or two codes of one hash cannot be ordered: such rows are parsed
+    every poll."""
     try:
-        return hash(tuple(raws)), tuple([_shared(raw[_STATUS]) for raw in raws])
+        ordered = sorted([(hash(raw), _shared(raw[_STATUS])) for raw in raws])
     except TypeError:
         return None
+    return hash(tuple([row_hash for row_hash, _ in ordered])), tuple([code for _, code in ordered])
 
 
 def _shared(code: object) -> object:
