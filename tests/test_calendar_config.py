@@ -184,6 +184,44 @@ def test_a_deadline_too_late_on_one_night_of_the_year_is_refused_naming_it() -> 
     load(one_batch('{cron: "30 2 * * *", timezone: Europe/Berlin, finish_by: "01:55 +1 day"}'))
 
 
+# finish_by checked against the starts the exporter expects: those the calendar keeps, not every cron fire
+PUBLIC_JP = "jp: {country: JP}"
+
+
+@pytest.mark.parametrize(("calendars", "schedule"), [
+    # the review's probe: refused for a run "expected" on 1 January, a holiday on which the calendar expects none
+    (PUBLIC_JP, "days: last-business-day-of-month, cron: '0 22 * * *', finish_by: '09:00 +3 days'"),
+    (PUBLIC_JP, "days: first-business-day-of-month, cron: '0 2 * * *', finish_by: '06:00 +2 days'"),
+    # May 2026 ends on a Sunday: Friday 29's run is due Monday 1 June, weeks before the next one
+    (PUBLIC_JP, "days: last-business-day-of-month, cron: '0 22 * * *', finish_by: '09:00 +25 days'"),
+    # the banks' year-end closure: 30 December's run is due on 4 January, after the closure
+    ("jp: {country: JP, categories: [public, bank]}",
+     "days: last-business-day-of-month, cron: '0 22 * * *', finish_by: '09:00 +5 days'"),
+    # Golden Week: 30 April (after Showa Day) and 7 May are the closest days after a holiday, 7 days apart
+    (PUBLIC_JP, "days: business-day-after-holiday, cron: '0 5 * * *', finish_by: '09:00 +6 days'"),
+])
+def test_a_deadline_before_the_next_start_the_calendar_keeps_loads(calendars: str, schedule: str) -> None:
+    load(one_batch(f"{{{schedule}, timezone: Asia/Tokyo, calendar: jp}}", calendars))
+
+
+@pytest.mark.parametrize(("calendars", "schedule", "expected"), [
+    (PUBLIC_JP, "days: last-business-day-of-month, cron: '0 22 * * *', finish_by: '09:00 +31 days'",
+     "the run expected 2026-01-30 22:00 would be due 2026-03-02 09:00, after the next start 2026-02-27 22:00"),
+    (PUBLIC_JP, "days: business-day-after-holiday, cron: '0 5 * * *', finish_by: '09:00 +7 days'",
+     "the run expected 2026-04-30 05:00 would be due 2026-05-07 09:00, after the next start 2026-05-07 05:00"),
+    # 1 to 3 January are bank holidays and the 4th a Sunday: the first run is on the 5th
+    ("jp: {country: JP, categories: [public, bank]}", "cron: '0 22 * * *', finish_by: '23:00 +1 day'",
+     "the run expected 2026-01-05 22:00 would be due 2026-01-06 23:00, after the next start 2026-01-06 22:00"),
+    # 1 January is a public holiday: the first run is on Friday 2nd, followed by Monday's
+    (PUBLIC_JP, "cron: '0 22 * * *', finish_by: '23:00 +3 days'",
+     "the run expected 2026-01-02 22:00 would be due 2026-01-05 23:00, after the next start 2026-01-05 22:00"),
+])
+def test_a_deadline_the_next_kept_start_would_hide_is_refused_naming_a_business_day(
+        calendars: str, schedule: str, expected: str) -> None:
+    (error,) = errors_of(one_batch(f"{{{schedule}, timezone: Asia/Tokyo, calendar: jp}}", calendars))
+    assert f"comes too late: {expected}: a deadline must come at least 5 minutes before" in error
+
+
 def test_a_bad_cron_with_finish_by_is_reported_once() -> None:
     (error,) = errors_of(one_batch('{cron: "0 25 * * *", finish_by: "01:00"}'))
     assert error.startswith("conf.yml:5: batches.settle.schedule.cron: ")
@@ -292,3 +330,4 @@ def test_explain_without_a_calendar_lists_starts_and_deadlines_only_with_finish_
     assert "--   start 2026-03-08 Sun 01:00 -0500, finish by 2026-03-08 Sun 03:30 -0400" in plain
     bare = explain(loaded, "bare", clock=NOW.timestamp).splitlines()
     assert not any("expected starts" in line for line in bare)
+

@@ -795,15 +795,28 @@ def _calendar_and_deadline_problems(config: Config, schedule: ScheduleConfig) ->
                     f"{schedule.finish_by!r} is not after the cron's last start of the day ({latest:%H:%M}), so "
                     f"the deadline would come before the run; for the next day write '{finish.at:%H:%M} +1 day'")))
             elif latest is not None and schedule.cron is not None:
-                cron = CronSchedule.parse(schedule.cron, schedule.timezone)
-                late = late_deadline(cron, finish)
-                if late is not None:
+                expected = _expected_starts(config, schedule, CronSchedule.parse(schedule.cron, schedule.timezone))
+                late = None if expected is None else late_deadline(expected, finish)
+                if expected is not None and late is not None:
                     problems.append((("finish_by",), f"{schedule.finish_by!r} comes too late: "
-                                                     f"{late.describe(cron.timezone)}"))
+                                                     f"{late.describe(expected.timezone)}"))
     problem = _never_kept(config, schedule)
     if problem is not None:
         problems.append(problem)
     return problems
+
+
+def _expected_starts(config: Config, schedule: ScheduleConfig,
+                     cron: CronSchedule) -> CronSchedule | CalendarSchedule | None:
+    """The starts the exporter expects (sources.batchinfo) of the schedule's cron: the cron's, kept to the
+    business days its calendar's day rule picks when it names one; None for a calendar that is unknown or
+    wrong (reported on its own)."""
+    if schedule.calendar is None:
+        return cron
+    rules = config.calendars.get(schedule.calendar)
+    if rules is None or calendar_problems(rules):
+        return None
+    return CalendarSchedule(cron, BusinessCalendar(rules), schedule.days or "every-business-day")
 
 
 def _never_kept(config: Config, schedule: ScheduleConfig) -> tuple[Path_, str] | None:

@@ -1,8 +1,9 @@
 """schedule.finish_by: the wall time by which an expected run's work must have succeeded.
 
 Written 'HH:MM' (on the local date of the expected start) or 'HH:MM +N day(s)' (N days later, N from 0
-to 31), in the schedule's time zone. `late_deadline` finds, for a cron, a start whose deadline would come
-too close to the next start (or after it) for the deadline to be seen passed.
+to 31), in the schedule's time zone. `late_deadline` finds, for a cron (kept to a business calendar or
+not), a start whose deadline would come too close to the next start (or after it) for the deadline to be
+seen passed.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from .business_calendar import CalendarSchedule
 from .schedule import CronSchedule, ScheduleError
 
 MAX_DAYS = 31
@@ -100,22 +102,25 @@ class LateDeadline:
                 f"next start (the alert follows the latest expected start)")
 
 
-def late_deadline(cron: CronSchedule, finish: FinishBy) -> LateDeadline | None:
-    """The first start in CHECKED_YEAR (local dates in the cron's zone) whose deadline comes less than
-    MIN_MISSED_WINDOW before the cron's next start, or None. Only the last start of each day is checked:
-    the day's earlier starts share its deadline (bar those in the first pass of an hour a DST change
-    repeats, whose own deadline the last one's then follows), so their next start, of the same day, leaves
-    the exported deadline as it was. A cron that does not fire in that year has its first start after it
-    checked."""
+def late_deadline(schedule: CronSchedule | CalendarSchedule, finish: FinishBy) -> LateDeadline | None:
+    """The first start in CHECKED_YEAR (local dates in the schedule's zone) whose deadline comes less than
+    MIN_MISSED_WINDOW before the schedule's next start, or None. The starts are those the exporter expects:
+    a cron's, or with a business calendar those its day rule keeps (Friday's run is next followed by
+    Monday's, a month-end run by the next month's). Only the last start of each day is checked: the day's
+    earlier starts share its deadline (bar those in the first pass of an hour a DST change repeats, whose
+    own deadline the last one's then follows), so their next start, of the same day, leaves the exported
+    deadline as it was. A schedule that does not fire in that year has its first start after it checked
+    (within the calendar's lookahead)."""
+    cron = schedule.cron if isinstance(schedule, CalendarSchedule) else schedule
     latest = latest_start_of_day(cron.expression)
     if latest is None:
         return None
-    tz = cron.timezone
+    tz = schedule.timezone
     end = datetime(CHECKED_YEAR + 1, 1, 1, tzinfo=tz).astimezone(UTC)
-    fire = cron.next_fire(datetime(CHECKED_YEAR, 1, 1, tzinfo=tz).astimezone(UTC) - _TICK)
+    fire = schedule.next_fire(datetime(CHECKED_YEAR, 1, 1, tzinfo=tz).astimezone(UTC) - _TICK)
     checked = False
     while fire is not None and (fire < end or not checked):
-        last, following = last_fire_of_day(cron, fire, latest)
+        last, following = last_fire_of_day(schedule, fire, latest)
         if following is None:
             return None
         deadline = finish.deadline(last, tz)
@@ -140,11 +145,13 @@ def latest_start_of_day(expression: str) -> time | None:
     return None if last is None else last.time()
 
 
-def last_fire_of_day(cron: CronSchedule, fire: datetime, latest: time) -> tuple[datetime, datetime | None]:
+def last_fire_of_day(cron: CronSchedule | CalendarSchedule, fire: datetime,
+                     latest: time) -> tuple[datetime, datetime | None]:
     """(the last fire on the local date of `fire`, the next fire after it), given the cron's latest wall
     time of day (`latest_start_of_day`): the fire at that wall time, then any later one on the same date
     (the second pass of an hour a DST change repeats); a backward search, ten times dearer, only where a
-    DST change put the latest wall time after the day's last fire."""
+    DST change put the latest wall time after the day's last fire. With a business calendar, a day it keeps
+    keeps all the cron's fires, and the next fire is on the next day it keeps."""
     tz = cron.timezone
     day = fire.astimezone(tz).date()
     target = datetime.combine(day, latest, tzinfo=tz).astimezone(UTC)
