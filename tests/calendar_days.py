@@ -189,10 +189,17 @@ SCENARIOS: tuple[Scenario, ...] = (
             # 2 hours a night: late every day, as 02:30 + 2h > 04:00; on this night it starts at 03:00
             Batch("dst-slow", '{cron: "30 2 * * *", calendar: de-daily, finish_by: "04:00"}', BERLIN_SPRING,
                   durations={"2026-03-27": 7200, "2026-03-28": 3000, "2026-03-29": 7200, "2026-03-30": 3000}),
+            # due 30 minutes after its 02:30 start; 20 minutes a night, 35 on the night of the change
+            Batch("dst-tight", '{cron: "30 2 * * *", calendar: de-daily, finish_by: "03:00"}', BERLIN_SPRING,
+                  durations={night[:10]: 2100 if night.startswith("2026-03-29") else 1200 for night in BERLIN_SPRING}),
         ),
         (
             Check("2026-03-27 04:10", _firing(("BatchFinishDeadlineMissed", "dst-slow")), "a plain night"),
             Check("2026-03-28 04:10", _firing(), "a short night"),
+            Check("2026-03-29 03:25", _firing(),
+                  "the cron fired at 03:00, dst-tight's '03:00' itself: due 03:30 CEST, 30 minutes as every night"),
+            Check("2026-03-29 03:38", _firing(("BatchFinishDeadlineMissed", "dst-tight")),
+                  "not succeeded by 03:30 CEST"),
             Check("2026-03-29 03:50", _firing(), "the cron fired at 03:00, the deadline is 04:00 CEST"),
             Check("2026-03-29 04:10", _firing(("BatchFinishDeadlineMissed", "dst-slow")), "an hour shorter night"),
             Check("2026-03-29 05:20", _firing(), "succeeded at 05:05 CEST; held 5 minutes"),

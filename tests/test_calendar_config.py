@@ -331,3 +331,15 @@ def test_explain_without_a_calendar_lists_starts_and_deadlines_only_with_finish_
     bare = explain(loaded, "bare", clock=NOW.timestamp).splitlines()
     assert not any("expected starts" in line for line in bare)
 
+
+def test_explain_shows_the_deadline_of_a_start_the_spring_forward_jump_moved() -> None:
+    loaded = load("""\
+        batches:
+          tight:
+            schedule: {cron: "30 2 * * *", timezone: Europe/Berlin, finish_by: '03:00'}
+        """)
+    lines = explain(loaded, "tight", clock=datetime(2026, 3, 27, 12, tzinfo=UTC).timestamp).splitlines()
+    assert "--   start 2026-03-28 Sat 02:30 +0100, finish by 2026-03-28 Sat 03:00 +0100" in lines
+    # 02:30 never came: the cron starts the run at 03:00 CEST, due 30 minutes later as on other nights
+    assert "--   start 2026-03-29 Sun 03:00 +0200, finish by 2026-03-29 Sun 03:30 +0200" in lines
+    assert "--   start 2026-03-30 Mon 02:30 +0200, finish by 2026-03-30 Mon 03:00 +0200" in lines

@@ -21,6 +21,7 @@ from batch_exporter.finish_by import (
     latest_start_of_day,
 )
 from batch_exporter.schedule import CronSchedule
+from batch_exporter.sources.batchinfo import BatchInfoSource
 from batch_exporter.sources.schedule_table import ScheduleTableSource
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -121,6 +122,115 @@ def test_the_docstring_tells_how_dst_changes_are_read() -> None:
     doc = FinishBy.deadline.__doc__ or ""
     assert "offset before the change" in doc and "first occurrence" in doc
     assert "a day later" in doc and "after the start" in doc
+
+
+# --- the night a spring-forward jump moves a start -----------------------------------------------------
+
+# (zone, cron, finish_by, the jump the cron fires at (UTC), the wall time that start stands for): a fixed-time
+# cron whose wall time the jump skips fires at the jump, which is the finish_by wall time itself
+JUMP_NIGHTS = [
+    ("Europe/Berlin", "30 2 * * *", "03:00", utc(2026, 3, 29, 1, 0), time(2, 30)),
+    ("America/New_York", "30 2 * * *", "03:00", utc(2026, 3, 8, 7, 0), time(2, 30)),
+    ("Europe/London", "30 1 * * *", "02:00", utc(2026, 3, 29, 1, 0), time(1, 30)),
+    ("Australia/Sydney", "30 2 * * *", "03:00", utc(2026, 10, 3, 16, 0), time(2, 30)),  # the southern spring
+    ("Pacific/Chatham", "0 3 * * *", "03:45", utc(2026, 9, 26, 14, 0), time(3, 0)),  # 02:45 became 03:45
+    ("Australia/Lord_Howe", "15 2 * * *", "02:30", utc(2026, 10, 3, 15, 30), time(2, 15)),  # a 30-minute jump
+    ("America/Santiago", "30 0 * * *", "01:00", utc(2026, 9, 6, 4, 0), time(0, 30)),  # midnight became 01:00
+]
+
+
+@pytest.mark.parametrize(("zone", "cron", "finish_by", "jump", "planned"), JUMP_NIGHTS)
+def test_a_start_the_jump_moved_to_its_deadline_keeps_its_usual_time(zone: str, cron: str, finish_by: str,
+                                                                     jump: datetime, planned: time) -> None:
+    schedule = CronSchedule.parse(cron, zone)
+    assert schedule.next_fire(jump - timedelta(hours=3)) == jump
+    assert jump.astimezone(schedule.timezone).strftime("%H:%M") == finish_by  # due at once by the wall clock
+    wall = schedule.wall_time(jump)
+    assert wall == datetime.combine(jump.astimezone(schedule.timezone).date(), planned)
+    finish = FinishBy.parse(finish_by)
+    usual = datetime.combine(wall.date(), finish.at) - wall  # 30 minutes on every other night
+    assert finish.deadline(jump, schedule.timezone, wall) == jump + usual
+    # check-config: the run of that night is due before the next night's start
+    assert late_deadline(schedule, finish) is None
+    parse_config(f'batches:\n  b:\n    schedule: {{cron: "{cron}", timezone: {zone}, finish_by: "{finish_by}"}}\n'
+                 "    max_duration: 20m\n", "config.yml")
+
+
+def test_a_wall_time_still_after_the_moved_start_is_kept() -> None:
+    jump = utc(2026, 3, 29, 1, 0)  # Berlin: '30 2 * * *' fires at 03:00 CEST, standing for 02:30
+    wall = CronSchedule.parse("30 2 * * *", "Europe/Berlin").wall_time(jump)
+    assert wall == datetime(2026, 3, 29, 2, 30)
+    assert FinishBy.parse("03:15").deadline(jump, BERLIN, wall) == utc(2026, 3, 29, 1, 15)  # 03:15 CEST
+    assert FinishBy.parse("04:00").deadline(jump, BERLIN, wall) == utc(2026, 3, 29, 2, 0)  # 04:00 CEST
+    # a skipped wall time is read with the offset before the change, as for any start: 02:45 CET, 03:45 CEST
+    assert FinishBy.parse("02:45").deadline(jump, BERLIN, wall) == utc(2026, 3, 29, 1, 45)
+    assert FinishBy.parse("01:00 +1 day").deadline(jump, BERLIN, wall) == local(BERLIN, 2026, 3, 30, 1)
+    # a start no jump moved, at its deadline's wall time (a catch-up run): the next day, as before
+    assert FinishBy.parse("03:00").deadline(jump, BERLIN) == local(BERLIN, 2026, 3, 30, 3)
+    assert FinishBy.parse("03:00").deadline(jump, BERLIN, datetime(2026, 3, 29, 3, 0)) == local(BERLIN, 2026, 3, 30, 3)
+    # a finish_by before the planned start is the next day's, as for any start
+    assert FinishBy.parse("02:00").deadline(jump, BERLIN, wall) == local(BERLIN, 2026, 3, 30, 2)
+
+
+def test_the_wall_time_a_fire_stands_for() -> None:
+    new_york = "America/New_York"
+    jump = utc(2026, 3, 8, 7, 0)  # 03:00 EDT
+    # several skipped wall times fire once at the jump: it stands for the latest
+    assert CronSchedule.parse("0,30 2 * * *", new_york).wall_time(jump) == datetime(2026, 3, 8, 2, 30)
+    # a cron that matches 03:00 itself fires then for its own sake
+    assert CronSchedule.parse("0,30 2,3 * * *", new_york).wall_time(jump) == datetime(2026, 3, 8, 3, 0)
+    # wildcard crons skip the hour; the other fires stand for themselves, in both passes of a repeated hour
+    quarter = CronSchedule.parse("*/15 * * * *", new_york)
+    assert quarter.next_fire(jump - timedelta(minutes=14)) == jump  # 01:45 EST, then 03:00 EDT
+    assert quarter.wall_time(jump) == datetime(2026, 3, 8, 3, 0)
+    assert quarter.wall_time(utc(2026, 11, 1, 5, 30)) == datetime(2026, 11, 1, 1, 30)
+    assert quarter.wall_time(utc(2026, 11, 1, 6, 30)) == datetime(2026, 11, 1, 1, 30)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        quarter.wall_time(datetime(2026, 3, 8, 3, 0))
+
+
+def batch_info_deadline(schedule: str, now: datetime) -> datetime:
+    """The finish deadline the exporter's config source exports at `now`."""
+    config = parse_config(f"batches:\n  b:\n    schedule: {schedule}\n    max_duration: 1h\n", "config.yml")
+    source = BatchInfoSource("b", config.batches["b"], clock=now.timestamp, watching_since=0.0)
+    (value,) = [s.value for s in source.poll().samples if s.name == "batch_schedule_finish_deadline_timestamp_seconds"]
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+@pytest.mark.parametrize(("zone", "jump"), [("Europe/Berlin", utc(2026, 3, 29, 1, 0)),
+                                            ("America/New_York", utc(2026, 3, 8, 7, 0))])
+def test_the_exporter_exports_the_moved_start_s_deadline(zone: str, jump: datetime) -> None:
+    schedule = f'{{cron: "30 2 * * *", timezone: {zone}, finish_by: "03:00"}}'
+    assert batch_info_deadline(schedule, jump + timedelta(minutes=10)) == jump + timedelta(minutes=30)
+    # the night before and the night after: 03:00 on the start's date
+    tz = ZoneInfo(zone)
+    for day in (jump.astimezone(tz).date() - timedelta(days=1), jump.astimezone(tz).date() + timedelta(days=1)):
+        start = datetime.combine(day, time(2, 40), tzinfo=tz)
+        assert batch_info_deadline(schedule, start) == datetime.combine(day, time(3, 0), tzinfo=tz).astimezone(UTC)
+
+
+def test_fall_back_in_berlin_02_30_happens_twice() -> None:
+    # 25 October 2026: 03:00 CEST became 02:00 CET; 02:30 was 00:30 UTC and 01:30 UTC; 03:00 once, 02:00 UTC
+    schedule = '{cron: "30 2 * * *", timezone: Europe/Berlin, finish_by: "03:00"}'
+    # the cron fires at the first 02:30 only; the run has the repeated hour on top of its usual half hour
+    assert CronSchedule.parse("30 2 * * *", "Europe/Berlin").next_fire(utc(2026, 10, 25, 0, 0)) == \
+        utc(2026, 10, 25, 0, 30)
+    assert batch_info_deadline(schedule, utc(2026, 10, 25, 1, 45)) == utc(2026, 10, 25, 2, 0)
+    # a scheduler that starts it at the second 02:30 (CET): due 30 minutes later
+    assert FinishBy.parse("03:00").deadline(utc(2026, 10, 25, 1, 30), BERLIN) == utc(2026, 10, 25, 2, 0)
+    assert late("30 2 * * *", "03:00", "Europe/Berlin") is None
+
+
+def test_fall_back_in_new_york_01_30_happens_twice() -> None:
+    # 1 November 2026: 02:00 EDT became 01:00 EST; 01:30 was 05:30 UTC and 06:30 UTC; 02:00 once, 07:00 UTC
+    assert batch_info_deadline('{cron: "30 1 * * *", timezone: America/New_York, finish_by: "02:00"}',
+                               utc(2026, 11, 1, 6, 45)) == utc(2026, 11, 1, 7, 0)
+    assert FinishBy.parse("02:00").deadline(utc(2026, 11, 1, 6, 30), NEW_YORK) == utc(2026, 11, 1, 7, 0)
+    # a 02:30 batch due by 03:00: 02:30 happens once, in EST
+    assert batch_info_deadline('{cron: "30 2 * * *", timezone: America/New_York, finish_by: "03:00"}',
+                               utc(2026, 11, 1, 7, 45)) == utc(2026, 11, 1, 8, 0)
+    assert late("30 1 * * *", "02:00", "America/New_York") is None
+    assert late("30 2 * * *", "03:00", "America/New_York") is None
 
 
 # --- a start at or after its day's wall time ------------------------------------------------------------

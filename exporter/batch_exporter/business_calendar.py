@@ -254,6 +254,10 @@ class CalendarSchedule:
         self._bracket = _Bracket(min(valid_from, now), max(valid_until, now + _TICK), previous, following)
         return previous, following
 
+    def wall_time(self, fire: datetime) -> datetime:
+        """The local wall time (naive) a fire stands for (CronSchedule.wall_time)."""
+        return self.cron.wall_time(fire)
+
     # -- what the calendar decided --
 
     def last_skipped(self, now: datetime) -> Skip | None:

@@ -115,7 +115,8 @@ def _planned_starts(schedule: ScheduleConfig, calendars: Mapping[str, CalendarCo
             why = entry.reason + (f": {entry.holiday}" if entry.holiday else "")
             lines.append(f"--   skipped {entry.day:%Y-%m-%d %a} ({why})")
         elif entry is not None:
-            deadline = "" if finish is None else f", finish by {_local(finish.deadline(entry, tz), tz)}"
+            due = None if finish is None else finish.deadline(entry, tz, cron.wall_time(entry))
+            deadline = "" if due is None else f", finish by {_local(due, tz)}"
             lines.append(f"--   start {_local(entry, tz)}{deadline}")
     if not any(not isinstance(entry, Skip) for entry in plan):
         lines.append(f"--   none within the next {LOOKAHEAD_DAYS} days")

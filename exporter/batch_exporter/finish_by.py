@@ -52,7 +52,7 @@ class FinishBy:
             raise ValueError(f"{text!r}: at most +{MAX_DAYS} days; {FORMAT_HINT}")
         return cls(time(hour, minute), days)
 
-    def deadline(self, start: datetime, tz: ZoneInfo) -> datetime:
+    def deadline(self, start: datetime, tz: ZoneInfo, planned: datetime | None = None) -> datetime:
         """The deadline (UTC) of a run expected at `start`: this wall time on start's local date in `tz`
         plus `days`; when that is not after the start (a scheduler's catch-up run at 09:00 with a
         finish_by of '06:00'), the same wall time a day later, and so on until it is after the start.
@@ -60,10 +60,18 @@ class FinishBy:
         A wall time a DST change skips is read with the UTC offset before the change: 02:30 on New
         York's spring-forward day is 03:30 EDT (07:30 UTC), an hour after the 02:30 that never came. A
         wall time a DST change repeats is its first occurrence: 01:30 on New York's fall-back day is
-        01:30 EDT; or its second (01:30 EST) for a start between the two."""
+        01:30 EDT; or its second (01:30 EST) for a start between the two.
+
+        `planned` is the local wall time (naive) the start stands for, when a spring-forward jump moved
+        it (CronSchedule.wall_time: a `30 2 * * *` cron fires at the jump, 03:00, for the 02:30 that
+        never came). When the jump put this wall time at or before the moved start (finish_by '03:00'),
+        the run keeps the time it has on other days: due at the start plus the span from `planned` to
+        this wall time (03:30 for 02:30 to 03:00), not a day later. A wall time still after the moved
+        start is kept ('04:00' stays 04:00)."""
         if start.tzinfo is None or start.utcoffset() is None:
             raise ValueError(f"start must be timezone-aware, got naive {start.isoformat()}")
-        day: date = start.astimezone(tz).date() + timedelta(days=self.days)
+        local = start.astimezone(tz)
+        day: date = local.date() + timedelta(days=self.days)
         while True:
             # fold=0 reads a skipped wall time with the earlier offset and a repeated one as the first;
             # fold=1 gives the second of a repeated one (and an earlier instant for a skipped one)
@@ -71,6 +79,11 @@ class FinishBy:
                 candidate = datetime.combine(day, self.at, tzinfo=tz).replace(fold=fold).astimezone(UTC)
                 if candidate > start:
                     return candidate
+            if planned is not None and planned != local.replace(tzinfo=None):
+                span = datetime.combine(planned.date() + timedelta(days=self.days), self.at) - planned
+                if span > timedelta(0):
+                    return start.astimezone(UTC) + span
+                planned = None  # a wall time before the planned start too: the next day, as for any start
             day += timedelta(days=1)
 
     def __str__(self) -> str:
@@ -123,7 +136,7 @@ def late_deadline(schedule: CronSchedule | CalendarSchedule, finish: FinishBy) -
         last, following = last_fire_of_day(schedule, fire, latest)
         if following is None:
             return None
-        deadline = finish.deadline(last, tz)
+        deadline = finish.deadline(last, tz, cron.wall_time(last))
         if following - deadline < MIN_MISSED_WINDOW:
             return LateDeadline(last, deadline, following)
         checked = True

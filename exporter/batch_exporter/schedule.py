@@ -114,6 +114,22 @@ class CronSchedule:
         """Earliest fire time > now (UTC)."""
         return self.fires_around(now)[1]
 
+    def wall_time(self, fire: datetime) -> datetime:
+        """The local wall time (naive) a fire of this schedule stands for: its own, except for a fire at a
+        spring-forward jump that stands in for wall times the jump skipped (`30 2 * * *` at 03:00 EDT on
+        New York's change night stands for 02:30): the latest of those."""
+        if fire.tzinfo is None or fire.utcoffset() is None:
+            raise ValueError(f"schedule times must be timezone-aware, got naive {fire.isoformat()}")
+        fire = fire.astimezone(UTC)
+        offset = _offset(self.timezone, fire)
+        wall = fire + offset
+        before = _offset(self.timezone, fire - _TICK)
+        if before < offset and self._wall.next_at_or_after(wall) != wall:
+            skipped = self._wall.last_at_or_before(wall - _TICK, fire + before)
+            if skipped is not None:
+                wall = skipped
+        return wall.replace(tzinfo=None)
+
     def fires_around(self, now: datetime) -> tuple[datetime | None, datetime | None]:
         """(previous_fire(now), next_fire(now)) in one call; `now` must be timezone-aware."""
         if now.tzinfo is None or now.utcoffset() is None:

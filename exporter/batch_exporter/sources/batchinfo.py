@@ -55,8 +55,9 @@ class BatchInfo:
             if previous is not None:
                 out.add("batch_schedule_last_expected_timestamp_seconds", previous.timestamp(), batch=batch)
                 if self._finish_by is not None:
-                    out.add("batch_schedule_finish_deadline_timestamp_seconds",
-                            self._finish_by.deadline(previous, self._tz).timestamp(), batch=batch)
+                    # a start a spring-forward jump moved keeps its usual time (FinishBy.deadline)
+                    deadline = self._finish_by.deadline(previous, self._tz, self._schedule.wall_time(previous))
+                    out.add("batch_schedule_finish_deadline_timestamp_seconds", deadline.timestamp(), batch=batch)
             if following is not None:
                 out.add("batch_schedule_next_expected_timestamp_seconds", following.timestamp(), batch=batch)
             if isinstance(self._schedule, CalendarSchedule):
