@@ -206,6 +206,12 @@ def target(expr: str, legend: str = "", *, ref: str = "A", instant: bool = False
     return result
 
 
+def instant_series(expr: str, legend: str) -> dict[str, Any]:
+    """An instant query whose series keep their legend: a stat panel shows one tile per series as it is now,
+    not one per label set the series had over the time range."""
+    return dict(target(expr, legend), range=False, instant=True)
+
+
 def override(name: str, *properties: tuple[str, Any], regex: bool = False) -> dict[str, Any]:
     """Field override by display name (or regex over it)."""
     return {
@@ -585,6 +591,47 @@ def batches_table(layout: Layout, sel: str) -> dict[str, Any]:
     )
 
 
+# How the overview reads the time since a batch's latest success: (label value, colour) by case, judged
+# as the schedule alerts judge it (without their `for:`), so that what the alerts leave quiet (the days a
+# business calendar skips, a paused job) is not red either. Worst first: a batch takes the first that holds.
+STALENESS_COLOURS: dict[str, str] = {"success overdue": "red", "scheduler paused": "orange", "on schedule": "green"}
+# A batch without a schedule has no expected start: the time since its success is all there is to judge.
+NO_SCHEDULE_STEPS = ((86400 + 3600, "orange"), (2 * 86400, "red"))
+
+
+def success_overdue(sel: str) -> str:
+    """Batches whose latest expected run should by now have started (grace) or succeeded (max_duration,
+    finish_by) and has not: the conditions of BatchRunMissed, BatchNoRecentSuccess and
+    BatchFinishDeadlineMissed for a batch that has succeeded before, with the same recorded deadlines.
+    The expected starts skip the days a business calendar removes, so these hold on none of them."""
+    since_expected = (f"batch_schedule_last_expected_timestamp_seconds{{{sel}}}"
+                      f" - {_ON} batch_schedule_grace_seconds{{{sel}}}")
+    no_success = f"(batch_run_last_success_timestamp_seconds{{{sel}}} != 0) < {_ON} ({since_expected})"
+    no_start = f"(batch_run_last_start_timestamp_seconds{{{sel}}} != 0) < {_ON} ({since_expected})"
+    late = [
+        f"(time() > batch:batch_run_start_deadline_timestamp_seconds{{{sel}}} and {_ON} {no_start})",
+        f"(time() > batch:batch_run_success_deadline_timestamp_seconds{{{sel}}})",
+        f"(time() > batch_schedule_finish_deadline_timestamp_seconds{{{sel}}})",
+    ]
+    return f"({no_success})\nand {_ON}\n(\n  " + f"\n  or {_ON}\n  ".join(late) + "\n)"
+
+
+def staleness_expr(sel: str) -> str:
+    """Seconds since each batch's latest success, labelled `staleness` with how the schedule reads it:
+    'success overdue', 'scheduler paused', 'on schedule', or 'no schedule' for a batch without one."""
+    since = f"time() - batch_run_last_success_timestamp_seconds{{{sel}}}"
+    cases = {
+        "success overdue": success_overdue(sel),
+        "scheduler paused": f"batch_schedule_paused{{{sel}}} == 1",
+        "on schedule": f"batch_schedule_grace_seconds{{{sel}}}",
+    }
+    assert list(cases) == list(STALENESS_COLOURS)
+    terms = [f'label_replace(\n{since}\nand {_ON}\n({when}),\n"staleness", "{reading}", "", "")'
+             for reading, when in cases.items()]
+    terms.append(f'label_replace({since}, "staleness", "no schedule", "", "")')
+    return f"\nor {_ON}\n".join(terms)
+
+
 def overview() -> dict[str, Any]:
     """All batches at a glance."""
     layout = Layout()
@@ -621,11 +668,23 @@ def overview() -> dict[str, Any]:
             layout,
             "stat",
             "Since last success",
-            "Time since the latest successful run ended.",
-            [target(f"time() - batch_run_last_success_timestamp_seconds{{{sel}}}", "{{batch}}")],
+            "Time since the latest successful run ended, judged against the schedule as the alerts judge it. "
+            f"{STALENESS_COLOURS['success overdue'].capitalize()} (success overdue): the latest expected start "
+            "is past its grace with no run started since, or past its max_duration or its finish_by with no "
+            "success since (BatchRunMissed, BatchNoRecentSuccess, BatchFinishDeadlineMissed). Days a business "
+            "calendar skips expect no run: a success from before a long weekend or Golden Week stays "
+            f"{STALENESS_COLOURS['on schedule']} (on schedule) until the next business day's run is due. "
+            f"{STALENESS_COLOURS['scheduler paused'].capitalize()} (scheduler paused): the scheduler has the job "
+            f"paused. A batch without a schedule has no expected start: {NO_SCHEDULE_STEPS[0][1]} after 25 h, "
+            f"{NO_SCHEDULE_STEPS[1][1]} after 48 h (no schedule).",
+            [instant_series(staleness_expr(sel), "{{batch}}: {{staleness}}")],
             unit="dtdurations",
             decimals=1,
-            steps=thresholds((86400 + 3600, "orange"), (2 * 86400, "red")),
+            steps=thresholds(*NO_SCHEDULE_STEPS),
+            overrides=[
+                override(f".*: {reading}", ("thresholds", thresholds(base=colour)), regex=True)
+                for reading, colour in STALENESS_COLOURS.items()
+            ],
             options=stat_options(),
         ),
         panel(

@@ -15,6 +15,7 @@ tests/test_calendar_rules.py checks that it is this module's output and that pro
 """
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -301,35 +302,54 @@ def _same(a: float, b: float) -> bool:
 WINDOW = 3600  # each check is evaluated on the hour before it: longer than any `for` and hold
 
 
+def check_inputs(scenario: Scenario, check: Check) -> tuple[list[dict[str, str]], dict[str, float]]:
+    """The input series of the hour that ends at the check (timestamps relative to its start), and the
+    end of each batch's latest success by then (absolute; only batches that have one)."""
+    tz = ZoneInfo(scenario.timezone)
+    config_text = _config_text(scenario)
+    end = _local(check.at, tz)
+    t0 = end - WINDOW
+    inputs = []
+    successes: dict[str, float] = {}
+    for batch in scenario.batches:
+        runs = _runs(scenario, batch, t0, end)
+        last_success = runs["batch_run_last_success_timestamp_seconds"][-1]
+        if not math.isnan(last_success):
+            successes[batch.name] = last_success
+        series = {**_exported(batch, config_text, t0, end), **runs}
+        for name, points in series.items():
+            if all(p != p for p in points):
+                continue  # not exported at all (no finish_by)
+            if name in TIMESTAMPS:
+                points = [p - t0 for p in points]
+            labels = ",".join(f'{k}="{v}"' for k, v in {"batch": batch.name, **INSTANCE}.items())
+            inputs.append({"series": f"{name}{{{labels}}}", "values": _values(points)})
+    return inputs, successes
+
+
+def firing_expr() -> str:
+    """The schedule alerts firing, by alert name and batch."""
+    wanted = "|".join(SCHEDULE_ALERTS)
+    return f'count by (alertname, batch) (ALERTS{{alertstate="firing",alertname=~"{wanted}"}})'
+
+
+def firing_samples(check: Check) -> list[dict[str, object]]:
+    return [{"labels": f'{{alertname="{a}",batch="{b}"}}', "value": 1} for a, b in sorted(check.firing)]
+
+
 def scenario_tests(scenario: Scenario) -> Iterator[dict[str, object]]:
     """One promtool test per check, on the hour that ends at it (promtool's cost grows with
     the minutes evaluated; the schedule series of any instant come from the exporter all the same)."""
-    tz = ZoneInfo(scenario.timezone)
-    config_text = _config_text(scenario)
-    wanted = "|".join(SCHEDULE_ALERTS)
     for check in scenario.checks:
-        end = _local(check.at, tz)
-        t0 = end - WINDOW
-        exported = {batch.name: _exported(batch, config_text, t0, end) for batch in scenario.batches}
-        inputs = []
-        for batch in scenario.batches:
-            series = {**exported[batch.name], **_runs(scenario, batch, t0, end)}
-            for name, points in series.items():
-                if all(p != p for p in points):
-                    continue  # not exported at all (no finish_by)
-                if name in TIMESTAMPS:
-                    points = [p - t0 for p in points]
-                labels = ",".join(f'{k}="{v}"' for k, v in {"batch": batch.name, **INSTANCE}.items())
-                inputs.append({"series": f"{name}{{{labels}}}", "values": _values(points)})
+        inputs, _ = check_inputs(scenario, check)
         yield {
             "interval": "1m",
             "name": f"{scenario.title}: {check.at} {scenario.timezone}, {check.why}",
             "input_series": inputs,
             "promql_expr_test": [{
-                "expr": f'count by (alertname, batch) (ALERTS{{alertstate="firing",alertname=~"{wanted}"}})',
+                "expr": firing_expr(),
                 "eval_time": f"{WINDOW // 60}m",
-                "exp_samples": [{"labels": f'{{alertname="{a}",batch="{b}"}}', "value": 1}
-                                for a, b in sorted(check.firing)],
+                "exp_samples": firing_samples(check),
             }],
         }
 

@@ -10,17 +10,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 
+import calendar_days
 from batch_exporter.metrics import BY_NAME, exposed_names
 from batch_exporter.snapshot import SampleBuilder
 from promql_names import (
@@ -407,6 +409,139 @@ def test_rerun_safety_severity_per_batch_on_promtool(tmp_path: Path) -> None:
     result = subprocess.run(["promtool", "test", "rules", "rerun.test.yml"], cwd=tmp_path, capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- "Since last success" on a business calendar's edge days ------------------------------------------
+# The overview judges a success as the schedule alerts do: the scenarios of the calendar's promtool tests
+# (tests/calendar_days.py: Golden Week, the year-end closure, a month ending on a Sunday, both DST changes
+# in Berlin) and a long weekend, with the exporter's own schedule series. A tile is red exactly when a
+# schedule alert fires for its batch, and green otherwise, however old the success.
+
+# Marine Day, Monday 20 July 2026: Saturday to Monday closed in Japan; the weekend before is a plain one
+LONG_WEEKEND_NIGHTS = calendar_days._nights(
+    "02:05", "2026-07-09", "2026-07-10", "2026-07-13", "2026-07-14", "2026-07-15", "2026-07-16", "2026-07-17",
+    "2026-07-21")
+LONG_WEEKEND = calendar_days.Scenario(
+    "A long weekend (Asia/Tokyo): Marine Day, Monday 20 July 2026",
+    "Asia/Tokyo",
+    (
+        calendar_days.Batch("lw-ok", '{cron: "0 2 * * *", calendar: jp, finish_by: "06:00"}', LONG_WEEKEND_NIGHTS),
+        calendar_days.Batch("lw-broken", '{cron: "0 2 * * *", calendar: jp, finish_by: "06:00"}',
+                            LONG_WEEKEND_NIGHTS, broken=frozenset({"2026-07-21"})),
+    ),
+    (
+        calendar_days.Check("2026-07-13 01:55", frozenset(), "Monday after a plain weekend, before its run: "
+                            "Friday's success is 71 hours old"),
+        calendar_days.Check("2026-07-20 12:00", frozenset(), "Marine Day: no run expected"),
+        calendar_days.Check("2026-07-21 01:55", frozenset(), "Tuesday before its run: Friday's success is 4 days old"),
+        calendar_days.Check("2026-07-21 02:30", frozenset({("BatchRunMissed", "lw-broken")}),
+                            "the first business day's run did not start"),
+        calendar_days.Check("2026-07-21 06:10", frozenset({("BatchRunMissed", "lw-broken"),
+                                                           ("BatchNoRecentSuccess", "lw-broken"),
+                                                           ("BatchFinishDeadlineMissed", "lw-broken")}),
+                            "and missed its deadline"),
+    ),
+)
+STALENESS_SCENARIOS = (*calendar_days.SCENARIOS, LONG_WEEKEND)
+
+
+def _since_last_success() -> dict[str, Any]:
+    (found,) = [p for p in _panels(BOARDS["batch-overview.json"]) if p["title"] == "Since last success"]
+    return found
+
+
+def _tile_colour(item: dict[str, Any], labels: dict[str, str], value: float) -> str:
+    """The colour Grafana gives a stat tile: its display name (the legend) picks the overrides (a regex
+    not written /like this/ must match the whole name), whose thresholds (else the panel's) read the value."""
+    (query,) = item["targets"]
+    name = re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m[1], ""), query["legendFormat"])
+    steps = item["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    for rule in item["fieldConfig"]["overrides"]:
+        matcher = rule["matcher"]
+        if (matcher["id"] == "byRegexp" and re.fullmatch(matcher["options"], name)) or \
+                (matcher["id"] == "byName" and matcher["options"] == name):
+            steps = next((p["value"]["steps"] for p in rule["properties"] if p["id"] == "thresholds"), steps)
+    colour = steps[0]["color"]
+    for step in steps[1:]:
+        if value >= step["value"]:
+            colour = step["color"]
+    return colour
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return "{" + ",".join(f'{key}="{value}"' for key, value in sorted(labels.items())) + "}"
+
+
+def _promtool(tmp_path: Path, tests: list[dict[str, Any]]) -> None:
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool not installed")
+    document = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": tests}
+    (tmp_path / "overview.test.yml").write_text(yaml.safe_dump(document, sort_keys=False))
+    result = subprocess.run(["promtool", "test", "rules", "overview.test.yml"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_since_last_success_follows_the_calendar_on_promtool(tmp_path: Path) -> None:
+    item = _since_last_success()
+    (query,) = item["targets"]
+    expr = generate.render_query(query["expr"])
+    tests = []
+    colours = []
+    for scenario in STALENESS_SCENARIOS:
+        tz = ZoneInfo(scenario.timezone)
+        for check in scenario.checks:
+            inputs, successes = calendar_days.check_inputs(scenario, check)
+            end = datetime.strptime(check.at, "%Y-%m-%d %H:%M").replace(tzinfo=tz).timestamp()
+            paged = {batch for _, batch in check.firing}
+            tiles = []
+            for batch, success in successes.items():
+                labels = {"batch": batch, **calendar_days.INSTANCE,
+                          "staleness": "success overdue" if batch in paged else "on schedule"}
+                tiles.append({"labels": _labels(labels), "value": end - success})
+                colours.append((f"{scenario.title} {check.at} {batch}", _tile_colour(item, labels, end - success),
+                                "red" if batch in paged else "green"))
+            tests.append({
+                "interval": "1m",
+                "name": f"{scenario.title}: {check.at} {scenario.timezone}, {check.why}",
+                "input_series": inputs,
+                "promql_expr_test": [
+                    {"expr": calendar_days.firing_expr(), "eval_time": f"{calendar_days.WINDOW // 60}m",
+                     "exp_samples": calendar_days.firing_samples(check)},
+                    {"expr": expr, "eval_time": f"{calendar_days.WINDOW // 60}m", "exp_samples": tiles},
+                ],
+            })
+    assert [c for c in colours if c[1] != c[2]] == []
+    assert {c[2] for c in colours} == {"red", "green"}
+    assert query["instant"] is True  # one tile per batch as it is now, not one per reading it had in the range
+    _promtool(tmp_path, tests)
+
+
+def test_since_last_success_without_a_schedule_or_while_paused(tmp_path: Path) -> None:
+    item = _since_last_success()
+    base = {"instance": "e:1", "job": "batch-exporter"}
+
+    def series(batch: str, **values: float) -> list[dict[str, str]]:
+        return [{"series": f"{name}{_labels({'batch': batch, **base})}", "values": f"{value:.0f}x10"}
+                for name, value in values.items()]
+
+    hour = 3600
+    # promtool's clock starts at 0: timestamps are negative, read at 10 minutes
+    inputs = [
+        *series("adhoc", batch_run_last_success_timestamp_seconds=-50 * hour),  # no schedule at all
+        *series("recent", batch_run_last_success_timestamp_seconds=-2 * hour),
+        *series("paused", batch_run_last_success_timestamp_seconds=-72 * hour, batch_schedule_paused=1,
+                batch_schedule_grace_seconds=900),
+    ]
+    expected = {("adhoc", "no schedule", 50 * hour + 600, "red"), ("recent", "no schedule", 2 * hour + 600, "green"),
+                ("paused", "scheduler paused", 72 * hour + 600, "orange")}
+    tiles = []
+    for batch, staleness, value, colour in expected:
+        labels = {"batch": batch, **base, "staleness": staleness}
+        assert _tile_colour(item, labels, value) == colour, batch
+        tiles.append({"labels": _labels(labels), "value": value})
+    _promtool(tmp_path, [{"interval": "1m", "input_series": inputs, "promql_expr_test": [
+        {"expr": generate.render_query(item["targets"][0]["expr"]), "eval_time": "10m", "exp_samples": tiles}]}])
 
 
 def test_grafana_provisioning_files() -> None:
