@@ -351,3 +351,18 @@ def test_escape_codecs_are_refused_with_their_reason(name: str) -> None:
     # b"\\u0034\\u0030\\u0034" is the text "404": a byte-level search could never count it right
     with pytest.raises(ValueError, match="backslash escapes make an ASCII byte stand for another character"):
         resolve(name)
+
+
+def test_a_codec_that_cannot_replace_a_bad_byte_is_refused() -> None:
+    # idna decodes b"xn--bcher-kva" as "bücher" and raises on what it cannot read, whatever the handler
+    with pytest.raises(ValueError, match="idna.*cannot replace an undecodable byte"):
+        resolve("idna")
+
+
+@pytest.mark.parametrize("pattern", [r"\B", r"^\B$", r"\B|zz"])
+def test_an_empty_line_matches_only_what_it_matches_alone(pattern: str) -> None:
+    # searched as a block, \B matches between the two newlines around an empty line; alone, it does not
+    data = b"a\n\nbb\n\n"
+    lines = data.decode().split("\n")[:-1]
+    expected = sum(1 for line in lines if re.search(pattern, line))
+    assert scan(data, "utf-8", {"p": pattern}, 100, []).matches == [expected]

@@ -195,3 +195,18 @@ def test_a_line_form_hyperscan_refuses_falls_back_to_reporting_each_match() -> N
     assert finder is not None
     data = b"404 500\nok\n7 451\n"
     assert finder.line_ends(data, 0, len(data))[0] == [7, 16]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1", "cp932"])
+@pytest.mark.parametrize("pattern", [r"(\w\b\.$)", r"(\.$)(?<!x)", r"(a\b$)", r"(;$)|^\t"])
+def test_a_dollar_inside_the_pattern_finds_the_blocks_last_line(encoding: str, pattern: str) -> None:
+    """Hyperscan's multiline '$' misses some matches before a block's last newline once the block has 17
+    bytes; a '$' inside the pattern is searched as the newline itself."""
+    lines = ["2026-12-04 job 16 started", "2026-12-04 job 17 finished.", "GET /index.html took 12ms a",
+             "x = 1;", "\tindented"]
+    for last in range(len(lines)):
+        text_lines = lines[: last + 1]
+        data = ("\n".join(text_lines) + "\n").encode(encoding)
+        found = superset(pattern, encoding)
+        assert found is not None and found.line_regex is None and not found.exact and b"$" not in found.regex
+        assert count(data, encoding, pattern, [])[1:] == (reference(text_lines, pattern), True), text_lines

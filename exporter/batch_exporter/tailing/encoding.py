@@ -146,6 +146,11 @@ def resolve(name: str) -> EncodingSpec:
             f"encoding {name!r} is not supported: lines cannot be found without decoding "
             "the whole file (use utf-8, cp932, shift_jis, utf-16, ...)"
         )
+    try:
+        b"plain \xff\n".decode(codec, "replace")
+    except UnicodeError:  # idna: it decodes host names, and refuses to replace what it cannot read
+        raise ValueError(f"encoding {name!r} is not supported: it cannot replace an undecodable byte, so one "
+                         "bad byte would stop the count (use utf-8, cp932, shift_jis, utf-16, ...)") from None
     block_safe = codec in _BLOCK_SAFE_MULTIBYTE or _single_byte(codec)
     layout = LineEncoding(
         codec=codec, unit=1, newline=b"\n", bom=_BOMS.get(codec, b""), block_safe=block_safe

@@ -378,8 +378,9 @@ def _count_text_plan(text: str, plan: _TextPlan) -> int:
         if line_end < 0:
             line_end = end
         # A match that stays within its line proves the line matches on its own (the pattern is
-        # line-local); one that runs across lines is checked against the line alone.
-        if found.end() <= line_end or line_search(text[line_start:line_end]):
+        # line-local); one that runs across lines is checked against the line alone, and so is an empty
+        # match (`\B` matches between two newlines of a block, not in an empty line alone).
+        if found.start() < found.end() <= line_end or line_search(text[line_start:line_end]):
             matched += 1
         pos = line_end + 1
     return matched
