@@ -156,3 +156,22 @@ def test_counts_stay_exact_after_the_process_is_killed_while_polling(tmp_path: P
     resumed = LogScanSource("b", "app", LogCfg(str(log), dict(PATTERNS)), state_dir, writer=StateWriter())
     text = "".join(lines)
     assert counts(resumed) == (len(lines), text.count("ERROR"), text.lower().count("warn"))
+
+
+def test_the_background_writer_outlives_a_failure_of_its_own(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A bug in the writer's loop (here its clock failing once) is logged, and later states are written."""
+    import threading
+
+    calls = {"n": 0}
+    written = threading.Event()
+
+    def clock() -> float:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("clock broke")
+        return 1000.0 + calls["n"]
+
+    writer = StateWriter(interval=0, clock=clock, write=lambda path, data: written.set())
+    writer.submit(tmp_path / "s.json", b"state")
+    assert written.wait(10)
+    assert any("state writer failed" in record.getMessage() for record in caplog.records)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .state import write_atomically
+
+log = logging.getLogger(__name__)
 
 SAVE_INTERVAL = 1.0  # seconds between two writes of one state file, at most
 
@@ -57,7 +60,7 @@ class StateWriter:
         """Have `data` written to `path` soon, replacing what still waits for it."""
         with self._wake:
             self._file(path).pending = data
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # never started, or ended by a bug
                 self._thread = threading.Thread(target=self._run, name="state-writer", daemon=True)
                 self._thread.start()
             self._wake.notify()
@@ -131,19 +134,27 @@ class StateWriter:
 
     def _run(self) -> None:
         while True:
-            with self._wake:
+            try:
+                self._write_due()
+            except Exception:  # a bug here must not end the saves for the rest of the process's life
+                log.exception("the log state writer failed; it goes on in a second")
+                time.sleep(1.0)
+
+    def _write_due(self) -> None:
+        """Wait until some file's state may be written, then write each such file's."""
+        with self._wake:
+            due, wait = self._due()
+            while not due:
+                self._wake.wait(wait)
                 due, wait = self._due()
-                while not due:
-                    self._wake.wait(wait)
-                    due, wait = self._due()
-            for path in due:
-                entry = self._entry(path)
-                with entry.lock:
-                    with self._wake:
-                        data, entry.pending = entry.pending, None
-                    if data is not None:
-                        with contextlib.suppress(Exception):  # an OSError is kept in `failure`
-                            self._write_locked(path, entry, data, raise_errors=False)
+        for path in due:
+            entry = self._entry(path)
+            with entry.lock:
+                with self._wake:
+                    data, entry.pending = entry.pending, None
+                if data is not None:
+                    with contextlib.suppress(Exception):  # an OSError is kept in `failure`
+                        self._write_locked(path, entry, data, raise_errors=False)
 
 
 WRITER = StateWriter()
