@@ -278,7 +278,7 @@ def _runs(scenario: Scenario, batch: Batch, t0: float, t1: float) -> dict[str, l
     return series
 
 
-def _values(points: list[float]) -> str:
+def promtool_values(points: list[float]) -> str:
     """promtool's expanding notation: a run of n + 1 equal values as `axn`, of n missing points as `_xn`."""
     parts: list[str] = []
     i = 0
@@ -323,7 +323,7 @@ def check_inputs(scenario: Scenario, check: Check) -> tuple[list[dict[str, str]]
             if name in TIMESTAMPS:
                 points = [p - t0 for p in points]
             labels = ",".join(f'{k}="{v}"' for k, v in {"batch": batch.name, **INSTANCE}.items())
-            inputs.append({"series": f"{name}{{{labels}}}", "values": _values(points)})
+            inputs.append({"series": f"{name}{{{labels}}}", "values": promtool_values(points)})
     return inputs, successes
 
 

@@ -25,7 +25,7 @@ import pytest
 HERE = Path(__file__).parent
 # the modules holding tests marked `clock` (listed so that the child collects only these)
 CLOCK_MODULES = ("test_exporter_runs.py", "test_exporter_faults.py", "test_rerun_check.py", "test_runs_source.py",
-                 "test_runsummary.py", "test_operators_guide.py")
+                 "test_runsummary.py", "test_operators_guide.py", "test_run_keys.py")
 GUARD = "BATCH_EXPORTER_ANY_HOUR_CHILD"
 
 CASES = [  # (instant, machine time zone)

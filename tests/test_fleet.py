@@ -27,7 +27,7 @@ from batch_exporter.database import Consume, Database, QueryError, Row, open_dat
 from batch_exporter.run_statements import build_fleet_last_success_query, build_window_query
 from batch_exporter.shards import MAX_SHARDS, Shard, parse_shard, shard_of
 from batch_exporter.snapshot import Sample, Snapshot
-from batch_exporter.sources.batchinfo import BatchInfoSource
+from batch_exporter.sources.batchinfo import BatchInfo, BatchInfoSource
 from batch_exporter.sources.errors import SourceError
 from batch_exporter.sources.fleet import FleetSource, JobClaims, job_label
 from batch_exporter.sources.runs import RunsSource
@@ -152,7 +152,9 @@ def as_batches_and_as_a_fleet(db: Path, clock: list[float]) -> tuple[list[BatchI
     for name, batch in as_batches.batches.items():
         batch_sources.append(BatchInfoSource(name, batch, clock=lambda: clock[0], watching_since=WATCHED,
                                              calendars=as_batches.calendars))
-        batch_sources.append(RunsSource(name, batch, database, text_timestamps=True, clock=lambda: clock[0]))
+        # wired as app.build_sources does: the runs source knows the schedule's latest expected start
+        batch_sources.append(RunsSource(name, batch, database, text_timestamps=True, clock=lambda: clock[0],
+                                        expected=BatchInfo(batch, as_batches.calendars).expected))
     return batch_sources, fleet_source(fleet_yaml(db), db, clock, watching_since=dict.fromkeys(JOBS, WATCHED))
 
 

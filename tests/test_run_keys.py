@@ -8,6 +8,7 @@ import math
 import re
 import shlex
 import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -16,17 +17,19 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from batch_exporter.app import build_sources, open_databases
 from batch_exporter.config import Config, ConfigError, parse_config
 from batch_exporter.database import open_database
 from batch_exporter.explain import explain
 from batch_exporter.presets import expand
 from batch_exporter.rerun import Evidence, gather, judge
-from batch_exporter.runsummary import parse_run_row
+from batch_exporter.runsummary import Expected, parse_run_row
 from batch_exporter.snapshot import Snapshot
+from batch_exporter.sources.batchinfo import BatchInfo
 from batch_exporter.sources.errors import SourceError
 from batch_exporter.sources.run_table import RunTable
 from batch_exporter.sources.runs import RunsSource
-from batch_exporter.sources.schedule_table import planned_starts
+from batch_exporter.sources.schedule_table import ScheduleTableSource, planned_starts
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -756,3 +759,129 @@ batches:
         parse_config(text, "config.yml")
     assert expected in str(caught.value)
     assert str(caught.value).startswith("config.yml:")
+
+
+# --- the latest expected start's run, never a re-run of an earlier key ------------------------------------
+# NOW is 11:00 on the 27th in Tokyo; the batch is expected at 01:00 (grace 15 minutes), finish_by 06:00.
+
+DAILY_AT_ONE = """    schedule: {cron: "0 1 * * *", timezone: Asia/Tokyo, grace: 15m, finish_by: "06:00"}
+    max_duration: 3h
+"""
+
+
+def scheduled(db: Path, text: str, now: datetime) -> RunsSource:
+    """The runs source wired to the batch's cron as app.build_sources wires it."""
+    batch = load(text).batches["b"]
+    return RunsSource("b", batch, open_database("l", sqlite=str(db)), text_timestamps=True, clock=now.timestamp,
+                      expected=BatchInfo(batch).expected)
+
+
+def rerun_of_the_26th(db: Path, *, key_column: str = "biz", today: bool = False) -> None:
+    """The 25th succeeded; the 26th failed and is re-run at 08:00 on the 27th; the 27th ran if `today`."""
+    keys = {"biz": ("2026-11-25", "2026-11-26", "2026-11-27"),
+            "slot": ("2026-11-25 01:00:00", "2026-11-26 01:00:00", "2026-11-27 01:00:00")}[key_column]
+    rows = [Run(1, "OK", wall(tokyo(25, 1, 5)), wall(tokyo(25, 1, 50)), **{key_column: keys[0]}),
+            Run(2, "NG", wall(tokyo(26, 1, 5)), wall(tokyo(26, 1, 30)), **{key_column: keys[1]}),
+            Run(3, "OK", wall(tokyo(27, 8)), wall(tokyo(27, 8, 40)), **{key_column: keys[1]})]
+    if today:
+        rows.append(Run(4, "OK", wall(tokyo(27, 1, 5)), wall(tokyo(27, 1, 50)), **{key_column: keys[2]}))
+    write_runs(db, rows)
+
+
+@pytest.mark.parametrize("key_column", ["biz", "slot"])
+def test_a_rerun_of_yesterdays_key_this_morning_is_not_todays_run(tmp_path: Path, key_column: str) -> None:
+    db = tmp_path / "runs.db"
+    rerun_of_the_26th(db, key_column=key_column)
+    column = {"biz": "business_date", "slot": "run_key"}[key_column]
+    text = config_text(db, {column: key_column}, lookback="3d") + DAILY_AT_ONE
+    snapshot = scheduled(db, text, NOW).poll()
+    # BatchRunMissed and BatchFinishDeadlineMissed read these: before 00:45, today's start less its grace
+    assert value(snapshot, "batch_run_last_start_timestamp_seconds") == tokyo(26, 1, 5).timestamp()
+    assert value(snapshot, "batch_run_last_success_timestamp_seconds") == tokyo(25, 1, 50).timestamp()
+    # the re-run is the 26th's second run, its latest, a success
+    assert value(snapshot, "batch_run_attempts") == 2
+    assert value(snapshot, "batch_run_last_status", status="success") == 1
+    # the same table read by a source that does not know the schedule (a batch without one): every run counts
+    blind = source(db, text, NOW).poll()
+    assert value(blind, "batch_run_last_start_timestamp_seconds") == tokyo(27, 8).timestamp()
+
+
+def test_with_todays_run_there_a_rerun_of_yesterday_changes_nothing_of_today(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    rerun_of_the_26th(db, today=True)
+    text = config_text(db, {"business_date": "biz"}, lookback="3d") + DAILY_AT_ONE
+    snapshot = scheduled(db, text, NOW).poll()
+    assert value(snapshot, "batch_run_last_start_timestamp_seconds") == tokyo(27, 1, 5).timestamp()
+    assert value(snapshot, "batch_run_last_success_timestamp_seconds") == tokyo(27, 1, 50).timestamp()
+    assert business_dates(snapshot) == ["2026-11-27"] and value(snapshot, "batch_run_attempts") == 1
+    assert value(snapshot, "batch_run_earlier_key_attempts", business_date="2026-11-26") == 2
+
+
+def test_business_dates_kept_as_instants_and_shown_in_another_zone(tmp_path: Path) -> None:
+    # the business date is stored as its Tokyo midnight with an offset, and keys are shown in UTC
+    # (runs.key_timezone): the 26th is the key 2026-11-25, the 27th 2026-11-26
+    db = tmp_path / "runs.db"
+    write_runs(db, [Run(1, "OK", wall(tokyo(25, 1, 5)), wall(tokyo(25, 1, 50)), biz="2026-11-25T00:00:00+09:00"),
+                    Run(2, "NG", wall(tokyo(26, 1, 5)), wall(tokyo(26, 1, 30)), biz="2026-11-26T00:00:00+09:00"),
+                    Run(3, "OK", wall(tokyo(27, 8)), wall(tokyo(27, 8, 40)), biz="2026-11-26T00:00:00+09:00")])
+    text = config_text(db, {"business_date": "biz"}, lookback="3d",
+                       batch_extra="\n      key_timezone: UTC") + DAILY_AT_ONE
+    snapshot = scheduled(db, text, NOW).poll()
+    assert business_dates(snapshot) == ["2026-11-25"]
+    assert value(snapshot, "batch_run_last_start_timestamp_seconds") == tokyo(26, 1, 5).timestamp()
+    assert value(snapshot, "batch_run_last_success_timestamp_seconds") == tokyo(25, 1, 50).timestamp()
+
+
+def test_a_schedule_query_tells_the_runs_source_which_start_is_due(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    rerun_of_the_26th(db)
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE plan (latest TEXT, following TEXT, paused INTEGER)")
+    conn.execute("INSERT INTO plan VALUES ('2026-11-27 01:00:00', '2026-11-28 01:00:00', 0)")
+    conn.commit()
+    conn.close()
+    text = config_text(db, {"business_date": "biz"}, lookback="3d") + """    schedule:
+      query: SELECT latest, following, paused FROM plan
+      timezone: Asia/Tokyo
+    max_duration: 3h
+"""
+    batch = load(text).batches["b"]
+    assert batch.schedule is not None
+    database = open_database("l", sqlite=str(db))
+    plan = ScheduleTableSource("b", batch.schedule, database, clock=NOW.timestamp)
+    runs = RunsSource("b", batch, database, text_timestamps=True, clock=NOW.timestamp, expected=plan.expected)
+    assert value(runs.poll(), "batch_run_last_start_timestamp_seconds") == tokyo(27, 8).timestamp()  # no plan yet
+    plan.poll()
+    assert plan.expected(NOW) == Expected(tokyo(27, 1).astimezone(UTC), timedelta(minutes=15))
+    assert value(runs.poll(), "batch_run_last_start_timestamp_seconds") == tokyo(26, 1, 5).timestamp()
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE plan SET paused = 1")
+    conn.commit()
+    conn.close()
+    plan.poll()
+    assert plan.expected(NOW) is None  # paused: no start is expected, and none is paged
+
+
+@pytest.mark.clock
+def test_the_exporter_wires_the_runs_source_to_the_schedule(tmp_path: Path) -> None:
+    # app.build_sources, as `run` builds it: a daily cron two hours ago (UTC), yesterday's date failed and is
+    # re-run now, today's date never started; the runs source reads the wall clock, so the rows follow it
+    now = datetime.fromtimestamp(time.time(), tz=UTC).replace(microsecond=0)
+    fire = (now - timedelta(hours=2)).replace(second=0)
+    yesterday, utc = fire - timedelta(days=1), ZoneInfo("UTC")
+    db = tmp_path / "runs.db"
+    key = yesterday.date().isoformat()
+    first = yesterday + timedelta(minutes=1)
+    write_runs(db, [Run(1, "NG", wall(first, utc), wall(first + timedelta(minutes=8), utc), biz=key),
+                    Run(2, "RUN", wall(now - timedelta(seconds=1), utc), None, biz=key)])
+    text = config_text(db, {"business_date": "biz"}, timezone="UTC", lookback="3d") + f"""    schedule:
+      cron: "{fire.minute} {fire.hour} * * *"
+      timezone: UTC
+    max_duration: 3h
+"""
+    config = load(text)
+    [runs] = [s.source for s in build_sources(config, open_databases(config)) if s.source.name == "runs:b"]
+    assert isinstance(runs, RunsSource)
+    snapshot = runs.poll()
+    assert value(snapshot, "batch_run_last_start_timestamp_seconds") == first.timestamp()
+    assert value(snapshot, "batch_run_running") == 1 and value(snapshot, "batch_run_attempts") == 2

@@ -4,15 +4,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Config, DatabaseConfig
 from .database import Database, QueryError, odbc_dialect, open_database
 from .poller import Poller, ScheduledSource, WorkerPool
+from .runsummary import Expected
 from .shards import Shard
-from .sources.batchinfo import BatchInfoSource
+from .sources.batchinfo import BatchInfo, BatchInfoSource
 from .sources.checks import ChecksSource
 from .sources.fleet import FleetSource, JobClaims
 from .sources.run_log_evidence import RunLogEvidenceSource, WatchedLog
@@ -108,13 +110,22 @@ def build_sources(config: Config, databases: dict[str, Database],
             db_config = config.databases[batch.database]
             db = databases[batch.database]
             pool = pools[batch.database]
-            if batch.runs is not None:
-                runs = RunsSource(name, batch, db, text_timestamps=db_config.sqlite is not None,
-                                  locate=config.locate)
-                deadline = poll_deadline(db_config, runs.max_statements_per_poll)
-                scheduled.append(ScheduledSource(runs, interval, deadline, pool))
+            # the runs source tells the latest expected start's run from a re-run of an earlier one: from
+            # the scheduler's plan as last read, or from the cron (its own BatchInfo: sources poll on
+            # different threads)
+            plan: ScheduleTableSource | None = None
+            expected: Callable[[datetime], Expected | None] | None = None
             if batch.schedule is not None and batch.schedule.query is not None:
                 plan = ScheduleTableSource(name, batch.schedule, db)
+                expected = plan.expected
+            elif batch.schedule is not None:
+                expected = BatchInfo(batch, config.calendars, subject=f"batch {name!r}").expected
+            if batch.runs is not None:
+                runs = RunsSource(name, batch, db, text_timestamps=db_config.sqlite is not None,
+                                  locate=config.locate, expected=expected)
+                deadline = poll_deadline(db_config, runs.max_statements_per_poll)
+                scheduled.append(ScheduledSource(runs, interval, deadline, pool))
+            if plan is not None:
                 scheduled.append(ScheduledSource(plan, interval, poll_deadline(db_config, 1), pool))
             if batch.checks:
                 checks = ChecksSource(name, batch.checks, db)

@@ -30,9 +30,15 @@ CONTRACT: tuple[MetricSpec, ...] = (
     # runs
     _spec("batch_run_last_start_timestamp_seconds", "gauge", _B,
           "Start time of the latest started run of the latest run key that has one (re-running an older "
-          "business date or slot now does not move it)."),
+          "business date or slot now does not move it). With a schedule, a run of a key that belongs to an "
+          "earlier expected start (one with a run begun before the latest expected start less its grace) "
+          "begun since then is a re-run of that start and does not count, even while its key is the latest: "
+          "re-running yesterday's business date this morning leaves today's missing run missing."),
     _spec("batch_run_last_end_timestamp_seconds", "gauge", _B, "End time of the latest finished run."),
-    _spec("batch_run_last_success_timestamp_seconds", "gauge", _B, "End time of the latest successful run."),
+    _spec("batch_run_last_success_timestamp_seconds", "gauge", _B,
+          "End time of the latest successful run; with a schedule, a success of a run key that belongs to an "
+          "earlier expected start ending since the latest expected start less its grace does not count (as "
+          "for batch_run_last_start_timestamp_seconds): it is not the success the latest start waits for."),
     _spec("batch_run_last_duration_seconds", "gauge", _B,
           "Duration of the latest finished run (absent when its end is before its start: a clock or time zone "
           "defect in the run table)."),

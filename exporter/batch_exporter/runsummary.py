@@ -66,6 +66,21 @@ class UsualDuration:
 
 
 @dataclass(frozen=True, slots=True)
+class Expected:
+    """The schedule's latest expected start and its grace, as the batch's schedule series export them
+    (batch_schedule_last_expected_timestamp_seconds, batch_schedule_grace_seconds): what summarize needs to
+    tell the run of this start from a re-run of an earlier one (see earlier_keys)."""
+
+    at: datetime
+    grace: timedelta
+
+    @property
+    def opens(self) -> datetime:
+        """The earliest start that counts as this start's run: up to `grace` early, as in the alert rules."""
+        return self.at - self.grace
+
+
+@dataclass(frozen=True, slots=True)
 class RunSummary:
     latest: RunRow | None
     last_start: datetime | None
@@ -82,6 +97,9 @@ class RunSummary:
     earlier_rerun: tuple[str, int] | None = None  # (key, attempts) of an earlier key re-run lately
     usual: UsualDuration = UsualDuration(0)
     previous_end: datetime | None = None  # see LatestRun
+    # with an Expected: the ends of the successes passed over as re-runs of an earlier run key (see
+    # earlier_keys), which a remembered latest success must not bring back
+    passed_over: frozenset[datetime] = frozenset()
 
 
 def map_status(raw: str | None, mapping: dict[str, Sequence[str]], *, ended: bool = False) -> str:
@@ -474,17 +492,31 @@ class KeyedRuns:
             found = memo.facts[wanted] = _key_facts(self, latest_key, max_duration)
         return found
 
+    def as_expected(self, expected: Expected, tz: ZoneInfo, horizon: datetime, now: datetime
+                    ) -> tuple[datetime | None, datetime | None, frozenset[datetime]]:
+        """(latest start, latest success, the success ends passed over) of the runs that count for
+        `expected` (see summarize), with the horizon's latest key (by_horizon); the last one asked for is
+        kept, for the horizons between the same two key instants."""
+        latest_key, _ = self.by_horizon(horizon, tz, now)
+        memo = self._memo
+        wanted = (expected, tz, latest_key, memo.horizons)
+        if memo.expected is None or memo.expected[0] != wanted:
+            earlier = earlier_keys(self.ordered, self.keys, self.instants, expected, tz)
+            memo.expected = (wanted, _as_expected(self, earlier, expected.opens, latest_key, horizon))
+        return memo.expected[1]
+
 
 class _Memo:
     """What a KeyedRuns has worked out so far."""
 
-    __slots__ = ("at_horizon", "facts", "has_horizons", "horizons")
+    __slots__ = ("at_horizon", "expected", "facts", "has_horizons", "horizons")
 
     def __init__(self) -> None:
         self.has_horizons = False
         self.horizons: tuple[datetime | None, datetime | None] = (None, None)
         self.at_horizon: tuple[str | None, datetime | None] = (None, None)
         self.facts: dict[tuple[str | None, float | None], KeyFacts] = {}
+        self.expected: tuple[object, tuple[datetime | None, datetime | None, frozenset[datetime]]] | None = None
 
 
 def keyed_runs(rows: Iterable[RunRow], tz: ZoneInfo) -> KeyedRuns:
@@ -493,20 +525,32 @@ def keyed_runs(rows: Iterable[RunRow], tz: ZoneInfo) -> KeyedRuns:
     return KeyedRuns(ordered, keys, _instants_of(keys, tz))
 
 
-def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration: float | None = None
-              ) -> RunSummary:
+def summarize(rows: Sequence[RunRow], now: datetime, tz: ZoneInfo, max_duration: float | None = None,
+              expected: Expected | None = None) -> RunSummary:
     """Summarise the lookback window. The attempts are those of the latest run key (see
     latest_business_date), and the latest run is the last of them to start (ties by start); the latest
     start is that of the latest key with a started run, so that re-running an older key now neither moves
-    the batch back to it nor hides a missed start."""
-    return summarize_keyed(keyed_runs(rows, tz), now, tz, max_duration)
+    the batch back to it nor hides a missed start.
+
+    With the schedule's latest `expected` start, the latest start and the latest success are those that
+    count for it: a run of a run key that belongs to an earlier expected start (earlier_keys) that began
+    from `expected.opens` on is a re-run of that earlier start, not this one's run, and is passed over
+    (so is such a key's success ending from then on), even while that key is the latest one: yesterday's
+    business date re-run this morning leaves today's missing run missing. It still counts as a run of its
+    own key (the attempts, the latest run and its status, batch_run_earlier_key_attempts).
+    """
+    return summarize_keyed(keyed_runs(rows, tz), now, tz, max_duration, expected)
 
 
-def summarize_keyed(runs: KeyedRuns, now: datetime, tz: ZoneInfo, max_duration: float | None = None
-                    ) -> RunSummary:
+def summarize_keyed(runs: KeyedRuns, now: datetime, tz: ZoneInfo, max_duration: float | None = None,
+                    expected: Expected | None = None) -> RunSummary:
     """summarize, the rows' keys worked out (keyed_runs); what needs no `now` comes from runs.facts."""
-    latest_date, last_start = runs.by_horizon(_horizon(now, tz), tz, now)
+    horizon = _horizon(now, tz)
+    latest_date, last_start = runs.by_horizon(horizon, tz, now)
     facts = runs.facts(latest_date, max_duration)
+    last_success, passed_over = facts.last_success, frozenset[datetime]()
+    if expected is not None:
+        last_start, last_success, passed_over = runs.as_expected(expected, tz, horizon, now)
     of_date = None
     if facts.latest is not None:
         of_date = RunsOfDate(latest_date, facts.same,
@@ -517,7 +561,7 @@ def summarize_keyed(runs: KeyedRuns, now: datetime, tz: ZoneInfo, max_duration: 
         latest=facts.latest,
         last_start=last_start,
         last_end=facts.last_end,
-        last_success=facts.last_success,
+        last_success=last_success,
         last_duration=facts.last_duration,
         running=len(facts.running),
         running_seconds=max(0.0, (now - started).total_seconds()) if started is not None else 0.0,
@@ -530,6 +574,7 @@ def summarize_keyed(runs: KeyedRuns, now: datetime, tz: ZoneInfo, max_duration: 
         earlier_rerun=(rerun[1], rerun[2]) if rerun is not None and now - rerun[0] <= EARLIER_RERUN_WINDOW else None,
         usual=facts.usual,
         previous_end=facts.previous_end,
+        passed_over=passed_over,
     )
 
 
@@ -560,6 +605,101 @@ def _key_facts(runs: KeyedRuns, latest_date: str | None, max_duration: float | N
         usual=_usual_duration(zip(ordered, keys, strict=True), latest_date),
         previous_end=_previous_end(ordered, latest),
     )
+
+
+def earlier_keys(ordered: Sequence[RunRow], keys: Sequence[str | None],
+                 instants: Mapping[str | None, datetime | None], expected: Expected, tz: ZoneInfo
+                 ) -> frozenset[str]:
+    """The run keys (of runs in start order, their keys and the keys' instants) whose work belongs to an
+    expected start before `expected`, so that a run of one of them beginning from `expected.opens` on is a
+    re-run of that earlier start: every key up to the greatest one (by instant, not past `expected.opens`:
+    a run of a later date started ahead of its time does not count) whose first run began before
+    `expected.opens`.
+
+    A key whose first run is not in view (an attempt counter says earlier attempts ran: a scheduler that
+    re-runs on the same row, as Airflow does, or one whose first attempt left the window) is taken to have
+    first begun as long after its key's instant as the other keys' first runs did (the median of those
+    lags): yesterday's business date (or slot) cleared and re-run on its row this morning still began
+    yesterday.
+
+    One exception, for a batch that runs more than once a day under one business date: a date that is the
+    local date of `expected` and of its own first run stays this start's. A business date processed on a
+    later or an earlier day than its runs start (a night batch for the next day, a morning one for the
+    day before) is not this exception: its key's first run began on another date.
+
+    None when the table keeps no run key (the key is then the local start date, which a re-run after
+    midnight shares with the day's scheduled run: they cannot be told apart), or when a key is neither a
+    date nor a slot (keys are not ordered then).
+    """
+    opens = expected.opens
+    rows_of: dict[str, list[RunRow]] = {}
+    for row, key in zip(ordered, keys, strict=True):
+        if row.business_date is not None and key is not None:
+            rows_of.setdefault(key, []).append(row)
+    if not rows_of or any(instants[key] is None for key in rows_of):
+        return frozenset()
+    first: dict[str, datetime] = {}
+    lags: list[float] = []
+    unseen: list[str] = []  # keys whose first attempt is not in view
+    for key, rows in rows_of.items():
+        began = [moment for r in rows if (moment := began_at(r)) is not None]
+        instant = instants[key]
+        if not began or instant is None:
+            continue
+        first[key] = min(began)
+        if attempt_count(rows) > len(rows):
+            unseen.append(key)
+        else:
+            lags.append((first[key] - instant).total_seconds())
+    if lags:
+        lag = timedelta(seconds=statistics.median(lags))
+        for key in unseen:
+            instant = instants[key]
+            if instant is not None:
+                first[key] = min(first[key], instant + lag)
+    ceiling: datetime | None = None
+    for key, moment in first.items():
+        instant = instants[key]
+        if moment < opens and instant is not None and instant <= opens and (ceiling is None or instant > ceiling):
+            ceiling = instant
+    if ceiling is None:
+        return frozenset()
+    today = expected.at.astimezone(tz).date().isoformat()
+    earlier = set()
+    for key in rows_of:
+        instant = instants[key]
+        if instant is None or instant > ceiling:
+            continue
+        own = first.get(key)
+        if key == today and not _is_slot(key) and own is not None and own.astimezone(tz).date().isoformat() == key:
+            continue
+        earlier.add(key)
+    return frozenset(earlier)
+
+
+def _as_expected(runs: KeyedRuns, earlier: frozenset[str], opens: datetime, latest_key: str | None,
+                 horizon: datetime) -> tuple[datetime | None, datetime | None, frozenset[datetime]]:
+    """KeyedRuns.as_expected, the earlier keys worked out."""
+    ordered, keys, instants = runs.ordered, runs.keys, runs.instants
+    kept_rows: list[RunRow] = []
+    kept_keys: list[str | None] = []
+    successes: list[tuple[RunRow, datetime | None]] = []
+    passed_over: set[datetime] = set()
+    for row, key in zip(ordered, keys, strict=True):
+        rerun = key in earlier and row.business_date is not None
+        began = began_at(row)
+        if not (rerun and began is not None and began >= opens):
+            kept_rows.append(row)
+            kept_keys.append(key)
+        if row.status == "success" and row.ended_at is not None:
+            if rerun and row.ended_at >= opens:
+                passed_over.add(row.ended_at)
+            else:
+                successes.append((row, instants[key]))
+    same = [row for row, key in zip(ordered, keys, strict=True) if key == latest_key]
+    last_start = _latest_keyed_start(kept_rows, kept_keys, instants, horizon)
+    last_success = _latest_keyed_success(successes, same, instants[latest_key])
+    return last_start, last_success, frozenset(passed_over)
 
 
 def _previous_end(rows: Sequence[RunRow], latest: RunRow | None) -> datetime | None:

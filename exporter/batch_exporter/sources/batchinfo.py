@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ..business_calendar import BusinessCalendar, CalendarSchedule
 from ..config import BatchConfig, CalendarConfig
 from ..finish_by import FinishBy
+from ..runsummary import Expected
 from ..schedule import CronSchedule
 from ..snapshot import SampleBuilder, Snapshot
 from .runs import status_code_label
@@ -38,6 +39,15 @@ class BatchInfo:
                                                   schedule.days or "every-business-day")
             if schedule.finish_by is not None:
                 self._finish_by = FinishBy.parse(schedule.finish_by)
+
+    def expected(self, now: datetime) -> Expected | None:
+        """The latest expected start at `now` and the schedule's grace, as add_samples exports them; None
+        without a cron schedule or before its first start. For the runs source (summarize): which run is
+        this start's and which is a re-run of an earlier one."""
+        if self._schedule is None or self._config.schedule is None:
+            return None
+        previous, _ = self._schedule.fires_around(now)
+        return None if previous is None else Expected(previous, timedelta(seconds=self._config.schedule.grace))
 
     def add_samples(self, out: SampleBuilder, batch: str, watching_since: float, now: datetime) -> None:
         """The series of `batch`, watched since `watching_since`, at `now`; never touches a database."""

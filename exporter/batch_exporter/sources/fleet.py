@@ -33,6 +33,7 @@ from ..database import Database, QueryError
 from ..masking import mask_cards, mask_digits
 from ..run_statements import build_fleet_last_success_query, last_success_params, probe_statement
 from ..runsummary import (
+    Expected,
     KeyedRuns,
     RunRow,
     RunSummary,
@@ -297,13 +298,17 @@ class FleetSource:
         jobs = self._current_jobs(windows, clock, now)
         problems: list[str] = []
         summaries: dict[str, RunSummary] = {}
+        expected: dict[int, Expected | None] = {}  # by BatchInfo: worked out once for the jobs that share one
         for job in jobs:
             try:
                 runs = self._runs_of(job, windows.pop(job.name, None))
             except ValueError as exc:
                 problems.append(f"job {job.label}: runs row: {exc}")
                 continue
-            summaries[job.name] = summarize_keyed(runs, now, self._table.key_tz, job.settings.max_duration)
+            if id(job.info) not in expected:
+                expected[id(job.info)] = job.info.expected(now)
+            summaries[job.name] = summarize_keyed(runs, now, self._table.key_tz, job.settings.max_duration,
+                                                  expected[id(job.info)])
         del windows
         problems += self._search_before_window(jobs, summaries)
         fresh: list[Sample] = []
@@ -311,7 +316,7 @@ class FleetSource:
         for job in jobs:
             summary = summaries.get(job.name)
             if summary is not None:
-                job.latest_success = later(job.latest_success, summary.last_success)
+                job.latest_success = later(job.latest_success, summary.last_success, summary.passed_over)
                 self._refresh_samples(job, summary, templates.of(job.info, job.watching_since))
             fresh += job.samples
         self._info_templates = templates.made

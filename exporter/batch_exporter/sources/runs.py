@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 
 from ..config import BatchConfig, RecordsConfig
@@ -12,6 +12,7 @@ from ..database import Database, QueryError
 from ..masking import mask_digits
 from ..runsummary import (
     STATUSES,
+    Expected,
     LatestRun,
     RunRow,
     RunSummary,
@@ -33,8 +34,11 @@ class RunsSource:
     """Polls the run table's lookback window and the latest run's records."""
 
     def __init__(self, batch: str, config: BatchConfig, db: Database, *, text_timestamps: bool = False,
-                 clock: Callable[[], float] = time.time, locate: Callable[[tuple[str, ...]], str] | None = None
-                 ) -> None:
+                 clock: Callable[[], float] = time.time, locate: Callable[[tuple[str, ...]], str] | None = None,
+                 expected: Callable[[datetime], Expected | None] | None = None) -> None:
+        """`expected` gives the schedule's latest expected start at a time (BatchInfo.expected, or
+        ScheduleTableSource.expected for a schedule query): with it, a re-run of an earlier run key does not
+        count as that start's run (see runsummary.summarize). Without it (no schedule), every run counts."""
         if config.runs is None:
             raise ValueError(f"batch {batch!r} has no runs section")
         self.name = f"runs:{batch}"
@@ -47,6 +51,7 @@ class RunsSource:
         self._max_duration = config.max_duration
         self._min_history = config.runs.min_history
         self._locate = locate or (lambda path: ".".join(path))
+        self._expected = expected
         # a success is never undone: the latest one seen stays, even once it leaves the window, and
         # the fallback query beyond the window (a scan of the batch's whole history) runs only once
         self._latest_success: datetime | None = None
@@ -85,8 +90,10 @@ class RunsSource:
         except ValueError as exc:  # UnreadableRow
             raise SourceError("data", f"runs row: {exc}") from None
         rows = [self._row(raw) for raw in raws]
-        summary = summarize(rows, now, self._table.key_tz, self._max_duration)
-        self._remember_success(summary.last_success, window_has_success=summary.by_status["success"] > 0)
+        expected = self._expected(now) if self._expected is not None else None
+        summary = summarize(rows, now, self._table.key_tz, self._max_duration, expected)
+        self._remember_success(summary.last_success, window_has_success=summary.by_status["success"] > 0,
+                               passed_over=summary.passed_over)
         snapshot = self._snapshot(summary, self._latest_success, self._records_of_attempts(summary, now))
         latest = LatestRun(summary.latest, summary.previous_end) if summary.latest is not None else None
         with self._latest_lock:
@@ -105,7 +112,8 @@ class RunsSource:
         if resolved.business_date_note is not None:
             log.warning("batch %s: %s", self._batch, resolved.business_date_note)
 
-    def _remember_success(self, in_window: datetime | None, *, window_has_success: bool) -> None:
+    def _remember_success(self, in_window: datetime | None, *, window_has_success: bool,
+                          passed_over: Collection[datetime] = ()) -> None:
         if needs_search_before_window(in_window, window_has_success=window_has_success,
                                       searched=self._searched_before_window):
             try:
@@ -115,7 +123,7 @@ class RunsSource:
             except ValueError as exc:
                 raise SourceError("data", f"runs, the latest success before the window: {exc}") from None
             self._searched_before_window = True
-        self._latest_success = later(self._latest_success, in_window)
+        self._latest_success = later(self._latest_success, in_window, passed_over)
 
     def _row(self, raw: tuple[object, ...]) -> RunRow:
         try:
@@ -217,9 +225,15 @@ def needs_search_before_window(in_window: datetime | None, *, window_has_success
     return in_window is None and not window_has_success and not searched
 
 
-def later(remembered: datetime | None, found: datetime | None) -> datetime | None:
+def later(remembered: datetime | None, found: datetime | None, passed_over: Collection[datetime] = ()
+          ) -> datetime | None:
     """The latest success to export: a success is never undone, so the one remembered stays until a later
-    one is found, even once it has left the window."""
+    one is found, even once it has left the window (or its row was reset for a re-run). Unless the window
+    still holds it as a success that summarize passed over (`passed_over`, RunSummary.passed_over): a
+    re-run of an earlier run key that ended in the grace before the latest expected start counted for the
+    start before it, and no longer does."""
+    if remembered is not None and remembered in passed_over:
+        remembered = None
     if found is not None and (remembered is None or found > remembered):
         return found
     return remembered

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ..config import ScheduleConfig
 from ..database import Database, QueryError
 from ..finish_by import FinishBy
+from ..runsummary import Expected
 from ..snapshot import SampleBuilder, Snapshot
 from ..values import as_float, as_utc_datetime
 from .errors import SourceError
@@ -59,6 +60,16 @@ class ScheduleTableSource:
         # about 20 minutes): a next start seen before and now past was planned, even when no longer shown
         self._seen_next: datetime | None = None
         self._passed: datetime | None = None
+        self._grace = timedelta(seconds=schedule.grace)
+        # the latest expected start the last poll exported (None when paused or not planned): replaced
+        # whole, read from the runs source's thread
+        self._expected: Expected | None = None
+
+    def expected(self, now: datetime) -> Expected | None:
+        """The latest expected start the last poll exported, with the grace (see BatchInfo.expected); None
+        before a poll, while the job is paused, and when the scheduler has planned none. `now` is unused:
+        the plan is the scheduler's, as last read. Safe to call from any thread."""
+        return self._expected
 
     def poll(self) -> Snapshot:
         try:
@@ -80,6 +91,7 @@ class ScheduleTableSource:
             self._seen_next = following
             if self._passed is not None and (planned is None or self._passed > planned):
                 planned = self._passed
+            self._expected = Expected(planned, self._grace) if planned is not None and not paused else None
             if planned is not None and not paused:
                 out.add("batch_schedule_last_expected_timestamp_seconds", planned.timestamp(), batch=self._batch)
                 if self._finish_by is not None:
