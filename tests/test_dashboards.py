@@ -567,6 +567,7 @@ def _healthy_exposition(now: float, batch: str = "card-authorization") -> str:
         ("batch_run_last_end_timestamp_seconds", now - 1800),
         ("batch_run_last_success_timestamp_seconds", now - 1800),
         ("batch_run_last_duration_seconds", 1800),
+        ("batch_run_key_work_seconds", 1800),
         ("batch_run_running", 0),
         ("batch_run_queued", 0),
         ("batch_run_running_seconds", 0),

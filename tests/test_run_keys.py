@@ -801,6 +801,7 @@ def test_a_rerun_of_yesterdays_key_this_morning_is_not_todays_run(tmp_path: Path
     # the re-run is the 26th's second run, its latest, a success
     assert value(snapshot, "batch_run_attempts") == 2
     assert value(snapshot, "batch_run_last_status", status="success") == 1
+    assert value(snapshot, "batch_run_key_work_seconds") == 25 * 60 + 40 * 60
     # the same table read by a source that does not know the schedule (a batch without one): every run counts
     blind = source(db, text, NOW).poll()
     assert value(blind, "batch_run_last_start_timestamp_seconds") == tokyo(27, 8).timestamp()

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from batch_exporter.config import parse_config
-from batch_exporter.runsummary import Expected, RunRow, RunSummary, run_key_text, summarize
+from batch_exporter.runsummary import Expected, RunRow, RunSummary, key_work, run_key_text, summarize
 from batch_exporter.sources.batchinfo import BatchInfo
 from batch_exporter.sources.runs import later
 
@@ -352,3 +352,65 @@ def test_without_a_run_key_a_rerun_after_midnight_is_todays_first_run() -> None:
     s = summarize(rows, now, TOKYO, MAX_DURATION, e)
     assert s.last_start == tk("2026-06-10 03:00") and s.last_success == tk("2026-06-10 03:40")
     assert s.attempts == 1 and s.passed_over == frozenset()
+
+
+# --- the work of a run key (BatchRunSuspiciouslyFast) ---------------------------------------------------
+
+
+def nights_of_forty_minutes() -> list[RunRow]:
+    return [row(str(day), f"2026-06-0{day}", "success", at(TOKYO, f"2026-06-0{day} 02:05"),
+                at(TOKYO, f"2026-06-0{day} 02:45")) for day in range(1, 8)]
+
+
+def fast(s: RunSummary) -> bool:
+    """BatchRunSuspiciouslyFast's condition on the exported series."""
+    return (s.key_work is not None and s.usual.median is not None and s.latest is not None
+            and s.latest.status == "success" and s.key_work < 0.1 * s.usual.median)
+
+
+def test_a_rerun_that_finishes_what_a_failed_attempt_left_is_judged_on_the_keys_whole_work() -> None:
+    rows = [*nights_of_forty_minutes(),
+            row("8a", "2026-06-08", "failed", tk("2026-06-08 02:05"), tk("2026-06-08 02:40"), attempt=1),
+            RunRow("8b", "2026-06-08", "success", tk("2026-06-08 03:10"),
+                   tk("2026-06-08 03:11") + timedelta(seconds=30), attempt=2)]
+    s = summarize(rows, tk("2026-06-08 03:20"), TOKYO, MAX_DURATION)
+    assert s.usual.median == 2400 and s.last_duration == 90
+    assert s.key_work == 35 * 60 + 90 and not fast(s)
+
+
+def test_a_rerun_of_an_attempt_that_did_nothing_either_is_still_fast() -> None:
+    start = tk("2026-06-08 02:05")
+    rows = [*nights_of_forty_minutes(),
+            row("8a", "2026-06-08", "failed", start, start + timedelta(seconds=10)),
+            row("8b", "2026-06-08", "success", start + timedelta(minutes=5), start + timedelta(minutes=5, seconds=5))]
+    s = summarize(rows, tk("2026-06-08 03:20"), TOKYO, MAX_DURATION)
+    assert s.key_work == 15 and fast(s)
+    first_only = summarize([*nights_of_forty_minutes(), row("8", "2026-06-08", "success", start,
+                                                            start + timedelta(seconds=3))],
+                           tk("2026-06-08 03:20"), TOKYO, MAX_DURATION)
+    assert first_only.key_work == 3 and fast(first_only)
+
+
+def test_a_short_rerun_of_yesterday_after_todays_normal_run_is_not_todays_fast_success() -> None:
+    rows = [*nights_of_forty_minutes(),
+            row("8", "2026-06-08", "success", tk("2026-06-08 02:05"), tk("2026-06-08 02:45")),
+            row("7b", "2026-06-07", "success", tk("2026-06-08 03:00"), tk("2026-06-08 03:01"))]
+    s = summarize(rows, tk("2026-06-08 03:20"), TOKYO, MAX_DURATION)
+    assert s.last_duration == 60  # the latest finished run: yesterday's re-run
+    assert s.key_work == 2400 and not fast(s)
+
+
+def test_the_work_of_a_key_counts_overlaps_once_and_a_dead_attempt_until_its_replacement() -> None:
+    t = tk("2026-06-08 02:00")
+    m = timedelta(minutes=1)
+    same_start = [row("a", "k", "success", t, t + 10 * m), row("b", "k", "success", t, t + 10 * m)]
+    assert key_work(same_start) == 600
+    # the first attempt's process died (its row still says running); the re-run began 30 minutes later
+    dead = [row("a", "k", "running", t, None), row("b", "k", "success", t + 30 * m, t + 31 * m)]
+    assert key_work(dead) == 31 * 60
+    assert key_work([row("a", "k", "failed", t, t + m), row("b", "k", "running", t + 2 * m, None)]) is None
+    assert key_work([row("a", "k", "success", t, t - m)]) is None  # an end before its start
+    # re-run on its row (an attempt counter of 2, the first attempt's row gone): its share is not known
+    assert key_work([row("b", "k", "success", t, t + m, attempt=2)]) is None
+    assert key_work([row("a", "k", "failed", t, t + m, attempt=1), row("b", "k", "success", t + 2 * m, t + 3 * m,
+                                                                       attempt=2)]) == 120

@@ -361,10 +361,20 @@ def test_runs_against_their_usual_duration() -> None:
     past_max = with_samples(runs("b", status="running", start=NOW - 3 * 3600, end=None, running_seconds=3 * 3600,
                                  max_duration=3600), usual(600, 1200))
     assert alerts_of([past_max])[1] == {"BatchRunTooLong": "critical"}  # TooLong takes over, as in the rules
-    fast = with_samples(runs("b"), [("batch_run_last_duration_seconds", 30, {}), *usual(600, 1200)])
+    fast = with_samples(runs("b"), [("batch_run_last_duration_seconds", 30, {}),
+                                    ("batch_run_key_work_seconds", 30, {}), *usual(600, 1200)])
     assert alerts_of([fast]) == ("warning", {"BatchRunSuspiciouslyFast": "warning"})
-    usual_pace = with_samples(runs("b"), [("batch_run_last_duration_seconds", 61, {}), *usual(600, 1200)])
+    usual_pace = with_samples(runs("b"), [("batch_run_last_duration_seconds", 61, {}),
+                                          ("batch_run_key_work_seconds", 61, {}), *usual(600, 1200)])
     assert alerts_of([usual_pace]) == ("ok", {})
+    # a re-run that finished in 30 s what its key's failed attempt left after 9 minutes: judged on the
+    # key's whole work, as the rule does; and not judged where that work is not known (no series)
+    resumed = with_samples(runs("b", attempts=2), [("batch_run_last_duration_seconds", 30, {}),
+                                                   ("batch_run_key_work_seconds", 570, {}), *usual(600, 1200)])
+    assert "BatchRunSuspiciouslyFast" not in alerts_of([resumed])[1]
+    unknown_share = with_samples(runs("b", attempts=2), [("batch_run_last_duration_seconds", 30, {}),
+                                                         *usual(600, 1200)])
+    assert "BatchRunSuspiciouslyFast" not in alerts_of([unknown_share])[1]
 
 
 def test_finish_deadlines_missed_and_at_risk() -> None:

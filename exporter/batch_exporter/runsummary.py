@@ -100,6 +100,7 @@ class RunSummary:
     # with an Expected: the ends of the successes passed over as re-runs of an earlier run key (see
     # earlier_keys), which a remembered latest success must not bring back
     passed_over: frozenset[datetime] = frozenset()
+    key_work: float | None = None  # see key_work
 
 
 def map_status(raw: str | None, mapping: dict[str, Sequence[str]], *, ended: bool = False) -> str:
@@ -451,6 +452,7 @@ class KeyFacts:
     rerun: tuple[datetime, str, int] | None  # see _earlier_rerun_candidate
     usual: UsualDuration
     previous_end: datetime | None
+    key_work: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -575,6 +577,7 @@ def summarize_keyed(runs: KeyedRuns, now: datetime, tz: ZoneInfo, max_duration: 
         usual=facts.usual,
         previous_end=facts.previous_end,
         passed_over=passed_over,
+        key_work=facts.key_work,
     )
 
 
@@ -604,6 +607,7 @@ def _key_facts(runs: KeyedRuns, latest_date: str | None, max_duration: float | N
         rerun=_earlier_rerun_candidate(ordered, keys, latest_date),
         usual=_usual_duration(zip(ordered, keys, strict=True), latest_date),
         previous_end=_previous_end(ordered, latest),
+        key_work=key_work(same),
     )
 
 
@@ -700,6 +704,45 @@ def _as_expected(runs: KeyedRuns, earlier: frozenset[str], opens: datetime, late
     last_start = _latest_keyed_start(kept_rows, kept_keys, instants, horizon)
     last_success = _latest_keyed_success(successes, same, instants[latest_key])
     return last_start, last_success, frozenset(passed_over)
+
+
+def key_work(attempts: Sequence[RunRow]) -> float | None:
+    """How long the attempts of one run key (in start order) worked in all, once its latest one has ended:
+    the time during which at least one of them was running (an attempt without an end, its process dead,
+    until the next one began), so that a re-run that only finishes what a failed attempt left is judged
+    on the key's whole work, and two rows of one run count once. None while the latest attempt has not
+    ended, when its end is before its start, and when a row's attempt counter says earlier attempts ran
+    whose rows are not in view (a scheduler that re-runs on the same row): their share is not known."""
+    if not attempts:
+        return None
+    latest = attempts[-1]
+    if latest.status in ("running", "queued") or run_seconds(latest) is None:
+        return None
+    if attempt_count(attempts) > len(attempts):
+        return None
+    spans: list[tuple[datetime, datetime]] = []
+    for position, row in enumerate(attempts):
+        if row.started_at is None:
+            continue
+        end = row.ended_at
+        if end is None:
+            end = min((moment for r in attempts[position + 1:] if (moment := began_at(r)) is not None), default=None)
+        if end is None or end < row.started_at:
+            continue
+        spans.append((row.started_at, end))
+    spans.sort()
+    total = 0.0
+    current: tuple[datetime, datetime] | None = None
+    for start, end in spans:
+        if current is not None and start <= current[1]:
+            current = (current[0], max(current[1], end))
+            continue
+        if current is not None:
+            total += (current[1] - current[0]).total_seconds()
+        current = (start, end)
+    if current is not None:
+        total += (current[1] - current[0]).total_seconds()
+    return total
 
 
 def _previous_end(rows: Sequence[RunRow], latest: RunRow | None) -> datetime | None:

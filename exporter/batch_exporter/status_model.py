@@ -168,6 +168,7 @@ class RunStatus:
     last_end: Moment | None
     last_success: Moment | None
     last_duration_seconds: float | None
+    key_work_seconds: float | None  # batch_run_key_work_seconds: what BatchRunSuspiciouslyFast judges
     running: int | None
     running_seconds: float | None
     max_duration_seconds: float | None
@@ -374,6 +375,7 @@ def _batch(name: str, found: list[tuple[str, dict[str, str], float]], reports: l
         last_end=at("batch_run_last_end_timestamp_seconds"),
         last_success=at("batch_run_last_success_timestamp_seconds"),
         last_duration_seconds=facts.one("batch_run_last_duration_seconds"),
+        key_work_seconds=facts.one("batch_run_key_work_seconds"),
         running=_integer(facts.one("batch_run_running")),
         running_seconds=facts.one("batch_run_running_seconds"),
         max_duration_seconds=facts.one("batch_run_max_duration_seconds"),
@@ -534,11 +536,11 @@ def _usual_conditions(facts: _Facts, run: RunStatus, too_long: bool, add: Any) -
             f"Running for {how_long(run.running_seconds)}, over twice the {how_long(p90)} that 9 in 10 of its "
             "recent successful runs took.")
     median = _usual(facts, "0.5")
-    if (median is not None and run.status == "success" and run.last_duration_seconds is not None
-            and run.last_duration_seconds < SUSPICIOUSLY_FAST_FACTOR * median):
+    if (median is not None and run.status == "success" and run.key_work_seconds is not None
+            and run.key_work_seconds < SUSPICIOUSLY_FAST_FACTOR * median):
         add("BatchRunSuspiciouslyFast", "warning",
-            f"The latest run succeeded after {how_long(run.last_duration_seconds)}, under a tenth of its usual "
-            f"{how_long(median)}: it may have processed nothing.")
+            f"The latest run succeeded, and its run key's runs worked {how_long(run.key_work_seconds)} in all, "
+            f"under a tenth of its usual {how_long(median)}: it may have processed nothing.")
 
 
 def _log_conditions(facts: _Facts, run: RunStatus, now: float, add: Any) -> None:
@@ -656,6 +658,7 @@ def _batch_json(batch: BatchStatus) -> dict[str, Any]:
             "last_start": _when(run.last_start), "last_end": _when(run.last_end),
             "last_success": _when(run.last_success),
             "last_duration_seconds": _number(run.last_duration_seconds),
+            "key_work_seconds": _number(run.key_work_seconds),
             "running": run.running, "running_seconds": _number(run.running_seconds),
             "max_duration_seconds": _number(run.max_duration_seconds), "presumed_dead": run.presumed_dead,
             "pending_records": _number(run.pending_records),

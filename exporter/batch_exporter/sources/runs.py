@@ -181,6 +181,8 @@ def add_run_samples(out: SampleBuilder, batch: str, s: RunSummary, last_success:
         out.add("batch_run_last_success_timestamp_seconds", last_success.timestamp(), batch=b)
     if s.last_duration is not None:
         out.add("batch_run_last_duration_seconds", s.last_duration, batch=b)
+    if s.key_work is not None:
+        out.add("batch_run_key_work_seconds", s.key_work, batch=b)
     if s.latest is not None:
         for status in STATUSES:
             out.add("batch_run_last_status", 1 if s.latest.status == status else 0, batch=b, status=status)
