@@ -388,6 +388,12 @@ def test_finish_deadlines_missed_and_at_risk() -> None:
     assert alerts_of([running, schedule("b", NOW - 3000, deadline=NOW + 900)]) == (
         "warning", {"BatchFinishDeadlineAtRisk": "warning"})
     assert alerts_of([running, schedule("b", NOW - 3000, deadline=NOW + 2400)]) == ("ok", {})
+    # today's start was due 2 hours ago and never made; the run in progress is a re-run of an earlier business
+    # date (the latest start is still the earlier date's): projected as not started, now + 80 min
+    rerun = with_samples(runs("b", status="running", start=NOW - 86400, end=None, running_seconds=600),
+                         [("batch_run_last_success_timestamp_seconds", NOW - 2 * 86400, {}), *usual(3600, 4800)])
+    found = alerts_of([rerun, schedule("b", NOW - 7200, deadline=NOW + 3600)])[1]
+    assert found["BatchFinishDeadlineAtRisk"] == "warning" and found["BatchRunMissed"] == "critical"
 
 
 def test_a_deadline_missed_by_a_batch_that_never_ran_needs_no_grace_and_the_deadline_instant_says_nothing(

@@ -616,16 +616,17 @@ def _schedule_conditions(facts: _Facts, run: RunStatus, schedule: ScheduleStatus
 
 def _projected_end(facts: _Facts, run: RunStatus, start: float | None, due: float, now: float) -> float | None:
     """batch:batch_run_projected_end_timestamp_seconds: a run in progress ends at max(start + median, now)
-    plus the usual spread; a start that is due and not made, as if it started now."""
+    plus the usual spread; a start that is due and not made, as if it started now, even while another run
+    (a re-run of an earlier key, yesterday's still going) is in progress."""
     median, p90 = _usual(facts, "0.5"), _usual(facts, "0.9")
     if p90 is None:
         return None
+    if start is not None and start < due:
+        return now + p90
     if run.running is not None and run.running > 0:
         if start is None or median is None:
             return None
         return max(start + median, now) + (p90 - median)
-    if start is not None and start < due:
-        return now + p90
     return None
 
 
