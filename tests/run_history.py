@@ -76,7 +76,7 @@ def sqlite_history(path: str, history: History) -> None:
 def config_yaml(database_block: str, runs_table: str = "batch_run", auth_table: str = "auth_request") -> str:
     """Three batches over one shared run table, plus one batch with no history at all."""
 
-    def batch(job: str, cron: str, tz: str, extra: str = "") -> str:
+    def batch(job: str, cron: str, tz: str, extra: str = "", grace: str = "15m") -> str:
         return f"""
   {job}:
     database: main
@@ -87,7 +87,7 @@ def config_yaml(database_block: str, runs_table: str = "batch_run", auth_table: 
       status: {{success: [OK], failed: [NG, ABEND], running: [RUN]}}
       lookback: 14d
       timezone: Asia/Tokyo
-    schedule: {{cron: "{cron}", timezone: {tz}, grace: 15m}}
+    schedule: {{cron: "{cron}", timezone: {tz}, grace: {grace}}}
     max_duration: 90m{extra}
 """
 
@@ -99,7 +99,9 @@ def config_yaml(database_block: str, runs_table: str = "batch_run", auth_table: 
       stuck_authorizing: {{query: "SELECT COUNT(*) FROM {auth_table} WHERE state = 'AUTHORIZING'", max: 0}}
       errors_known: {{query: "SELECT COUNT(*) FROM {auth_table} WHERE state = 'ERROR'", min: 1, max: 5}}"""
     return ("global:\n  poll_interval: 1s\n  log_poll_interval: 1s\ndatabases:\n  main:\n" + database_block
-            + "batches:" + batch("card-auth", "0 2 * * *", "Asia/Tokyo", records + "\n    idempotent: false")
+            # card-auth's failed night began 5 hours ago whatever the hour: a grace of 6 hours keeps its key
+            # today's start's (an earlier start begun before the grace is a re-run of an earlier key's)
+            + "batches:" + batch("card-auth", "0 2 * * *", "Asia/Tokyo", records + "\n    idempotent: false", "6h")
             + batch("settlement", "30 1 * * *", "America/New_York", "\n    idempotent: true")
             + batch("report", "0 6 * * 1", "Europe/London")
             + batch("never-run", "*/5 * * * *", "UTC"))

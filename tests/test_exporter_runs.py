@@ -50,7 +50,7 @@ def assert_history_metrics(series: Series, history: History) -> None:
     assert v("batch_check_ok", batch="card-auth", check="errors_known") == 1
     assert v("batch_run_idempotent", batch="card-auth") == 0
     assert v("batch_run_max_duration_seconds", batch="card-auth") == 5400
-    assert v("batch_schedule_grace_seconds", batch="card-auth") == 900
+    assert v("batch_schedule_grace_seconds", batch="card-auth") == 6 * 3600
     assert v("batch_schedule_last_expected_timestamp_seconds", batch="card-auth") == \
         last_daily(history.now, 2, 0, "Asia/Tokyo").timestamp()
     # settlement: one success, one unmapped status; schedule in a DST zone
