@@ -342,6 +342,25 @@ def test_a_batch_run_hourly_under_one_business_date_is_judged_by_its_latest_star
     assert missed(s, e) and not_succeeded(s, e)
 
 
+def test_a_next_day_batch_whose_night_crossed_midnight_does_not_hide_the_next_missing_night() -> None:
+    """A daily 23:50 batch for the next business date: the night of 12-02 began at 00:02 (late, inside
+    grace) under 12-03; on the night of 12-03 nothing starts, and 12-03 is re-run blindly at 00:30."""
+    nightly = '{cron: "50 23 * * *", timezone: Asia/Tokyo, grace: 15m, finish_by: "04:00 +1 day"}'
+    rows = [row("1", "2026-12-02", "success", tk("2026-12-01 23:50"), tk("2026-12-02 00:40")),
+            row("2", "2026-12-03", "failed", tk("2026-12-03 00:02"), tk("2026-12-03 00:30")),
+            row("3", "2026-12-03", "success", tk("2026-12-04 00:30"), tk("2026-12-04 01:20"))]
+    for now in ("2026-12-04 01:30", "2026-12-04 05:00"):
+        e = expected(tk(now), nightly)
+        assert e.at == tk("2026-12-03 23:50") and e.before == tk("2026-12-02 23:50")
+        s = summarize(rows, tk(now), TOKYO, MAX_DURATION, e)
+        assert missed(s, e) and not_succeeded(s, e), now
+    # the same nights with the 12-04 run on time: nothing is missed
+    on_time = rows + [row("4", "2026-12-04", "success", tk("2026-12-03 23:50"), tk("2026-12-04 00:20"))]
+    e = expected(tk("2026-12-04 01:30"), nightly)
+    s = summarize(on_time, tk("2026-12-04 01:30"), TOKYO, MAX_DURATION, e)
+    assert not missed(s, e) and not not_succeeded(s, e)
+
+
 def test_without_a_run_key_a_rerun_after_midnight_is_todays_first_run() -> None:
     # documented: the key is then the local start date, which the re-run shares with today's expected run
     now = tk("2026-06-10 06:10")
@@ -400,14 +419,15 @@ def test_a_short_rerun_of_yesterday_after_todays_normal_run_is_not_todays_fast_s
     assert s.key_work == 2400 and not fast(s)
 
 
-def test_the_work_of_a_key_counts_overlaps_once_and_a_dead_attempt_until_its_replacement() -> None:
+def test_the_work_of_a_key_counts_overlaps_once_and_a_dead_attempt_not_at_all() -> None:
     t = tk("2026-06-08 02:00")
     m = timedelta(minutes=1)
     same_start = [row("a", "k", "success", t, t + 10 * m), row("b", "k", "success", t, t + 10 * m)]
     assert key_work(same_start) == 600
     # the first attempt's process died (its row still says running); the re-run began 30 minutes later
-    dead = [row("a", "k", "running", t, None), row("b", "k", "success", t + 30 * m, t + 31 * m)]
-    assert key_work(dead) == 31 * 60
+    # a crash without an end: how far it got is unknown, and the 1-minute "success" is judged alone
+    dead = [row("a", "k", "running", t, None), row("b", "k", "success", t + 390 * m, t + 391 * m)]
+    assert key_work(dead) == 60
     assert key_work([row("a", "k", "failed", t, t + m), row("b", "k", "running", t + 2 * m, None)]) is None
     assert key_work([row("a", "k", "success", t, t - m)]) is None  # an end before its start
     # re-run on its row (an attempt counter of 2, the first attempt's row gone): its share is not known

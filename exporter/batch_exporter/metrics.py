@@ -44,10 +44,10 @@ CONTRACT: tuple[MetricSpec, ...] = (
           "defect in the run table)."),
     _spec("batch_run_key_work_seconds", "gauge", _B,
           "How long the attempts of the latest run key worked in all, once its latest run has ended: the time "
-          "at least one of them was running (an attempt left marked running, until the next one began), so "
-          "that a re-run that only finishes what a failed attempt left is judged on the key's whole work "
-          "(BatchRunSuspiciouslyFast). Absent while the latest run has not ended, and when an attempt counter "
-          "(columns.attempt) says earlier attempts ran whose rows are not in view."),
+          "at least one of them was running (an attempt left marked running, its process dead, counts nothing: "
+          "its share is unknown), so that a re-run that only finishes what a failed attempt left is judged "
+          "on the key's whole work (BatchRunSuspiciouslyFast). Absent while the latest run has not ended, and "
+          "when an attempt counter (columns.attempt) says earlier attempts ran whose rows are not in view."),
     _spec("batch_run_last_status", "gauge", ("batch", "status"),
           "1 for the status of the latest run (success, failed, running, queued, unknown), 0 for the others. "
           "The latest run is the last attempt of the latest run key. A status the status map does not name is "

@@ -73,6 +73,7 @@ class Expected:
 
     at: datetime
     grace: timedelta
+    before: datetime | None = None  # the expected start before `at`, when the schedule says
 
     @property
     def opens(self) -> datetime:
@@ -626,10 +627,13 @@ def earlier_keys(ordered: Sequence[RunRow], keys: Sequence[str | None],
     lags): yesterday's business date (or slot) cleared and re-run on its row this morning still began
     yesterday.
 
-    One exception, for a batch that runs more than once a day under one business date: a date that is the
-    local date of `expected` and of its own first run stays this start's. A business date processed on a
-    later or an earlier day than its runs start (a night batch for the next day, a morning one for the
-    day before) is not this exception: its key's first run began on another date.
+    One exception, for a batch scheduled more than once a day under one business date (the start before
+    `expected` is on its local date too): a date that is the local date of `expected` and of its own first
+    run stays this start's. A daily batch gets no exception: a night run for the next business date that
+    began after midnight, a little late, shares its key's date, and the next night's blind re-run of that
+    key would otherwise stand for the night's missing run. A business date processed on a later or an
+    earlier day than its runs start is not this exception either: its key's first run began on another
+    date.
 
     None when the table keeps no run key (the key is then the local start date, which a re-run after
     midnight shares with the day's scheduled run: they cannot be told apart), or when a key is neither a
@@ -669,13 +673,15 @@ def earlier_keys(ordered: Sequence[RunRow], keys: Sequence[str | None],
     if ceiling is None:
         return frozenset()
     today = expected.at.astimezone(tz).date().isoformat()
+    several_today = expected.before is not None and expected.before.astimezone(tz).date().isoformat() == today
     earlier = set()
     for key in rows_of:
         instant = instants[key]
         if instant is None or instant > ceiling:
             continue
         own = first.get(key)
-        if key == today and not _is_slot(key) and own is not None and own.astimezone(tz).date().isoformat() == key:
+        if (several_today and key == today and not _is_slot(key) and own is not None
+                and own.astimezone(tz).date().isoformat() == key):
             continue
         earlier.add(key)
     return frozenset(earlier)
@@ -708,9 +714,10 @@ def _as_expected(runs: KeyedRuns, earlier: frozenset[str], opens: datetime, late
 
 def key_work(attempts: Sequence[RunRow]) -> float | None:
     """How long the attempts of one run key (in start order) worked in all, once its latest one has ended:
-    the time during which at least one of them was running (an attempt without an end, its process dead,
-    until the next one began), so that a re-run that only finishes what a failed attempt left is judged
-    on the key's whole work, and two rows of one run count once. None while the latest attempt has not
+    the time during which at least one of them was running, so that a re-run that only finishes what a
+    failed attempt left is judged on the key's whole work, and two rows of one run count once. An attempt
+    without an end (its process died) counts nothing: how far it got is unknown, and a crash followed by
+    a 5-second "success" is exactly what the check is for. None while the latest attempt has not
     ended, when its end is before its start, and when a row's attempt counter says earlier attempts ran
     whose rows are not in view (a scheduler that re-runs on the same row): their share is not known."""
     if not attempts:
@@ -721,12 +728,10 @@ def key_work(attempts: Sequence[RunRow]) -> float | None:
     if attempt_count(attempts) > len(attempts):
         return None
     spans: list[tuple[datetime, datetime]] = []
-    for position, row in enumerate(attempts):
+    for row in attempts:
         if row.started_at is None:
             continue
         end = row.ended_at
-        if end is None:
-            end = min((moment for r in attempts[position + 1:] if (moment := began_at(r)) is not None), default=None)
         if end is None or end < row.started_at:
             continue
         spans.append((row.started_at, end))

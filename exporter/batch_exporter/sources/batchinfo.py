@@ -47,7 +47,10 @@ class BatchInfo:
         if self._schedule is None or self._config.schedule is None:
             return None
         previous, _ = self._schedule.fires_around(now)
-        return None if previous is None else Expected(previous, timedelta(seconds=self._config.schedule.grace))
+        if previous is None:
+            return None
+        before = self._schedule.previous_fire(previous - timedelta(microseconds=1))
+        return Expected(previous, timedelta(seconds=self._config.schedule.grace), before)
 
     def add_samples(self, out: SampleBuilder, batch: str, watching_since: float, now: datetime) -> None:
         """The series of `batch`, watched since `watching_since`, at `now`; never touches a database."""
