@@ -68,3 +68,25 @@ def test_a_large_render_gives_memory_back_and_a_small_one_does_not(trims: Trims)
 def test_this_machine_can_trim() -> None:
     # the tests run on Debian (glibc): were the lookup to fail here, no fleet would ever give memory back
     assert freed_memory.available()
+
+
+def test_importing_the_exporter_starts_no_child_process() -> None:
+    """A child started while the package imports (ctypes.util.find_library runs ldconfig) is there before
+    any signal handler: `demo --stack` was killed by a SIGTERM sent the moment a child appeared."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import subprocess\n"
+        "started = []\n"
+        "real = subprocess.Popen.__init__\n"
+        "def record(self, *args, **kwargs):\n"
+        "    started.append(args[0] if args else kwargs.get('args'))\n"
+        "    real(self, *args, **kwargs)\n"
+        "subprocess.Popen.__init__ = record\n"
+        "import batch_exporter.cli, batch_exporter.practice.demo_stack\n"
+        "from batch_exporter import freed_memory\n"
+        "print(started, freed_memory.available())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.startswith("[] "), done.stdout + done.stderr

@@ -8,7 +8,6 @@ less RSS, for under 10 ms a call). Elsewhere than on glibc this does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 import sys
 import threading
@@ -25,7 +24,9 @@ def _glibc_trim() -> Callable[[], None] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # the process's own symbols, libc's among them: ctypes.util.find_library would run ldconfig as a
+        # child process at import, before any signal handler is set (a SIGTERM then killed the process)
+        libc = ctypes.CDLL(None)
         trim = libc.malloc_trim
     except (OSError, AttributeError):  # musl and others have no malloc_trim
         return None
