@@ -317,15 +317,23 @@ def check_inputs(scenario: Scenario, check: Check) -> tuple[list[dict[str, str]]
         last_success = runs["batch_run_last_success_timestamp_seconds"][-1]
         if not math.isnan(last_success):
             successes[batch.name] = last_success
-        series = {**_exported(batch, config_text, t0, end), **runs}
-        for name, points in series.items():
-            if all(p != p for p in points):
-                continue  # not exported at all (no finish_by)
-            if name in TIMESTAMPS:
-                points = [p - t0 for p in points]
-            labels = ",".join(f'{k}="{v}"' for k, v in {"batch": batch.name, **INSTANCE}.items())
-            inputs.append({"series": f"{name}{{{labels}}}", "values": promtool_values(points)})
+        inputs += input_series(batch.name, {**_exported(batch, config_text, t0, end), **runs}, t0, TIMESTAMPS)
     return inputs, successes
+
+
+def input_series(batch: str, series: dict[str, list[float]], t0: float, timestamps: set[str]
+                 ) -> list[dict[str, str]]:
+    """promtool input series of one batch's exported values, one point a minute from `t0`; timestamps
+    made relative to `t0` (promtool's clock starts at 0); a series never exported is left out."""
+    out = []
+    labels = ",".join(f'{k}="{v}"' for k, v in {"batch": batch, **INSTANCE}.items())
+    for name, points in series.items():
+        if all(p != p for p in points):
+            continue  # not exported at all (no finish_by)
+        if name in timestamps:
+            points = [p - t0 for p in points]
+        out.append({"series": f"{name}{{{labels}}}", "values": promtool_values(points)})
+    return out
 
 
 def firing_expr() -> str:

@@ -30,7 +30,16 @@ from batch_exporter.config import Config, parse_config
 from batch_exporter.database import open_database
 from batch_exporter.sources.batchinfo import BatchInfo, BatchInfoSource
 from batch_exporter.sources.runs import RunsSource
-from calendar_days import INSTANCE, SCHEDULE_ALERTS, STEP, WINDOW, promtool_document, promtool_values
+from calendar_days import (
+    SCHEDULE_ALERTS,
+    STEP,
+    WINDOW,
+    Check,
+    firing_expr,
+    firing_samples,
+    input_series,
+    promtool_document,
+)
 
 EXPORTED = {
     "config": ("batch_schedule_last_expected_timestamp_seconds", "batch_schedule_finish_deadline_timestamp_seconds",
@@ -60,13 +69,6 @@ class Batch:
     runs: tuple[Run, ...]
     slots: bool = False  # keys are scheduled slots (columns.run_key), not business dates
     max_duration: str = "3h"
-
-
-@dataclass(frozen=True)
-class Check:
-    at: str  # local time YYYY-MM-DD HH:MM
-    firing: frozenset[tuple[str, str]]  # (alertname, batch) of the schedule alerts firing then
-    why: str
 
 
 @dataclass(frozen=True)
@@ -302,31 +304,23 @@ def _exported(config: Config, db: Path, scenario: Scenario, batch: Batch, t0: fl
 def scenario_tests(scenario: Scenario) -> Iterator[dict[str, object]]:
     """One promtool test per check, on the hour that ends at it."""
     tz = ZoneInfo(scenario.timezone)
-    wanted = "|".join(SCHEDULE_ALERTS)
     with tempfile.TemporaryDirectory() as scratch:
         db = Path(scratch) / "runs.db"
         config = parse_config(_config_text(scenario, db), "rerun_days.py")
         for check in scenario.checks:
             end = _local(check.at, tz)
             t0 = end - WINDOW
-            inputs = []
-            for batch in scenario.batches:
-                for name, points in _exported(config, db, scenario, batch, t0, end).items():
-                    if all(p != p for p in points):
-                        continue  # not exported at all (no finish_by)
-                    if name in TIMESTAMPS:
-                        points = [p - t0 for p in points]
-                    labels = ",".join(f'{k}="{v}"' for k, v in {"batch": batch.name, **INSTANCE}.items())
-                    inputs.append({"series": f"{name}{{{labels}}}", "values": promtool_values(points)})
+            inputs = [series for batch in scenario.batches
+                      for series in input_series(batch.name, _exported(config, db, scenario, batch, t0, end),
+                                                 t0, TIMESTAMPS)]
             yield {
                 "interval": "1m",
                 "name": f"{scenario.title}: {check.at} {scenario.timezone}, {check.why}",
                 "input_series": inputs,
                 "promql_expr_test": [{
-                    "expr": f'count by (alertname, batch) (ALERTS{{alertstate="firing",alertname=~"{wanted}"}})',
+                    "expr": firing_expr(),
                     "eval_time": f"{WINDOW // 60}m",
-                    "exp_samples": [{"labels": f'{{alertname="{a}",batch="{b}"}}', "value": 1}
-                                    for a, b in sorted(check.firing)],
+                    "exp_samples": firing_samples(check),
                 }],
             }
 
